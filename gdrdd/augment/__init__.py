@@ -1,0 +1,3 @@
+from gdrdd.augment.dsa import DSA, DSAParams
+
+__all__ = ["DSA", "DSAParams"]

@@ -1,0 +1,72 @@
+"""Turns the composed Hydra config into the objects of a run."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from gdrdd.augment.dsa import DSA
+from gdrdd.data.datamodule import RealDataModule
+from gdrdd.data.spec import DatasetSpec
+from gdrdd.evaluation.evaluator import Evaluator
+from gdrdd.evaluation.training import TrainSettings
+from gdrdd.matchers.dm import DistributionMatcher
+from gdrdd.models import build_model
+from gdrdd.module import DistillModule
+from gdrdd.robust.grouping import ByClass, Grouping, NearestSynthetic
+from gdrdd.robust.risk import CVaR, RiskMeasure, SumOverGroups
+
+
+def dataset_spec(cfg: DictConfig) -> DatasetSpec:
+    d = cfg.dataset
+    return DatasetSpec(name=d.name, reader=d.reader, channels=d.channels, resolution=d.resolution,
+                       class_names=tuple(str(c) for c in d.class_names), mean=tuple(d.mean), std=tuple(d.std),
+                       dsa_strategy=d.dsa_strategy)
+
+
+def network_factory(cfg: DictConfig, spec: DatasetSpec) -> Callable[[], nn.Module]:
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    return lambda: build_model(model_cfg, spec.channels, spec.num_classes, spec.resolution)
+
+
+def augmentation(kind: str, spec: DatasetSpec) -> DSA | None:
+    return DSA(spec.dsa_strategy) if kind == "dsa" else None
+
+
+def datamodule(cfg: DictConfig, spec: DatasetSpec) -> RealDataModule:
+    return RealDataModule(spec, cfg.paths.data_dir, cfg.paths.cache_dir, iterations=cfg.iterations)
+
+
+def robust_objective(cfg: DictConfig, num_classes: int) -> tuple[Grouping, RiskMeasure]:
+    """``cvar=none``: one group per class and the plain sum; ``cvar``: nearest-synthetic groups and CVaR."""
+    if cfg.cvar.name == "none":
+        return ByClass(), SumOverGroups()
+    scale = float(num_classes) if cfg.cvar.scale == "classes" else float(cfg.cvar.scale)
+    return NearestSynthetic(), CVaR(float(cfg.cvar.alpha), cfg.cvar.weighting, scale)
+
+
+def initial_images(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> torch.Tensor:
+    """``(C*ipc, ch, H, W)`` normalised: random real images per class, or Gaussian noise."""
+    if cfg.method.init == "real":
+        return data.random_subset(cfg.ipc)[0]
+    shape = (spec.num_classes * cfg.ipc, spec.channels, spec.resolution, spec.resolution)
+    return torch.randn(shape, device=data.device)
+
+
+def distill_module(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> DistillModule:
+    matcher = DistributionMatcher(network_factory(cfg, spec), augmentation(cfg.method.augment, spec))
+    grouping, risk = robust_objective(cfg, spec.num_classes)
+    return DistillModule(initial_images(cfg, data, spec), data.synthetic_labels(cfg.ipc), matcher, grouping, risk,
+                         lr_img=cfg.method.lr_img, momentum=cfg.method.momentum, batch_real=cfg.method.batch_real)
+
+
+def evaluator(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Evaluator:
+    e = cfg.eval
+    settings = TrainSettings(epochs=e.epochs, lr=e.lr, momentum=e.momentum, weight_decay=e.weight_decay,
+                             batch_size=e.batch_size)
+    return Evaluator(spec, data.test_images, data.test_labels, network_factory(cfg, spec), settings, nets=e.nets,
+                     augment=augmentation(e.augment, spec), num_groups=e.num_groups, cvar_alpha=e.cvar_alpha,
+                     seed=cfg.seed)

@@ -1,0 +1,73 @@
+"""Checks run on the composed config before any data is read or any step is taken."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from gdrdd.augment.dsa import FAMILIES
+from gdrdd.data.registry import READERS
+from gdrdd.errors import ConfigError
+from gdrdd.models import MODELS
+
+METHODS = ("dm", "random")
+CVARS = ("cvar", "none")
+INITS = ("real", "noise")
+AUGMENTS = ("dsa", "none")
+
+
+def _require(ok: bool, key: str, value: object, accepted: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is not valid; accepted: {accepted}.")
+
+
+def _positive_int(cfg: DictConfig, key: str, minimum: int = 1) -> None:
+    value = cfg_select(cfg, key)
+    _require(isinstance(value, int) and not isinstance(value, bool) and value >= minimum, key, value,
+             f"an integer >= {minimum}")
+
+
+def _positive_float(cfg: DictConfig, key: str) -> None:
+    value = cfg_select(cfg, key)
+    _require(isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0, key, value, "a number > 0")
+
+
+def cfg_select(cfg: DictConfig, key: str) -> object:
+    node: object = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError on the first invalid value."""
+    _positive_int(cfg, "ipc")
+    _positive_int(cfg, "iterations", minimum=0)
+    _require(isinstance(cfg.seed, int), "seed", cfg.seed, "an integer")
+    _require(cfg.method.name in METHODS, "method", cfg.method.name, ", ".join(METHODS))
+    _require(cfg.dataset.reader in READERS, "dataset.reader", cfg.dataset.reader, ", ".join(sorted(READERS)))
+    _require(cfg.model.name in MODELS, "model.name", cfg.model.name, ", ".join(sorted(MODELS)))
+    _require(len(cfg.dataset.mean) == len(cfg.dataset.std) == cfg.dataset.channels, "dataset.mean/std",
+             f"{list(cfg.dataset.mean)}/{list(cfg.dataset.std)}", f"one value per channel ({cfg.dataset.channels})")
+    strategy_families = str(cfg.dataset.dsa_strategy).split("_")
+    _require(all(f in FAMILIES for f in strategy_families), "dataset.dsa_strategy", cfg.dataset.dsa_strategy,
+             f"families joined by '_' from {', '.join(FAMILIES)}")
+    _require(cfg.cvar.name in CVARS, "cvar", cfg.cvar.name, ", ".join(CVARS))
+    if cfg.cvar.name == "cvar":
+        alpha = cfg.cvar.alpha
+        _require(isinstance(alpha, (int, float)) and 0 <= alpha < 1, "cvar.alpha", alpha,
+                 "a number in [0, 1) (0: the mean, non-robust; 0.8: the worst 20 %; near 1: the worst group)")
+        _require(cfg.cvar.weighting in ("mass", "uniform"), "cvar.weighting", cfg.cvar.weighting, "mass, uniform")
+        scale = cfg.cvar.scale
+        _require(scale == "classes" or (isinstance(scale, (int, float)) and scale > 0), "cvar.scale", scale,
+                 "'classes' or a number > 0")
+    if cfg.method.name != "random":
+        _positive_float(cfg, "method.lr_img")
+        _positive_int(cfg, "method.batch_real")
+        _require(cfg.method.init in INITS, "method.init", cfg.method.init, ", ".join(INITS))
+        _require(cfg.method.augment in AUGMENTS, "method.augment", cfg.method.augment, ", ".join(AUGMENTS))
+    for key in ("eval.nets", "eval.epochs", "eval.batch_size", "eval.num_groups"):
+        _positive_int(cfg, key)
+    _positive_int(cfg, "eval.every", minimum=0)
+    _positive_float(cfg, "eval.lr")
+    _require(cfg.eval.augment in AUGMENTS, "eval.augment", cfg.eval.augment, ", ".join(AUGMENTS))
+    _require(0 <= cfg.eval.cvar_alpha < 1, "eval.cvar_alpha", cfg.eval.cvar_alpha, "a number in [0, 1)")

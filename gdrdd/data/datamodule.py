@@ -1,0 +1,68 @@
+"""The real data: class-wise training tensors resident on the run's device, and the test set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from gdrdd.data.registry import load_real_data
+from gdrdd.data.spec import DatasetSpec
+
+
+class RealDataModule(L.LightningDataModule):
+    """Holds normalised real images per class and samples class-balanced batches without a DataLoader.
+
+    The Lightning training loop iterates over step indices (``train_dataloader``); the DistillModule draws
+    its real batch from ``sample_real`` on the device the images were moved to with ``to``.
+    """
+
+    def __init__(self, spec: DatasetSpec, data_dir: str | Path, cache_dir: str | Path | None = None,
+                 iterations: int = 1) -> None:
+        super().__init__()
+        self.spec, self.data_dir, self.cache_dir, self.iterations = spec, data_dir, cache_dir, iterations
+        self.class_images: list[torch.Tensor] = []
+        self.test_images: torch.Tensor | None = None
+        self.test_labels: torch.Tensor | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.class_images:
+            return
+        data = load_real_data(self.spec, self.data_dir, self.cache_dir)
+        train = self.spec.normalise(data.train.images)
+        self.class_images = [train[data.train.labels == c] for c in range(self.spec.num_classes)]
+        empty = [self.spec.class_names[c] for c, x in enumerate(self.class_images) if len(x) == 0]
+        if empty:
+            raise ValueError(f"data set {self.spec.name!r} has no training images for classes {empty}")
+        self.test_images = self.spec.normalise(data.test.images)
+        self.test_labels = data.test.labels
+
+    def to(self, device: torch.device | str) -> "RealDataModule":
+        """Move every tensor to ``device`` (once per run, so sampling needs no transfers)."""
+        self.class_images = [x.to(device) for x in self.class_images]
+        self.test_images, self.test_labels = self.test_images.to(device), self.test_labels.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.class_images[0].device
+
+    def sample_real(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(C, m, ch, H, W)`` random real images per class, ``m = min(n, smallest class size)``."""
+        m = min(n, *(len(x) for x in self.class_images))
+        picks = [x[torch.randperm(len(x), generator=generator)[:m].to(x.device)] for x in self.class_images]
+        return torch.stack(picks)
+
+    def random_subset(self, ipc: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``ipc`` random real images per class, flattened: images ``(C*ipc, ch, H, W)``, labels ``(C*ipc,)``."""
+        images = self.sample_real(ipc, generator).flatten(0, 1).clone()
+        return images, self.synthetic_labels(len(images) // self.spec.num_classes)
+
+    def synthetic_labels(self, ipc: int) -> torch.Tensor:
+        """Labels ``(C*ipc,)`` in class-major order: ``[0]*ipc + [1]*ipc + ...``."""
+        return torch.arange(self.spec.num_classes, device=self.device).repeat_interleave(ipc)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(range(self.iterations), batch_size=None, shuffle=False)

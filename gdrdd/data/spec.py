@@ -1,0 +1,58 @@
+"""What gdrdd needs to know about a data set, and the in-memory form of its images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Static facts of a data set (from ``conf/dataset/<name>.yaml``)."""
+
+    name: str
+    reader: str
+    channels: int
+    resolution: int
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    dsa_strategy: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 or [0, 1] float ``(N, C, H, W)`` -> normalised float32."""
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        return (x - self._stat(self.mean, x)) / self._stat(self.std, x)
+
+    def denormalise(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised ``(N, C, H, W)`` -> pixel values in [0, 1] (not clamped)."""
+        return images * self._stat(self.std, images) + self._stat(self.mean, images)
+
+    @staticmethod
+    def _stat(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
+        return torch.tensor(values, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
+
+
+@dataclass
+class ImageSet:
+    """``images``: uint8 ``(N, C, H, W)``; ``labels``: int64 ``(N,)``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError(f"ImageSet wants uint8 (N, C, H, W) images, got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError(f"ImageSet labels {tuple(self.labels.shape)} do not match {self.images.shape[0]} images")
+
+
+@dataclass
+class RealData:
+    train: ImageSet
+    test: ImageSet

@@ -1,0 +1,32 @@
+"""Evaluation of the synthetic set during and at the end of distillation."""
+
+from __future__ import annotations
+
+import lightning as L
+
+from gdrdd.evaluation.evaluator import Evaluator
+
+
+class EvaluationCallback(L.Callback):
+    """Evaluates the module's synthetic set every ``every`` steps (if > 0) and once at the end of training.
+
+    Metrics go to every logger under ``eval/``; the final ones are kept in ``final_metrics``.
+    """
+
+    def __init__(self, evaluator: Evaluator, every: int = 0) -> None:
+        self.evaluator, self.every = evaluator, every
+        self.final_metrics: dict[str, float] | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        step = trainer.global_step
+        if self.every > 0 and step % self.every == 0 and step < trainer.max_steps:
+            self._run(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.final_metrics = self._run(trainer, pl_module)
+
+    def _run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+        metrics = self.evaluator.evaluate(pl_module.images.detach(), pl_module.labels)
+        for logger in trainer.loggers:
+            logger.log_metrics({f"eval/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
+        return metrics

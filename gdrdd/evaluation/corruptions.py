@@ -1,0 +1,31 @@
+"""Test-time corruptions of the robustness evaluation, on pixel values in [0, 1] ``(N, C, H, W)``."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from kornia.filters import gaussian_blur2d
+
+NOISE_VARIANCE = 0.005
+BLUR_SIGMA = 2.0  # PIL's GaussianBlur "radius" is the standard deviation
+
+
+def gaussian_noise(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    noise = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
+    return (x + noise * math.sqrt(NOISE_VARIANCE)).clamp(0, 1)
+
+
+def gaussian_blur(x: torch.Tensor) -> torch.Tensor:
+    size = 2 * math.ceil(3 * BLUR_SIGMA) + 1
+    return gaussian_blur2d(x, (size, size), (BLUR_SIGMA, BLUR_SIGMA), border_type="reflect")
+
+
+def invert(x: torch.Tensor) -> torch.Tensor:
+    return 1.0 - x
+
+
+def corrupted_copies(x01: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The three corrupted test sets, in [0, 1]; the noise is fixed by ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    return {"noise": gaussian_noise(x01, g), "blur": gaussian_blur(x01), "invert": invert(x01)}

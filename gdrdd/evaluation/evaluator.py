@@ -1,0 +1,64 @@
+"""Scores a training set (distilled or a random real subset) by training fresh networks on it.
+
+Reports, as mean and std over ``nets`` networks (the same network seeds for every set scored, so
+comparisons are paired): test accuracy; worst- and mean-group accuracy over the paper's groups (k-means
+with ``num_groups`` clusters on the flattened test pixels); accuracy under Gaussian noise, Gaussian blur
+and colour inversion; and the CVaR at ``cvar_alpha`` of the groups' mean test losses.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from gdrdd.augment.dsa import DSA
+from gdrdd.data.spec import DatasetSpec
+from gdrdd.evaluation.corruptions import corrupted_copies
+from gdrdd.evaluation.groups import pixel_kmeans_groups
+from gdrdd.evaluation.metrics import accuracy, group_accuracies, group_loss_cvar, summarise
+from gdrdd.evaluation.training import TrainSettings, predict, train_network
+
+METRICS = ("acc", "worst_group_acc", "mean_group_acc", "acc_noise", "acc_blur", "acc_invert", "test_cvar")
+
+
+class Evaluator:
+    def __init__(self, spec: DatasetSpec, test_images: torch.Tensor, test_labels: torch.Tensor,
+                 make_network: Callable[[], nn.Module], settings: TrainSettings, nets: int = 3,
+                 augment: DSA | None = None, num_groups: int = 10, cvar_alpha: float = 0.8, seed: int = 0) -> None:
+        self.spec, self.make_network, self.settings = spec, make_network, settings
+        self.nets, self.augment, self.num_groups, self.cvar_alpha, self.seed = nets, augment, num_groups, cvar_alpha, seed
+        self.test_labels = test_labels
+        pixels = spec.denormalise(test_images).clamp(0, 1)
+        self.groups = pixel_kmeans_groups(pixels, num_groups, seed).to(test_labels.device)
+        corrupted = {name: spec.normalise(x) for name, x in corrupted_copies(pixels, seed).items()}
+        self.test_sets = {"clean": test_images, **corrupted}
+
+    def evaluate(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """Train ``nets`` fresh networks on ``images`` / ``labels`` and return the summarised metrics."""
+        per_net = []
+        for i in range(self.nets):
+            net_seed = 1_000_003 * (self.seed + 1) + i
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(net_seed)
+                net = self.make_network().to(images.device)
+            generator = torch.Generator().manual_seed(net_seed)
+            train_network(net, images, labels, self.settings, self.augment, generator)
+            per_net.append(self.score(net))
+        return summarise(per_net)
+
+    def score(self, net: nn.Module) -> dict[str, float]:
+        """Metrics of one trained network."""
+        c = self.spec.num_classes
+        preds, losses = predict(net, self.test_sets["clean"], self.test_labels)
+        per_group = group_accuracies(preds, self.test_labels, self.groups, self.num_groups)
+        metrics = {
+            "acc": accuracy(preds, self.test_labels, c),
+            "worst_group_acc": float(per_group.nan_to_num(float("inf")).min()),
+            "mean_group_acc": float(per_group.nanmean()),
+        }
+        for name in ("noise", "blur", "invert"):
+            metrics[f"acc_{name}"] = accuracy(predict(net, self.test_sets[name], self.test_labels)[0], self.test_labels, c)
+        metrics["test_cvar"] = group_loss_cvar(losses, self.groups, self.num_groups, self.cvar_alpha)
+        return metrics

@@ -1,0 +1,29 @@
+"""The one small interface every base matcher implements: per-group losses.
+
+A matcher receives the real batch ``(C, n, ch, H, W)`` (class-balanced, class-major) and the synthetic set
+``(C, ipc, ch, H, W)``, forms groups with the given ``Grouping`` in its own feature space, and returns one loss
+per group. It knows nothing of CVaR: the risk measure turns the losses into the scalar to minimise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from gdrdd.robust.grouping import Grouping
+
+
+@dataclass
+class GroupLosses:
+    """``losses`` ``(C*k,)`` (differentiable in the synthetic images) and real-image ``counts`` ``(C*k,)``;
+    group ``c*k + j`` is group ``j`` of class ``c``. Empty groups have count 0 and loss 0."""
+
+    losses: torch.Tensor
+    counts: torch.Tensor
+    groups_per_class: int
+
+
+class Matcher(Protocol):
+    def group_losses(self, real: torch.Tensor, synthetic: torch.Tensor, grouping: Grouping) -> GroupLosses: ...

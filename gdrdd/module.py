@@ -1,0 +1,59 @@
+"""The LightningModule: learnable synthetic images and the robust distillation step."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+
+from gdrdd.matchers.base import Matcher
+from gdrdd.robust.grouping import Grouping
+from gdrdd.robust.risk import RiskMeasure
+
+
+class DistillModule(L.LightningModule):
+    """Synthetic set ``images`` ``(C*ipc, ch, H, W)`` (class-major, normalised) with fixed ``labels`` ``(C*ipc,)``.
+
+    One training step: draw a class-balanced real batch from the DataModule -> matcher -> per-group losses ->
+    risk measure -> backward -> SGD update of the images (manual optimisation).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, matcher: Matcher, grouping: Grouping,
+                 risk: RiskMeasure, lr_img: float, momentum: float = 0.5, batch_real: int = 256) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.images = nn.Parameter(images.detach().clone())
+        self.register_buffer("labels", labels.detach().clone())
+        self.num_classes = int(labels.max()) + 1
+        self.ipc = len(labels) // self.num_classes
+        self.matcher, self.grouping, self.risk = matcher, grouping, risk
+        self.lr_img, self.momentum, self.batch_real = lr_img, momentum, batch_real
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD([self.images], lr=self.lr_img, momentum=self.momentum)
+
+    def on_fit_start(self) -> None:
+        self.trainer.datamodule.to(self.device)
+
+    def synthetic_by_class(self) -> torch.Tensor:
+        """The images as ``(C, ipc, ch, H, W)``."""
+        return self.images.view(self.num_classes, self.ipc, *self.images.shape[1:])
+
+    def training_step(self, batch: int, batch_idx: int) -> torch.Tensor:
+        real = self.trainer.datamodule.sample_real(self.batch_real)
+        out = self.matcher.group_losses(real, self.synthetic_by_class(), self.grouping)
+        risk = self.risk(out.losses, out.counts)
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(risk.objective)
+        optimizer.step()
+        nonempty = out.counts > 0
+        group_losses = out.losses.detach()[nonempty]
+        self.log("distill/loss", risk.objective.detach(), prog_bar=True)
+        self.log_dict({
+            "robust/risk": risk.value.detach(),
+            "robust/group_loss_mean": group_losses.mean(),
+            "robust/group_loss_max": group_losses.max(),
+            "robust/nonempty_groups": nonempty.sum().float(),
+        })
+        return risk.objective.detach()

@@ -1,0 +1,98 @@
+"""Risk measures over group losses.
+
+Convention (alpha in [0, 1)): for group losses ``L_g`` and weights ``w_g`` summing to one,
+
+    CVaR_alpha = min_eta  eta + 1 / (1 - alpha) * sum_g w_g * max(L_g - eta, 0),
+
+the weighted mean of the worst ``1 - alpha`` share of the mass, with a fractional weight on the boundary
+group. alpha = 0 is the weighted mean (non-robust); alpha -> 1 approaches the worst group; alpha = 0.8
+averages the worst 20 %. Weights are ``mass`` (each group's share of the real images) or ``uniform`` (every
+non-empty group alike); empty groups have weight 0. Gradients flow through the selected losses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+WEIGHTINGS = ("mass", "uniform")
+
+
+def cvar_tail_weights(losses: torch.Tensor, weights: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Weights ``(G,)`` on each group in the CVaR at level ``alpha``; they sum to one.
+
+    Sorts the losses in descending order and spends the tail mass ``1 - alpha`` from the worst group down;
+    the boundary group gets the remaining fraction. The result is a constant with respect to the losses
+    (it only depends on their order), so ``(tail_weights * losses).sum()`` differentiates exactly.
+    """
+    if not 0.0 <= alpha < 1.0:
+        raise ValueError(f"CVaR alpha must lie in [0, 1); got {alpha}")
+    tail = 1.0 - alpha
+    order = torch.argsort(losses.detach(), descending=True, stable=True)
+    w_sorted = weights[order] / weights.sum()
+    mass_before = torch.cumsum(w_sorted, 0) - w_sorted
+    taken = torch.clamp(torch.minimum(w_sorted, tail - mass_before), min=0.0)
+    out = torch.zeros_like(w_sorted)
+    out[order] = taken / tail
+    return out
+
+
+def cvar(losses: torch.Tensor, weights: torch.Tensor, alpha: float) -> torch.Tensor:
+    """CVaR of ``losses`` ``(G,)`` under ``weights`` ``(G,)`` (need not be normalised) at level ``alpha``."""
+    return (cvar_tail_weights(losses, weights.to(losses.dtype), alpha) * losses).sum()
+
+
+def group_weights(counts: torch.Tensor, weighting: str) -> torch.Tensor:
+    """Normalised group weights from real-image counts ``(G,)``; empty groups get 0."""
+    counts = counts.to(torch.float64 if counts.dtype == torch.float64 else torch.float32)
+    if weighting == "mass":
+        w = counts
+    elif weighting == "uniform":
+        w = (counts > 0).to(counts.dtype)
+    else:
+        raise ValueError(f"unknown CVaR weighting {weighting!r}; accepted: {', '.join(WEIGHTINGS)}")
+    return w / w.sum().clamp(min=1e-12)
+
+
+@dataclass
+class RiskOutput:
+    """``objective``: the scalar to minimise; ``value``: the risk itself; ``tail_weights`` ``(G,)``."""
+
+    objective: torch.Tensor
+    value: torch.Tensor
+    tail_weights: torch.Tensor
+
+
+class RiskMeasure(Protocol):
+    def __call__(self, losses: torch.Tensor, counts: torch.Tensor) -> RiskOutput: ...
+
+
+class SumOverGroups:
+    """The base methods' objective: the plain sum of the (per-class) losses. Used by ``cvar=none``."""
+
+    def __call__(self, losses: torch.Tensor, counts: torch.Tensor) -> RiskOutput:
+        total = losses.sum()
+        return RiskOutput(total, total, (counts > 0).to(losses.dtype))
+
+
+class CVaR:
+    """CVaR at level ``alpha`` over groups.
+
+    ``objective = scale * CVaR``. The base matchers sum their loss over C classes; with ``scale = C`` and
+    mass weights over class-balanced batches, alpha = 0 gives exactly the base method's gradient, so the
+    reference learning rates keep their meaning.
+    """
+
+    def __init__(self, alpha: float, weighting: str = "mass", scale: float = 1.0) -> None:
+        if not 0.0 <= alpha < 1.0:
+            raise ValueError(f"cvar.alpha={alpha} is outside [0, 1); alpha 0 is the mean, 0.8 the worst 20 %")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"cvar.weighting={weighting!r} is unknown; accepted: {', '.join(WEIGHTINGS)}")
+        self.alpha, self.weighting, self.scale = alpha, weighting, scale
+
+    def __call__(self, losses: torch.Tensor, counts: torch.Tensor) -> RiskOutput:
+        tail = cvar_tail_weights(losses, group_weights(counts, self.weighting).to(losses.dtype), self.alpha)
+        value = (tail * losses).sum()
+        return RiskOutput(self.scale * value, value, tail)

@@ -1,0 +1,29 @@
+"""Process-level speed settings that do not change numerics."""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+
+# glibc mallopt parameter numbers (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def tune_allocator() -> bool:
+    """Keep freed large blocks in the heap instead of returning them to the system.
+
+    On glibc, every convolution output above the mmap threshold is otherwise mapped and page-faulted anew
+    at each call, which made a CPU forward pass about 1.5x slower here. Equivalent to starting Python with
+    ``MALLOC_MMAP_THRESHOLD_=2000000000 MALLOC_TRIM_THRESHOLD_=2147483647``. A no-op (returns False) off
+    Linux/glibc; harmless on GPUs, whose memory this does not touch.
+    """
+    if platform.system() != "Linux":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    mmap_ok = libc.mallopt(_M_MMAP_THRESHOLD, 2_000_000_000) == 1
+    trim_ok = libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1  # mallopt takes a C int
+    return mmap_ok and trim_ok

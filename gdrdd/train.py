@@ -1,0 +1,84 @@
+"""One distillation run from a composed config: distil, evaluate against a random subset, write outputs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from gdrdd import build
+from gdrdd.config_checks import validate
+from gdrdd.evaluation.callback import EvaluationCallback
+from gdrdd.evaluation.report import comparison_table
+from gdrdd.outputs import save_distilled, save_image_grid, write_json
+from gdrdd.timing import StepTimer
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Run the job ``cfg`` describes and return what it wrote to ``metrics.json``.
+
+    Writes to ``cfg.paths.output_dir``: ``config.yaml`` (resolved), ``distilled.pt``, ``distilled.png``,
+    ``metrics.json`` and the logs of the configured loggers (``csv/metrics.csv`` always).
+    """
+    validate(cfg)
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    L.seed_everything(cfg.seed, workers=False, verbose=False)
+
+    spec = build.dataset_spec(cfg)
+    data = build.datamodule(cfg, spec)
+    data.setup()  # reads the data (a missing folder fails here, before any work)
+    loggers = [hydra.utils.instantiate(c) for c in cfg.logger.values()] if cfg.get("logger") else []
+    timer = StepTimer()
+    scored: dict[str, dict[str, float]] = {}
+
+    if cfg.method.name == "random":
+        trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False)
+        data.to(trainer.strategy.root_device)
+        evaluator = build.evaluator(cfg, data, spec)
+        images, labels = data.random_subset(cfg.ipc)
+        scored["random"] = evaluator.evaluate(images, labels)
+        _log_metrics(loggers, {f"eval/{k}": v for k, v in scored["random"].items()}, 0)
+    else:
+        evaluation = EvaluationCallback(None, every=cfg.eval.every)
+        trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=[timer, evaluation])
+        data.to(trainer.strategy.root_device)
+        evaluation.evaluator = evaluator = build.evaluator(cfg, data, spec)
+        module = build.distill_module(cfg, data, spec)
+        trainer.fit(module, datamodule=data)
+        images, labels = module.images.detach(), module.labels
+        scored["distilled"] = evaluation.final_metrics
+        if cfg.eval.baseline:
+            baseline = data.random_subset(cfg.ipc, torch.Generator().manual_seed(cfg.seed))
+            scored["random"] = evaluator.evaluate(*baseline)
+            _log_metrics(loggers, {f"baseline/{k}": v for k, v in scored["random"].items()}, trainer.global_step)
+
+    save_distilled(out / "distilled.pt", images, labels, spec, config)
+    grid = save_image_grid(out / "distilled.png", spec.denormalise(images), per_row=cfg.ipc)
+    for logger in loggers:
+        if hasattr(logger, "log_image"):
+            logger.log_image(key="distill/synthetic_images", images=[str(grid)])
+    result = {"method": cfg.method.name, "dataset": spec.name, "ipc": cfg.ipc, "seed": cfg.seed,
+              "cvar": config["cvar"], "iterations": cfg.iterations, **timer.summary(), "scored": scored}
+    write_json(out / "metrics.json", result)
+    table = comparison_table(scored)
+    (out / "table.md").write_text(table + "\n")
+    print(f"\n{spec.name}, method={cfg.method.name}, cvar={cfg.cvar.name}, IPC {cfg.ipc}, "
+          f"{cfg.eval.nets} evaluation nets x {cfg.eval.epochs} epochs\n{table}\nrun folder: {out}")
+    for logger in loggers:
+        logger.finalize("success")
+    return result
+
+
+def _log_metrics(loggers: list, metrics: dict[str, float], step: int) -> None:
+    for logger in loggers:
+        logger.log_metrics(metrics, step=step)

@@ -9,6 +9,7 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from gdrdd import build
@@ -56,7 +57,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         module = build.distill_module(cfg, data, spec)
         trainer.fit(module, datamodule=data)
         images, labels = module.images.detach(), module.labels
-        scored["distilled"] = evaluation.final_metrics
+        # With zero iterations Lightning stops before on_train_end, so score the initial set here.
+        scored["distilled"] = evaluation.final_metrics or evaluator.evaluate(images, labels)
         if cfg.eval.baseline:
             baseline = data.random_subset(cfg.ipc, torch.Generator().manual_seed(cfg.seed))
             scored["random"] = evaluator.evaluate(*baseline)
@@ -76,6 +78,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
           f"{cfg.eval.nets} evaluation nets x {cfg.eval.epochs} epochs\n{table}\nrun folder: {out}")
     for logger in loggers:
         logger.finalize("success")
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()  # flush and close, so each run of a multirun is its own W&B run
     return result
 
 

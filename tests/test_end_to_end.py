@@ -1,0 +1,96 @@
+"""Tiny runs through Hydra's compose API and the command line."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from gdrdd.errors import ConfigError
+from gdrdd.train import run
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["ipc=2", "iterations=3", "model.width=16", "eval.nets=1", "eval.epochs=2", "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false"]
+
+
+def compose_config(tmp_path, *overrides, method="dm"):
+    distill = ["method.batch_real=16"] if method != "random" else []
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=[*TINY, f"method={method}", *distill, f"paths.output_dir={tmp_path}",
+                                            *overrides])
+
+
+def test_tiny_run_writes_the_distilled_set_and_metrics(tmp_path):
+    result = run(compose_config(tmp_path, "cvar.alpha=0.8"))
+    blob = torch.load(tmp_path / "distilled.pt", weights_only=True)
+    assert blob["images"].shape == (20, 1, 28, 28) and blob["labels"].tolist() == [c for c in range(10) for _ in range(2)]
+    assert blob["config"]["cvar"]["alpha"] == 0.8 and blob["dataset"] == "mnist_mini" and blob["mean"] == [0.1307]
+    assert "gdrdd_version" in blob
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(result))
+    assert set(metrics["scored"]) == {"distilled", "random"}
+    assert 0 <= metrics["scored"]["distilled"]["worst_group_acc"] <= metrics["scored"]["distilled"]["mean_group_acc"]
+    assert metrics["steps"] == 3 and metrics["seconds_per_step_median"] > 0
+    with Image.open(tmp_path / "distilled.png") as grid:
+        assert grid.size[0] > 28 * 2 and grid.size[1] > 28 * 10
+    log = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()
+    assert "distill/loss" in log[0] and "robust/risk" in log[0] and "eval/acc" in log[0]
+    assert len([line for line in log[1:] if line.split(",")[log[0].split(",").index("distill/loss")]]) == 3
+    assert (tmp_path / "config.yaml").is_file() and "| test accuracy (%) |" in (tmp_path / "table.md").read_text()
+
+
+def test_distillation_changes_the_images_and_same_seed_repeats(tmp_path):
+    run(compose_config(tmp_path / "a", "cvar=none", "eval.baseline=false"))
+    run(compose_config(tmp_path / "b", "cvar=none", "eval.baseline=false"))
+    a = torch.load(tmp_path / "a" / "distilled.pt", weights_only=True)["images"]
+    b = torch.load(tmp_path / "b" / "distilled.pt", weights_only=True)["images"]
+    assert torch.equal(a, b)
+    run(compose_config(tmp_path / "c", "cvar=none", "eval.baseline=false", "iterations=0"))
+    init = torch.load(tmp_path / "c" / "distilled.pt", weights_only=True)["images"]
+    assert not torch.allclose(a, init)
+
+
+def test_random_method_scores_real_images(tmp_path):
+    result = run(compose_config(tmp_path, method="random"))
+    assert list(result["scored"]) == ["random"] and (tmp_path / "distilled.pt").is_file()
+
+
+def test_wandb_offline_writes_its_run_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    run(compose_config(tmp_path, "logger=wandb", "eval.baseline=false"))
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    records = b"".join(p.read_bytes() for p in runs[0].glob("*.wandb"))
+    assert b"distill/loss" in records and b"robust/risk" in records and b"eval/acc" in records
+    assert list(runs[0].glob("files/media/images/distill/synthetic_images*.png"))  # the image grid
+    assert (tmp_path / "csv" / "metrics.csv").is_file()
+
+
+@pytest.mark.parametrize("override,key", [("cvar.alpha=1.0", "cvar.alpha"), ("ipc=0", "ipc"),
+                                          ("method.init=zeros", "method.init"), ("eval.nets=0", "eval.nets")])
+def test_bad_values_are_refused_before_any_work(tmp_path, override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        run(compose_config(tmp_path, override))
+    assert not (tmp_path / "distilled.pt").exists()
+
+
+def test_command_line_reports_bad_alpha_in_one_paragraph_with_status_2(tmp_path):
+    env = {**os.environ, "GDRDD_DATA_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "train.py", "cvar.alpha=1.5", f"hydra.run.dir={tmp_path}/run"], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert "cvar.alpha=1.5" in proc.stderr and "[0, 1)" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_data_folder_stops_with_status_2(tmp_path):
+    proc = subprocess.run([sys.executable, "train.py", "dataset=cifar10", f"paths.data_dir={tmp_path}/empty",
+                           f"hydra.run.dir={tmp_path}/run"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "data_batch_1" in proc.stderr and "Traceback" not in proc.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,6 @@ from gdrdd.evaluation.callback import EvaluationCallback
 from gdrdd.evaluation.report import comparison_table
 from gdrdd.outputs import save_distilled, save_image_grid, write_json
 from gdrdd.timing import StepTimer
-
-log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -40,28 +37,24 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     data.setup()  # reads the data (a missing folder fails here, before any work)
     loggers = [hydra.utils.instantiate(c) for c in cfg.logger.values()] if cfg.get("logger") else []
     timer = StepTimer()
-    scored: dict[str, dict[str, float]] = {}
+    evaluation = EvaluationCallback(build.evaluator(cfg, data, spec), every=cfg.eval.every)
+    trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=[timer, evaluation])
+    data.to(trainer.strategy.root_device)
 
+    scored: dict[str, dict[str, float]] = {}
     if cfg.method.name == "random":
-        trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False)
-        data.to(trainer.strategy.root_device)
-        evaluator = build.evaluator(cfg, data, spec)
         images, labels = data.random_subset(cfg.ipc)
-        scored["random"] = evaluator.evaluate(images, labels)
+        scored["random"] = evaluation.evaluator.evaluate(images, labels)
         _log_metrics(loggers, {f"eval/{k}": v for k, v in scored["random"].items()}, 0)
     else:
-        evaluation = EvaluationCallback(None, every=cfg.eval.every)
-        trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=[timer, evaluation])
-        data.to(trainer.strategy.root_device)
-        evaluation.evaluator = evaluator = build.evaluator(cfg, data, spec)
         module = build.distill_module(cfg, data, spec)
         trainer.fit(module, datamodule=data)
         images, labels = module.images.detach(), module.labels
         # With zero iterations Lightning stops before on_train_end, so score the initial set here.
-        scored["distilled"] = evaluation.final_metrics or evaluator.evaluate(images, labels)
+        scored["distilled"] = evaluation.final_metrics or evaluation.evaluator.evaluate(images, labels)
         if cfg.eval.baseline:
             baseline = data.random_subset(cfg.ipc, torch.Generator().manual_seed(cfg.seed))
-            scored["random"] = evaluator.evaluate(*baseline)
+            scored["random"] = evaluation.evaluator.evaluate(*baseline)
             _log_metrics(loggers, {f"baseline/{k}": v for k, v in scored["random"].items()}, trainer.global_step)
 
     save_distilled(out / "distilled.pt", images, labels, spec, config)

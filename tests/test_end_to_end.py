@@ -27,7 +27,7 @@ def compose_config(tmp_path, *overrides, method="dm"):
 
 
 def test_tiny_run_writes_the_distilled_set_and_metrics(tmp_path):
-    result = run(compose_config(tmp_path, "cvar.alpha=0.8"))
+    result = run(compose_config(tmp_path, "cvar.alpha=0.8", "eval.every=2"))
     blob = torch.load(tmp_path / "distilled.pt", weights_only=True)
     assert blob["images"].shape == (20, 1, 28, 28) and blob["labels"].tolist() == [c for c in range(10) for _ in range(2)]
     assert blob["config"]["cvar"]["alpha"] == 0.8 and blob["dataset"] == "mnist_mini" and blob["mean"] == [0.1307]
@@ -41,7 +41,9 @@ def test_tiny_run_writes_the_distilled_set_and_metrics(tmp_path):
         assert grid.size[0] > 28 * 2 and grid.size[1] > 28 * 10
     log = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()
     assert "distill/loss" in log[0] and "robust/risk" in log[0] and "eval/acc" in log[0]
-    assert len([line for line in log[1:] if line.split(",")[log[0].split(",").index("distill/loss")]]) == 3
+    column = lambda name: [row.split(",")[log[0].split(",").index(name)] for row in log[1:]]  # noqa: E731
+    assert len([v for v in column("distill/loss") if v]) == 3
+    assert len([v for v in column("eval/acc") if v]) == 2  # after step 2 (eval.every) and at the end
     assert (tmp_path / "config.yaml").is_file() and "| test accuracy (%) |" in (tmp_path / "table.md").read_text()
 
 

@@ -35,8 +35,15 @@ class Evaluator:
         corrupted = {name: spec.normalise(x) for name, x in corrupted_copies(pixels, seed).items()}
         self.test_sets = {"clean": test_images, **corrupted}
 
+    def _move_test_data(self, device: torch.device) -> None:
+        """Keep the test tensors on the device of the sets being scored (moved once)."""
+        if self.test_labels.device != device:
+            self.test_labels, self.groups = self.test_labels.to(device), self.groups.to(device)
+            self.test_sets = {name: x.to(device) for name, x in self.test_sets.items()}
+
     def evaluate(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         """Train ``nets`` fresh networks on ``images`` / ``labels`` and return the summarised metrics."""
+        self._move_test_data(images.device)
         per_net = []
         for i in range(self.nets):
             net_seed = 1_000_003 * (self.seed + 1) + i

@@ -12,8 +12,10 @@ from gdrdd.augment.dsa import DSA
 from gdrdd.data.datamodule import RealDataModule
 from gdrdd.data.spec import DatasetSpec
 from gdrdd.evaluation.evaluator import Evaluator
-from gdrdd.evaluation.training import TrainSettings
+from gdrdd.training import TrainSettings
+from gdrdd.matchers.base import Matcher
 from gdrdd.matchers.dm import DistributionMatcher
+from gdrdd.matchers.gradient import GradientMatcher, loops_for_ipc
 from gdrdd.models import build_model
 from gdrdd.module import DistillModule
 from gdrdd.robust.grouping import ByClass, Grouping, NearestSynthetic
@@ -56,11 +58,23 @@ def initial_images(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> 
     return torch.randn(shape, device=data.device)
 
 
+def matcher(cfg: DictConfig, spec: DatasetSpec) -> Matcher:
+    """``dm``: distribution matching; ``dc`` / ``dsa``: gradient matching with the reference loop schedule."""
+    m = cfg.method
+    make_network, augment = network_factory(cfg, spec), augmentation(m.augment, spec)
+    if m.name == "dm":
+        return DistributionMatcher(make_network, augment)
+    outer, inner = loops_for_ipc(cfg.ipc, m.outer_loop, m.inner_loop)
+    return GradientMatcher(make_network, augment, metric=m.metric, outer_loop=outer, inner_loop=inner,
+                           lr_net=m.lr_net, batch_train=m.batch_train)
+
+
 def distill_module(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> DistillModule:
-    matcher = DistributionMatcher(network_factory(cfg, spec), augmentation(cfg.method.augment, spec))
     grouping, risk = robust_objective(cfg, spec.num_classes)
-    return DistillModule(initial_images(cfg, data, spec), data.synthetic_labels(cfg.ipc), matcher, grouping, risk,
-                         lr_img=cfg.method.lr_img, momentum=cfg.method.momentum, batch_real=cfg.method.batch_real)
+    return DistillModule(initial_images(cfg, data, spec), data.synthetic_labels(cfg.ipc), matcher(cfg, spec),
+                         grouping, risk,
+                         lr_img=cfg.method.lr_img, momentum=cfg.method.momentum, batch_real=cfg.method.batch_real,
+                         seed=cfg.seed)
 
 
 def evaluator(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Evaluator:

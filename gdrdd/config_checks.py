@@ -7,9 +7,10 @@ from omegaconf import DictConfig
 from gdrdd.augment.dsa import FAMILIES
 from gdrdd.data.registry import READERS
 from gdrdd.errors import ConfigError
+from gdrdd.matchers.gradient import DISTANCES, LOOPS_BY_IPC
 from gdrdd.models import MODELS
 
-METHODS = ("dm", "random")
+METHODS = ("dm", "dc", "dsa", "random")
 CVARS = ("cvar", "none")
 INITS = ("real", "noise")
 AUGMENTS = ("dsa", "none")
@@ -65,6 +66,17 @@ def validate(cfg: DictConfig) -> None:
         _positive_int(cfg, "method.batch_real")
         _require(cfg.method.init in INITS, "method.init", cfg.method.init, ", ".join(INITS))
         _require(cfg.method.augment in AUGMENTS, "method.augment", cfg.method.augment, ", ".join(AUGMENTS))
+    if cfg.method.name in ("dc", "dsa"):
+        _require(cfg.method.metric in DISTANCES, "method.metric", cfg.method.metric, ", ".join(DISTANCES))
+        _positive_float(cfg, "method.lr_net")
+        _positive_int(cfg, "method.batch_train")
+        for key in ("method.outer_loop", "method.inner_loop"):
+            if cfg_select(cfg, key) is not None:
+                _positive_int(cfg, key)
+        explicit = cfg.method.outer_loop is not None and cfg.method.inner_loop is not None
+        _require(explicit or cfg.ipc in LOOPS_BY_IPC, "ipc", cfg.ipc,
+                 f"one of {sorted(LOOPS_BY_IPC)} for the reference loop schedule of {cfg.method.name}, "
+                 "or set method.outer_loop and method.inner_loop")
     for key in ("eval.nets", "eval.epochs", "eval.batch_size", "eval.num_groups"):
         _positive_int(cfg, key)
     _positive_int(cfg, "eval.every", minimum=0)

@@ -14,12 +14,17 @@ from gdrdd.robust.risk import RiskMeasure
 class DistillModule(L.LightningModule):
     """Synthetic set ``images`` ``(C*ipc, ch, H, W)`` (class-major, normalised) with fixed ``labels`` ``(C*ipc,)``.
 
-    One training step: draw a class-balanced real batch from the DataModule -> matcher -> per-group losses ->
-    risk measure -> backward -> SGD update of the images (manual optimisation).
+    One training step is one distillation iteration: the matcher draws its network, then for each of its
+    ``updates_per_iteration`` updates: a class-balanced real batch from the DataModule -> matcher -> per-group
+    losses -> risk measure -> backward -> SGD update of the images (manual optimisation) -> the matcher's
+    ``after_update`` hook. The logged values are those of the iteration's last update.
+
+    Each iteration reseeds the global RNG from ``(seed, iteration)``, so an iteration's network, real batch
+    and augmentation draws depend only on the run seed and the iteration index.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, matcher: Matcher, grouping: Grouping,
-                 risk: RiskMeasure, lr_img: float, momentum: float = 0.5, batch_real: int = 256) -> None:
+                 risk: RiskMeasure, lr_img: float, momentum: float = 0.5, batch_real: int = 256, seed: int = 0) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.images = nn.Parameter(images.detach().clone())
@@ -27,7 +32,7 @@ class DistillModule(L.LightningModule):
         self.num_classes = int(labels.max()) + 1
         self.ipc = len(labels) // self.num_classes
         self.matcher, self.grouping, self.risk = matcher, grouping, risk
-        self.lr_img, self.momentum, self.batch_real = lr_img, momentum, batch_real
+        self.lr_img, self.momentum, self.batch_real, self.seed = lr_img, momentum, batch_real, seed
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD([self.images], lr=self.lr_img, momentum=self.momentum)
@@ -40,13 +45,18 @@ class DistillModule(L.LightningModule):
         return self.images.view(self.num_classes, self.ipc, *self.images.shape[1:])
 
     def training_step(self, batch: int, batch_idx: int) -> torch.Tensor:
-        real = self.trainer.datamodule.sample_real(self.batch_real)
-        out = self.matcher.group_losses(real, self.synthetic_by_class(), self.grouping)
-        risk = self.risk(out.losses, out.counts)
         optimizer = self.optimizers()
-        optimizer.zero_grad()
-        self.manual_backward(risk.objective)
-        optimizer.step()
+        torch.manual_seed(iteration_seed(self.seed, batch_idx))
+        self.matcher.start_iteration(self.device)
+        updates = self.matcher.updates_per_iteration
+        for update in range(updates):
+            real = self.trainer.datamodule.sample_real(self.batch_real)
+            out = self.matcher.group_losses(real, self.synthetic_by_class(), self.grouping)
+            risk = self.risk(out.losses, out.counts)
+            optimizer.zero_grad()
+            self.manual_backward(risk.objective)
+            optimizer.step()
+            self.matcher.after_update(self.synthetic_by_class().detach(), is_last=update == updates - 1)
         nonempty = out.counts > 0
         group_losses = out.losses.detach()[nonempty]
         self.log("distill/loss", risk.objective.detach(), prog_bar=True)
@@ -57,3 +67,8 @@ class DistillModule(L.LightningModule):
             "robust/nonempty_groups": nonempty.sum().float(),
         })
         return risk.objective.detach()
+
+
+def iteration_seed(run_seed: int, iteration: int) -> int:
+    """The RNG seed of one distillation iteration."""
+    return run_seed * 1_000_003 + iteration

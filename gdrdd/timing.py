@@ -1,4 +1,4 @@
-"""Wall-clock seconds per distillation step, measured around the training step alone."""
+"""Wall-clock seconds per distillation iteration (one Lightning training step), evaluation excluded."""
 
 from __future__ import annotations
 
@@ -23,5 +23,5 @@ class StepTimer(L.Callback):
     def summary(self) -> dict[str, float]:
         if not self.seconds:
             return {}
-        return {"seconds_per_step_median": statistics.median(self.seconds),
-                "seconds_per_step_mean": statistics.fmean(self.seconds), "steps": len(self.seconds)}
+        return {"seconds_per_iteration_median": statistics.median(self.seconds),
+                "seconds_per_iteration_mean": statistics.fmean(self.seconds), "iterations_timed": len(self.seconds)}

@@ -18,6 +18,13 @@ def batches(seed=0):
     return real, syn
 
 
+def matcher(make_net, augment=None):
+    """A DistributionMatcher with its iteration's network drawn (from the global RNG, as the reference)."""
+    m = DistributionMatcher(make_net, augment)
+    m.start_iteration("cpu")
+    return m
+
+
 def reference_dm_loss(make_net, augment, real, syn):
     """Plain DM as the original code computes it: per class, a shared DSA draw for the real and synthetic
     batch, embeddings of each class separately, squared distance of means, summed over classes."""
@@ -40,7 +47,7 @@ def test_cvar_none_equals_plain_dm(tiny_net_factory, augment):
     ref = reference_dm_loss(tiny_net_factory, augment, real, syn)
     (g_ref,) = torch.autograd.grad(ref, syn)
     torch.manual_seed(7)
-    out = DistributionMatcher(tiny_net_factory, augment).group_losses(real, syn, ByClass())
+    out = matcher(tiny_net_factory, augment).group_losses(real, syn, ByClass())
     ours = SumOverGroups()(out.losses, out.counts).objective
     (g_ours,) = torch.autograd.grad(ours, syn)
     assert out.losses.shape == (C,) and torch.equal(out.counts, torch.full((C,), float(N)))
@@ -51,10 +58,10 @@ def test_cvar_none_equals_plain_dm(tiny_net_factory, augment):
 def test_alpha_zero_mass_weights_gives_plain_gradient_times_constant(tiny_net_factory):
     real, syn = batches(1)
     torch.manual_seed(3)
-    plain = DistributionMatcher(tiny_net_factory).group_losses(real, syn, ByClass())
+    plain = matcher(tiny_net_factory).group_losses(real, syn, ByClass())
     (g_plain,) = torch.autograd.grad(SumOverGroups()(plain.losses, plain.counts).objective, syn)
     torch.manual_seed(3)
-    grouped = DistributionMatcher(tiny_net_factory).group_losses(real, syn, NearestSynthetic())
+    grouped = matcher(tiny_net_factory).group_losses(real, syn, NearestSynthetic())
     assert grouped.losses.shape == (C * IPC,) and float(grouped.counts.sum()) == C * N
     assert int((grouped.counts > 0).sum()) > C  # really more than one group per class
     value = CVaR(0.0, "mass").__call__(grouped.losses, grouped.counts).objective
@@ -63,7 +70,7 @@ def test_alpha_zero_mass_weights_gives_plain_gradient_times_constant(tiny_net_fa
     assert torch.allclose(g_cvar * C, g_plain, rtol=1e-4, atol=1e-7)
     # ... and scale='classes' (scale = C) restores it exactly.
     torch.manual_seed(3)
-    grouped = DistributionMatcher(tiny_net_factory).group_losses(real, syn, NearestSynthetic())
+    grouped = matcher(tiny_net_factory).group_losses(real, syn, NearestSynthetic())
     (g_scaled,) = torch.autograd.grad(CVaR(0.0, "mass", scale=C)(grouped.losses, grouped.counts).objective, syn)
     assert torch.allclose(g_scaled, g_plain, rtol=1e-4, atol=1e-7)
 
@@ -71,7 +78,7 @@ def test_alpha_zero_mass_weights_gives_plain_gradient_times_constant(tiny_net_fa
 @pytest.mark.parametrize("alpha", [0.0, 0.5, 0.8, 0.95])
 def test_gradient_reaches_synthetic_images_through_cvar(tiny_net_factory, alpha):
     real, syn = batches(2)
-    out = DistributionMatcher(tiny_net_factory, DSA()).group_losses(real, syn, NearestSynthetic())
+    out = matcher(tiny_net_factory, DSA()).group_losses(real, syn, NearestSynthetic())
     risk = CVaR(alpha, "mass")(out.losses, out.counts)
     risk.objective.backward()
     assert syn.grad is not None and torch.isfinite(syn.grad).all()
@@ -88,5 +95,5 @@ def test_batchnorm_network_embeds_each_class_separately():
     torch.manual_seed(0)
     ref = reference_dm_loss(make, None, real, syn)
     torch.manual_seed(0)
-    out = DistributionMatcher(make).group_losses(real, syn, ByClass())
+    out = matcher(make).group_losses(real, syn, ByClass())
     assert torch.allclose(out.losses.sum(), ref, rtol=1e-5)

@@ -36,7 +36,7 @@ def test_tiny_run_writes_the_distilled_set_and_metrics(tmp_path):
     assert metrics == json.loads(json.dumps(result))
     assert set(metrics["scored"]) == {"distilled", "random"}
     assert 0 <= metrics["scored"]["distilled"]["worst_group_acc"] <= metrics["scored"]["distilled"]["mean_group_acc"]
-    assert metrics["steps"] == 3 and metrics["seconds_per_step_median"] > 0
+    assert metrics["iterations_timed"] == 3 and metrics["seconds_per_iteration_median"] > 0
     with Image.open(tmp_path / "distilled.png") as grid:
         assert grid.size[0] > 28 * 2 and grid.size[1] > 28 * 10
     log = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()
@@ -96,3 +96,16 @@ def test_missing_data_folder_stops_with_status_2(tmp_path):
     proc = subprocess.run([sys.executable, "train.py", "dataset=cifar10", f"paths.data_dir={tmp_path}/empty",
                            f"hydra.run.dir={tmp_path}/run"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "data_batch_1" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("method", ["dc", "dsa"])
+def test_gradient_matching_runs_through_hydra(tmp_path, method):
+    result = run(compose_config(tmp_path, "ipc=1", "iterations=2", "eval.baseline=false", method=method))
+    assert result["method"] == method and result["iterations_timed"] == 2
+    blob = torch.load(tmp_path / "distilled.pt", weights_only=True)
+    assert blob["images"].shape == (10, 1, 28, 28) and blob["config"]["method"]["name"] == method
+
+
+def test_gradient_matching_ipc_without_schedule_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="outer_loop"):
+        run(compose_config(tmp_path, "ipc=7", method="dsa"))

@@ -8,7 +8,7 @@ from gdrdd.evaluation.evaluator import Evaluator
 
 
 class EvaluationCallback(L.Callback):
-    """Evaluates the module's synthetic set every ``every`` steps (if > 0) and once at the end of training.
+    """Evaluates the module's synthetic set every ``every`` iterations (if > 0) and once at the end of training.
 
     Metrics go to every logger under ``eval/``; the final ones are kept in ``final_metrics``.
     """
@@ -18,8 +18,8 @@ class EvaluationCallback(L.Callback):
         self.final_metrics: dict[str, float] | None = None
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
-        step = trainer.global_step
-        if self.every > 0 and step % self.every == 0 and step < trainer.max_steps:
+        done = batch_idx + 1  # iterations completed
+        if self.every > 0 and done % self.every == 0 and done < trainer.num_training_batches:
             self._run(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

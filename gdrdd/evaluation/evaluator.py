@@ -18,7 +18,7 @@ from gdrdd.data.spec import DatasetSpec
 from gdrdd.evaluation.corruptions import corrupted_copies
 from gdrdd.evaluation.groups import pixel_kmeans_groups
 from gdrdd.evaluation.metrics import accuracy, group_accuracies, group_loss_cvar, summarise
-from gdrdd.evaluation.training import TrainSettings, predict, train_network
+from gdrdd.training import TrainSettings, predict, train_network
 
 METRICS = ("acc", "worst_group_acc", "mean_group_acc", "acc_noise", "acc_blur", "acc_invert", "test_cvar")
 

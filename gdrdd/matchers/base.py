@@ -3,6 +3,10 @@
 A matcher receives the real batch ``(C, n, ch, H, W)`` (class-balanced, class-major) and the synthetic set
 ``(C, ipc, ch, H, W)``, forms groups with the given ``Grouping`` in its own feature space, and returns one loss
 per group. It knows nothing of CVaR: the risk measure turns the losses into the scalar to minimise.
+
+One distillation *iteration* is: ``start_iteration()`` (draw the iteration's network), then
+``updates_per_iteration`` times: ``group_losses`` -> risk -> synthetic update -> ``after_update``
+(where a matcher may train its network, as gradient matching does between matching steps).
 """
 
 from __future__ import annotations
@@ -26,4 +30,10 @@ class GroupLosses:
 
 
 class Matcher(Protocol):
+    updates_per_iteration: int
+
+    def start_iteration(self, device: torch.device) -> None: ...
+
     def group_losses(self, real: torch.Tensor, synthetic: torch.Tensor, grouping: Grouping) -> GroupLosses: ...
+
+    def after_update(self, synthetic: torch.Tensor, is_last: bool) -> None: ...

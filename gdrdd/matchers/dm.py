@@ -1,6 +1,6 @@
 """Distribution matching (DM, Zhao & Bilen 2023) with per-group losses.
 
-Each call draws a fresh network (no gradient into it), augments each class's real and synthetic images
+Each iteration draws a fresh network (no gradient into it) for its single update, augments each class's real and synthetic images
 with one shared DSA draw, and embeds both. Group ``g`` of class ``c`` scores
 
     L_g = || mean embedding of group g's real images - mean embedding of S_c ||^2.
@@ -22,15 +22,23 @@ from gdrdd.robust.grouping import Grouping, group_means
 
 
 class DistributionMatcher:
+    updates_per_iteration = 1
+
     def __init__(self, make_network: Callable[[], nn.Module], augment: DSA | None = None) -> None:
         self.make_network = make_network
         self.augment = augment
+        self.net: nn.Module | None = None
+
+    def start_iteration(self, device: torch.device | str) -> None:
+        self.net = self.make_network().to(device).train().requires_grad_(False)
+
+    def after_update(self, synthetic: torch.Tensor, is_last: bool) -> None:
+        """DM trains no network."""
 
     def group_losses(self, real: torch.Tensor, synthetic: torch.Tensor, grouping: Grouping) -> GroupLosses:
-        c, n = real.shape[:2]
+        c = real.shape[0]
         ipc = synthetic.shape[1]
-        net = self.make_network().to(real.device).train()
-        net.requires_grad_(False)
+        net = self.net
         if self.augment is not None:
             pairs = [self.augment.siamese(real[i], synthetic[i]) for i in range(c)]
             real = torch.stack([p[0] for p in pairs])

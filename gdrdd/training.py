@@ -1,6 +1,8 @@
-"""Training a fresh network on a (synthetic) training set: the evaluation protocol of DC/DSA/DM.
+"""Training a network on a (small) training set: the evaluation protocol of DC/DSA/DM, and the epoch loop
+shared with matchers that train their network between matching steps.
 
-SGD (lr, momentum 0.9, weight decay 5e-4), batch 256, ``epochs`` epochs, lr x 0.1 at half, per-sample DSA.
+Evaluation protocol (``train_network``): SGD (lr, momentum 0.9, weight decay 5e-4), batch 256, ``epochs``
+epochs, lr x 0.1 at half, per-sample DSA.
 """
 
 from __future__ import annotations
@@ -26,15 +28,24 @@ class TrainSettings:
 def train_network(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: TrainSettings,
                   augment: DSA | None = None, generator: torch.Generator | None = None) -> nn.Module:
     """Train ``net`` in place on ``images`` ``(N, ch, H, W)`` and ``labels`` ``(N,)``; returns it in eval mode."""
-    images, labels = images.detach(), labels.detach()
     optimizer = torch.optim.SGD(net.parameters(), lr=settings.lr, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [settings.epochs // 2], gamma=0.1)
+    run_epochs(net, optimizer, images, labels, settings.epochs, settings.batch_size, augment, generator, scheduler)
+    return net.eval()
+
+
+def run_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
+               epochs: int, batch_size: int, augment: DSA | None = None, generator: torch.Generator | None = None,
+               scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> None:
+    """``epochs`` passes of shuffled mini-batch training with cross-entropy, per-sample augmentation if given;
+    the scheduler (if any) steps once per epoch. Leaves ``net`` in train mode."""
+    images, labels = images.detach(), labels.detach()
     net.train()
-    for _ in range(settings.epochs):
+    for _ in range(epochs):
         order = torch.randperm(len(images), generator=generator).to(images.device)
-        for start in range(0, len(images), settings.batch_size):
-            idx = order[start:start + settings.batch_size]
+        for start in range(0, len(images), batch_size):
+            idx = order[start:start + batch_size]
             x = images[idx]
             if augment is not None:
                 x = augment(x, generator)
@@ -42,8 +53,8 @@ def train_network(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, se
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        scheduler.step()
-    return net.eval()
+        if scheduler is not None:
+            scheduler.step()
 
 
 @torch.no_grad()

@@ -1,0 +1,142 @@
+"""Gradient matching (DC, Zhao et al. 2021; DSA, Zhao & Bilen 2021) with per-group losses.
+
+Each iteration draws a fresh network and makes ``outer_loop`` synthetic updates; between two of them the
+network is trained ``inner_loop`` epochs on the synthetic set (SGD ``lr_net``). For each class, the loss
+of group ``g`` is the distance between the gradient (w.r.t. the network parameters) of the cross-entropy of
+the class's synthetic images and that of group ``g``'s real images; real gradients are detached, synthetic
+ones keep their graph. With ``ByClass`` grouping this is plain DC/DSA, summed over classes.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gdrdd.augment.dsa import DSA
+from gdrdd.training import run_epochs
+from gdrdd.matchers.base import GroupLosses
+from gdrdd.models import has_batchnorm
+from gdrdd.robust.grouping import Grouping
+
+DISTANCES = ("ours", "mse", "cos")
+# IPC -> (outer_loop, inner_loop) of the reference implementation.
+LOOPS_BY_IPC = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
+BN_BATCH_PER_CLASS = 16
+
+
+def loops_for_ipc(ipc: int, outer_loop: int | None = None, inner_loop: int | None = None) -> tuple[int, int]:
+    """(outer, inner) loop counts: the reference schedule by IPC unless both are given."""
+    if outer_loop is not None and inner_loop is not None:
+        return outer_loop, inner_loop
+    if ipc not in LOOPS_BY_IPC:
+        raise ValueError(f"no reference loop schedule for ipc={ipc} (known: {sorted(LOOPS_BY_IPC)}); "
+                         "set method.outer_loop and method.inner_loop")
+    ref_outer, ref_inner = LOOPS_BY_IPC[ipc]
+    return outer_loop or ref_outer, inner_loop or ref_inner
+
+
+def gradient_distance(real: list[torch.Tensor], synthetic: list[torch.Tensor], metric: str = "ours") -> torch.Tensor:
+    """Distance ``(G,)`` between ``G`` real gradients (each entry ``(G, *param_shape)``) and one synthetic
+    gradient (entries ``param_shape``), per parameter tensor and summed.
+
+    - ``ours``: sum over layers and output units of ``1 - cos`` (conv weights flattened per output channel;
+      1-D parameters such as biases and norm scales contribute 0);
+    - ``mse``: squared Euclidean distance of the concatenated gradients;
+    - ``cos``: ``1 - cos`` of the concatenated gradients.
+    """
+    if metric == "ours":
+        total = real[0].new_zeros(real[0].shape[0])
+        for r, s in zip(real, synthetic):
+            if s.dim() == 1:
+                continue
+            r_rows, s_rows = r.flatten(2) if s.dim() > 2 else r, s.flatten(1) if s.dim() > 2 else s
+            cos = (r_rows * s_rows).sum(-1) / (r_rows.norm(dim=-1) * s_rows.norm(dim=-1) + 1e-6)
+            total = total + (1 - cos).sum(-1)
+        return total
+    r_vec = torch.cat([r.flatten(1) for r in real], 1)
+    s_vec = torch.cat([s.flatten() for s in synthetic]).unsqueeze(0)
+    if metric == "mse":
+        return ((s_vec - r_vec) ** 2).sum(-1)
+    if metric == "cos":
+        return 1 - (r_vec * s_vec).sum(-1) / (r_vec.norm(dim=-1) * s_vec.norm(dim=-1) + 1e-6)
+    raise ValueError(f"unknown gradient distance {metric!r}; accepted: {', '.join(DISTANCES)}")
+
+
+def group_gradients(net: nn.Module, params: list[nn.Parameter], images: torch.Tensor, label: int,
+                    ids: torch.Tensor, groups: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Detached gradients of each group's mean cross-entropy: entries ``(groups, *param_shape)``, and counts.
+
+    One forward and backward per non-empty group on that group's images only, so the work adds up to one
+    pass over the batch (exact: the norm layers used during matching have no batch coupling).
+    """
+    counts = torch.bincount(ids, minlength=groups)
+    grads = [p.new_zeros(groups, *p.shape) for p in params]
+    for g in torch.nonzero(counts).flatten().tolist():
+        x = images[ids == g]
+        loss = F.cross_entropy(net(x), torch.full((len(x),), label, device=x.device))
+        for acc, grad in zip(grads, torch.autograd.grad(loss, params)):
+            acc[g] = grad
+    return grads, counts
+
+
+def freeze_batchnorm_statistics(net: nn.Module, real: torch.Tensor) -> None:
+    """Set batch-norm statistics from a real batch, then keep them fixed (eval mode) while matching."""
+    net.train()
+    with torch.no_grad():
+        net(real)
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+class GradientMatcher:
+    def __init__(self, make_network: Callable[[], nn.Module], augment: DSA | None = None, metric: str = "ours",
+                 outer_loop: int = 10, inner_loop: int = 50, lr_net: float = 0.01, batch_train: int = 256) -> None:
+        if metric not in DISTANCES:
+            raise ValueError(f"method.metric={metric!r} is unknown; accepted: {', '.join(DISTANCES)}")
+        self.make_network, self.augment, self.metric = make_network, augment, metric
+        self.updates_per_iteration, self.inner_loop = outer_loop, inner_loop
+        self.lr_net, self.batch_train = lr_net, batch_train
+        self.net: nn.Module | None = None
+
+    def start_iteration(self, device: torch.device | str) -> None:
+        self.net = self.make_network().to(device).train()
+        self.params = [p for p in self.net.parameters() if p.requires_grad]
+        self.net_optimizer = torch.optim.SGD(self.params, lr=self.lr_net)
+
+    def group_losses(self, real: torch.Tensor, synthetic: torch.Tensor, grouping: Grouping) -> GroupLosses:
+        c, ipc = real.shape[0], synthetic.shape[1]
+        k = grouping.groups_per_class(ipc)
+        net = self.net
+        if has_batchnorm(net):
+            freeze_batchnorm_statistics(net, real[:, :BN_BATCH_PER_CLASS].flatten(0, 1))
+        losses, counts = [], []
+        for cls in range(c):
+            r, s = real[cls], synthetic[cls]
+            if self.augment is not None:
+                r, s = self.augment.siamese(r, s)
+            if k > 1:
+                with torch.no_grad():
+                    ids = grouping.assign(net.embed(r)[None], net.embed(s)[None])[0]
+            else:
+                ids = torch.zeros(len(r), dtype=torch.long, device=r.device)
+            g_real, n_real = group_gradients(net, self.params, r, cls, ids, k)
+            syn_loss = F.cross_entropy(net(s), torch.full((len(s),), cls, device=s.device))
+            g_syn = torch.autograd.grad(syn_loss, self.params, create_graph=True)
+            distance = gradient_distance(g_real, list(g_syn), self.metric)
+            losses.append(torch.where(n_real > 0, distance, torch.zeros_like(distance)))
+            counts.append(n_real.to(distance.dtype))
+        return GroupLosses(torch.cat(losses), torch.cat(counts), k)
+
+    def after_update(self, synthetic: torch.Tensor, is_last: bool) -> None:
+        """Train the network ``inner_loop`` epochs on the synthetic set (not after the iteration's last update)."""
+        if is_last:
+            return
+        c, ipc = synthetic.shape[:2]
+        labels = torch.arange(c, device=synthetic.device).repeat_interleave(ipc)
+        # With DSA, the network trains with per-sample augmentation parameters, as in the reference.
+        run_epochs(self.net, self.net_optimizer, synthetic.flatten(0, 1), labels, self.inner_loop, self.batch_train,
+                   self.augment)

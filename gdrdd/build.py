@@ -15,7 +15,7 @@ from gdrdd.evaluation.evaluator import Evaluator
 from gdrdd.training import TrainSettings
 from gdrdd.matchers.base import Matcher
 from gdrdd.matchers.dm import DistributionMatcher
-from gdrdd.matchers.gradient import GradientMatcher, loops_for_ipc
+from gdrdd.matchers.gradient import GradientMatcher, RobustNetworkTraining, loops_for_ipc
 from gdrdd.models import build_model
 from gdrdd.module import DistillModule
 from gdrdd.robust.grouping import ByClass, Grouping, NearestSynthetic
@@ -43,11 +43,20 @@ def datamodule(cfg: DictConfig, spec: DatasetSpec) -> RealDataModule:
 
 
 def robust_objective(cfg: DictConfig, num_classes: int) -> tuple[Grouping, RiskMeasure]:
-    """``cvar=none``: one group per class and the plain sum; ``cvar``: nearest-synthetic groups and CVaR."""
-    if cfg.cvar.name == "none":
+    """The synthetic set's objective. ``cvar=none`` or ``cvar.target=network``: one group per class and the
+    plain sum (the base method); otherwise nearest-synthetic groups and CVaR."""
+    if cfg.cvar.name == "none" or cfg.cvar.target == "network":
         return ByClass(), SumOverGroups()
     scale = float(num_classes) if cfg.cvar.scale == "classes" else float(cfg.cvar.scale)
     return NearestSynthetic(), CVaR(float(cfg.cvar.alpha), cfg.cvar.weighting, scale)
+
+
+def robust_network(cfg: DictConfig, data: RealDataModule) -> RobustNetworkTraining | None:
+    """``cvar.target=network|both``: the inner network's robust training on real data (CVaR, unscaled)."""
+    if cfg.cvar.name == "none" or cfg.cvar.target == "matching":
+        return None
+    risk = CVaR(float(cfg.cvar.alpha), cfg.cvar.weighting)
+    return RobustNetworkTraining(data.sample_real, NearestSynthetic(), risk, batch_size=cfg.method.batch_train)
 
 
 def initial_images(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> torch.Tensor:
@@ -58,7 +67,7 @@ def initial_images(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> 
     return torch.randn(shape, device=data.device)
 
 
-def matcher(cfg: DictConfig, spec: DatasetSpec) -> Matcher:
+def matcher(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Matcher:
     """``dm``: distribution matching; ``dc`` / ``dsa``: gradient matching with the reference loop schedule."""
     m = cfg.method
     make_network, augment = network_factory(cfg, spec), augmentation(m.augment, spec)
@@ -66,12 +75,12 @@ def matcher(cfg: DictConfig, spec: DatasetSpec) -> Matcher:
         return DistributionMatcher(make_network, augment)
     outer, inner = loops_for_ipc(cfg.ipc, m.outer_loop, m.inner_loop)
     return GradientMatcher(make_network, augment, metric=m.metric, outer_loop=outer, inner_loop=inner,
-                           lr_net=m.lr_net, batch_train=m.batch_train)
+                           lr_net=m.lr_net, batch_train=m.batch_train, robust_network=robust_network(cfg, data))
 
 
 def distill_module(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> DistillModule:
     grouping, risk = robust_objective(cfg, spec.num_classes)
-    return DistillModule(initial_images(cfg, data, spec), data.synthetic_labels(cfg.ipc), matcher(cfg, spec),
+    return DistillModule(initial_images(cfg, data, spec), data.synthetic_labels(cfg.ipc), matcher(cfg, data, spec),
                          grouping, risk,
                          lr_img=cfg.method.lr_img, momentum=cfg.method.momentum, batch_real=cfg.method.batch_real,
                          seed=cfg.seed)

@@ -13,6 +13,7 @@ from gdrdd.models import MODELS
 METHODS = ("dm", "dc", "dsa", "random")
 CVARS = ("cvar", "none")
 INITS = ("real", "noise")
+TARGETS = ("matching", "network", "both")
 AUGMENTS = ("dsa", "none")
 
 
@@ -58,6 +59,9 @@ def validate(cfg: DictConfig) -> None:
         _require(isinstance(alpha, (int, float)) and 0 <= alpha < 1, "cvar.alpha", alpha,
                  "a number in [0, 1) (0: the mean, non-robust; 0.8: the worst 20 %; near 1: the worst group)")
         _require(cfg.cvar.weighting in ("mass", "uniform"), "cvar.weighting", cfg.cvar.weighting, "mass, uniform")
+        _require(cfg.cvar.target in TARGETS, "cvar.target", cfg.cvar.target, ", ".join(TARGETS))
+        _require(cfg.cvar.target == "matching" or cfg.method.name in ("dc", "dsa"), "cvar.target", cfg.cvar.target,
+                 f"'matching' for method={cfg.method.name} ('network' and 'both' need gradient matching: dc, dsa)")
         scale = cfg.cvar.scale
         _require(scale == "classes" or (isinstance(scale, (int, float)) and scale > 0), "cvar.scale", scale,
                  "'classes' or a number > 0")

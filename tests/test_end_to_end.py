@@ -109,3 +109,17 @@ def test_gradient_matching_runs_through_hydra(tmp_path, method):
 def test_gradient_matching_ipc_without_schedule_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="outer_loop"):
         run(compose_config(tmp_path, "ipc=7", method="dsa"))
+
+
+@pytest.mark.parametrize("target", ["network", "both"])
+def test_robust_network_targets_run_through_hydra(tmp_path, target):
+    result = run(compose_config(tmp_path, "ipc=1", "iterations=1", "method.outer_loop=2", "method.inner_loop=1",
+                                f"cvar.target={target}", "eval.baseline=false", method="dsa"))
+    assert result["cvar"]["target"] == target
+    blob = torch.load(tmp_path / "distilled.pt", weights_only=True)
+    assert torch.isfinite(blob["images"]).all()
+
+
+def test_network_target_needs_gradient_matching(tmp_path):
+    with pytest.raises(ConfigError, match="cvar.target"):
+        run(compose_config(tmp_path, "cvar.target=network"))

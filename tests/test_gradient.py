@@ -184,3 +184,64 @@ def test_batchnorm_statistics_stay_frozen_during_matching():
     assert bns and all(not m.training for m in bns)
     for ours, ref in zip(bns, [m for m in reference.modules() if isinstance(m, torch.nn.BatchNorm2d)]):
         assert torch.allclose(ours.running_mean, ref.running_mean) and torch.allclose(ours.running_var, ref.running_var)
+
+
+def robust_training(alpha, batch=12):
+    from gdrdd.matchers.gradient import RobustNetworkTraining
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(C, batch // C, 3, 16, 16, generator=g)
+    return RobustNetworkTraining(lambda n: real[:, :n], NearestSynthetic(), CVaR(alpha), batch_size=batch), real
+
+
+def network_gradient_after_step(net, training, synthetic):
+    before = [p.detach().clone() for p in net.parameters()]
+    opt = torch.optim.SGD(net.parameters(), lr=1.0)
+    training.step(net, opt, synthetic)
+    return [b - p.detach() for b, p in zip(before, net.parameters())]  # lr 1: the step is the gradient
+
+
+def test_robust_network_at_alpha_zero_is_plain_cross_entropy_on_real_data():
+    training, real = robust_training(0.0)
+    net = tiny_net()
+    reference = copy.deepcopy(net)
+    step = network_gradient_after_step(net, training, torch.randn(C, IPC, 3, 16, 16))
+    labels = torch.arange(C).repeat_interleave(real.shape[1])
+    plain = torch.autograd.grad(F.cross_entropy(reference(real.flatten(0, 1)), labels), list(reference.parameters()))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(step, plain))
+
+
+def test_robust_network_loss_is_differentiated_through_the_tail_groups():
+    training, real = robust_training(0.8)
+    net = tiny_net()
+    reference = copy.deepcopy(net)
+    syn = torch.randn(C, IPC, 3, 16, 16)
+    step = network_gradient_after_step(net, training, syn)
+    # By hand: nearest-synthetic groups in the embedding, group mean CE, CVaR tail weights.
+    n = real.shape[1]
+    with torch.no_grad():
+        ids = NearestSynthetic().assign(reference.embed(real.flatten(0, 1)).view(C, n, -1),
+                                        reference.embed(syn.flatten(0, 1)).view(C, IPC, -1))
+    ce = F.cross_entropy(reference(real.flatten(0, 1)), torch.arange(C).repeat_interleave(n), reduction="none").view(C, n)
+    losses, counts = [], []
+    for c in range(C):
+        for j in range(IPC):
+            mask = ids[c] == j
+            losses.append(ce[c][mask].mean() if mask.any() else ce.new_zeros(()))
+            counts.append(float(mask.sum()))
+    value = CVaR(0.8)(torch.stack(losses), torch.tensor(counts)).value
+    expected = torch.autograd.grad(value, list(reference.parameters()))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(step, expected))
+    assert float(sum(a.abs().sum() for a in step)) > 0
+
+
+def test_robust_network_replaces_synthetic_training_between_updates():
+    training, _ = robust_training(0.8)
+    matcher = GradientMatcher(tiny_net, None, outer_loop=2, inner_loop=2, robust_network=training)
+    matcher.start_iteration("cpu")
+    calls = []
+    original = training.step
+    training.step = lambda *a, **k: calls.append(1) or original(*a, **k)
+    matcher.after_update(torch.randn(C, IPC, 3, 16, 16), is_last=False)
+    matcher.after_update(torch.randn(C, IPC, 3, 16, 16), is_last=True)
+    assert len(calls) == 2

@@ -19,7 +19,8 @@ from gdrdd.augment.dsa import DSA
 from gdrdd.training import run_epochs
 from gdrdd.matchers.base import GroupLosses
 from gdrdd.models import has_batchnorm
-from gdrdd.robust.grouping import Grouping
+from gdrdd.robust.grouping import Grouping, group_means
+from gdrdd.robust.risk import RiskMeasure
 
 DISTANCES = ("ours", "mse", "cos")
 # IPC -> (outer_loop, inner_loop) of the reference implementation.
@@ -92,14 +93,55 @@ def freeze_batchnorm_statistics(net: nn.Module, real: torch.Tensor) -> None:
             m.eval()
 
 
+class RobustNetworkTraining:
+    """``cvar.target=network``: the matcher's network trains on *real* data with a group-robust loss.
+
+    Each step draws a class-balanced real batch of ``batch_size`` images, groups every image with its nearest
+    synthetic image of its class in the network's embedding, and minimises the risk (CVaR) of the groups'
+    mean cross-entropy, differentiated end to end. At alpha 0 with mass weights this is the plain mean
+    cross-entropy on real data.
+    """
+
+    def __init__(self, sample_real: Callable[[int], torch.Tensor], grouping: Grouping, risk: RiskMeasure,
+                 batch_size: int = 256) -> None:
+        self.sample_real, self.grouping, self.risk, self.batch_size = sample_real, grouping, risk, batch_size
+
+    def step(self, net: nn.Module, optimizer: torch.optim.Optimizer, synthetic: torch.Tensor,
+             augment: DSA | None = None) -> torch.Tensor:
+        """One SGD step of ``net``; ``synthetic`` is ``(C, ipc, ch, H, W)``. Returns the robust loss."""
+        c, ipc = synthetic.shape[:2]
+        real = self.sample_real(max(1, self.batch_size // c))
+        n = real.shape[1]
+        images = real.flatten(0, 1)
+        if augment is not None:
+            images = augment(images)
+        net.train()
+        with torch.no_grad():
+            ids = self.grouping.assign(net.embed(images).view(c, n, -1), net.embed(synthetic.flatten(0, 1)).view(c, ipc, -1))
+        labels = torch.arange(c, device=images.device).repeat_interleave(n)
+        per_sample = F.cross_entropy(net(images), labels, reduction="none").view(c, n, 1)
+        k = self.grouping.groups_per_class(ipc)
+        means, counts = group_means(per_sample, ids, k)
+        loss = self.risk(means.flatten(), counts.flatten()).objective
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+
 class GradientMatcher:
+    """DC/DSA. ``robust_network`` (if given) replaces the network's training on the synthetic set between
+    matching steps by ``inner_loop`` robust steps on real data (``cvar.target=network`` or ``both``)."""
+
     def __init__(self, make_network: Callable[[], nn.Module], augment: DSA | None = None, metric: str = "ours",
-                 outer_loop: int = 10, inner_loop: int = 50, lr_net: float = 0.01, batch_train: int = 256) -> None:
+                 outer_loop: int = 10, inner_loop: int = 50, lr_net: float = 0.01, batch_train: int = 256,
+                 robust_network: RobustNetworkTraining | None = None) -> None:
         if metric not in DISTANCES:
             raise ValueError(f"method.metric={metric!r} is unknown; accepted: {', '.join(DISTANCES)}")
         self.make_network, self.augment, self.metric = make_network, augment, metric
         self.updates_per_iteration, self.inner_loop = outer_loop, inner_loop
         self.lr_net, self.batch_train = lr_net, batch_train
+        self.robust_network = robust_network
         self.net: nn.Module | None = None
 
     def start_iteration(self, device: torch.device | str) -> None:
@@ -132,8 +174,13 @@ class GradientMatcher:
         return GroupLosses(torch.cat(losses), torch.cat(counts), k)
 
     def after_update(self, synthetic: torch.Tensor, is_last: bool) -> None:
-        """Train the network ``inner_loop`` epochs on the synthetic set (not after the iteration's last update)."""
+        """Train the network between matching steps (not after the iteration's last update): ``inner_loop``
+        epochs on the synthetic set, or ``inner_loop`` robust steps on real data."""
         if is_last:
+            return
+        if self.robust_network is not None:
+            for _ in range(self.inner_loop):
+                self.robust_network.step(self.net, self.net_optimizer, synthetic, self.augment)
             return
         c, ipc = synthetic.shape[:2]
         labels = torch.arange(c, device=synthetic.device).repeat_interleave(ipc)

@@ -63,9 +63,12 @@ def save_image_grid(path: str | Path, images01: torch.Tensor, per_row: int, pad:
     return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
+def write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
 def write_json(path: str | Path, data: dict[str, Any]) -> Path:
-    text = json.dumps(data, indent=2, sort_keys=True, default=_jsonable)
-    return atomic_write(path, lambda tmp: tmp.write_text(text + "\n"))
+    return write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
 
 
 def _jsonable(value: Any) -> Any:

@@ -15,7 +15,7 @@ from gdrdd import build
 from gdrdd.config_checks import validate
 from gdrdd.evaluation.callback import EvaluationCallback
 from gdrdd.evaluation.report import comparison_table
-from gdrdd.outputs import save_distilled, save_image_grid, write_json
+from gdrdd.outputs import save_distilled, save_image_grid, write_json, write_text
 from gdrdd.timing import StepTimer
 
 
@@ -29,7 +29,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = OmegaConf.to_container(cfg, resolve=True)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    write_text(out / "config.yaml", OmegaConf.to_yaml(config))
     L.seed_everything(cfg.seed, workers=False, verbose=False)
 
     spec = build.dataset_spec(cfg)
@@ -66,7 +66,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
               "cvar": config["cvar"], "iterations": cfg.iterations, **timer.summary(), "scored": scored}
     write_json(out / "metrics.json", result)
     table = comparison_table(scored)
-    (out / "table.md").write_text(table + "\n")
+    write_text(out / "table.md", table + "\n")
     print(f"\n{spec.name}, method={cfg.method.name}, cvar={cfg.cvar.name}, IPC {cfg.ipc}, "
           f"{cfg.eval.nets} evaluation nets x {cfg.eval.epochs} epochs\n{table}\nrun folder: {out}")
     for logger in loggers:

@@ -33,6 +33,12 @@ def _positive_float(cfg: DictConfig, key: str) -> None:
     _require(isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0, key, value, "a number > 0")
 
 
+def _alpha(cfg: DictConfig, key: str, meaning: str = "") -> None:
+    value = cfg_select(cfg, key)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
+    _require(ok, key, value, "a number in [0, 1)" + meaning)
+
+
 def cfg_select(cfg: DictConfig, key: str) -> object:
     node: object = cfg
     for part in key.split("."):
@@ -55,9 +61,7 @@ def validate(cfg: DictConfig) -> None:
              f"families joined by '_' from {', '.join(FAMILIES)}")
     _require(cfg.cvar.name in CVARS, "cvar", cfg.cvar.name, ", ".join(CVARS))
     if cfg.cvar.name == "cvar":
-        alpha = cfg.cvar.alpha
-        _require(isinstance(alpha, (int, float)) and 0 <= alpha < 1, "cvar.alpha", alpha,
-                 "a number in [0, 1) (0: the mean, non-robust; 0.8: the worst 20 %; near 1: the worst group)")
+        _alpha(cfg, "cvar.alpha", " (0: the mean, non-robust; 0.8: the worst 20 %; near 1: the worst group)")
         _require(cfg.cvar.weighting in ("mass", "uniform"), "cvar.weighting", cfg.cvar.weighting, "mass, uniform")
         _require(cfg.cvar.target in TARGETS, "cvar.target", cfg.cvar.target, ", ".join(TARGETS))
         _require(cfg.cvar.target == "matching" or cfg.method.name in ("dc", "dsa"), "cvar.target", cfg.cvar.target,
@@ -86,4 +90,4 @@ def validate(cfg: DictConfig) -> None:
     _positive_int(cfg, "eval.every", minimum=0)
     _positive_float(cfg, "eval.lr")
     _require(cfg.eval.augment in AUGMENTS, "eval.augment", cfg.eval.augment, ", ".join(AUGMENTS))
-    _require(0 <= cfg.eval.cvar_alpha < 1, "eval.cvar_alpha", cfg.eval.cvar_alpha, "a number in [0, 1)")
+    _alpha(cfg, "eval.cvar_alpha")

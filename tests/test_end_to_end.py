@@ -77,6 +77,8 @@ def test_wandb_offline_writes_its_run_files(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("override,key", [("cvar.alpha=1.0", "cvar.alpha"), ("ipc=0", "ipc"),
+                                          ("eval.cvar_alpha=high", "eval.cvar_alpha"), ("cvar.weighting=max", "cvar.weighting"),
+                                          ("method.lr_img=-1", "method.lr_img"), ("model.name=vit", "model.name"),
                                           ("method.init=zeros", "method.init"), ("eval.nets=0", "eval.nets")])
 def test_bad_values_are_refused_before_any_work(tmp_path, override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 import torch
@@ -20,6 +21,8 @@ from gdrdd.models import build_model
 from gdrdd.module import DistillModule
 from gdrdd.robust.grouping import ByClass, Grouping, NearestSynthetic
 from gdrdd.robust.risk import CVaR, RiskMeasure, SumOverGroups
+
+log = logging.getLogger(__name__)
 
 
 def dataset_spec(cfg: DictConfig) -> DatasetSpec:
@@ -74,6 +77,9 @@ def matcher(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Matcher
     if m.name == "dm":
         return DistributionMatcher(make_network, augment)
     outer, inner = loops_for_ipc(cfg.ipc, m.outer_loop, m.inner_loop)
+    if outer == 1 and cfg.cvar.name != "none" and cfg.cvar.target != "matching":
+        log.warning("cvar.target=%s has no effect with outer_loop=1 (the reference schedule at IPC 1): the network "
+                    "is never trained between matching steps; set method.outer_loop > 1", cfg.cvar.target)
     return GradientMatcher(make_network, augment, metric=m.metric, outer_loop=outer, inner_loop=inner,
                            lr_net=m.lr_net, batch_train=m.batch_train, robust_network=robust_network(cfg, data))
 

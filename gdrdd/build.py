@@ -13,7 +13,6 @@ from gdrdd.augment.dsa import DSA
 from gdrdd.data.datamodule import RealDataModule
 from gdrdd.data.spec import DatasetSpec
 from gdrdd.evaluation.evaluator import Evaluator
-from gdrdd.training import TrainSettings
 from gdrdd.matchers.base import Matcher
 from gdrdd.matchers.dm import DistributionMatcher
 from gdrdd.matchers.gradient import GradientMatcher, RobustNetworkTraining, loops_for_ipc
@@ -21,6 +20,7 @@ from gdrdd.models import build_model
 from gdrdd.module import DistillModule
 from gdrdd.robust.grouping import ByClass, Grouping, NearestSynthetic
 from gdrdd.robust.risk import CVaR, RiskMeasure, SumOverGroups
+from gdrdd.training import TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,20 @@ def datamodule(cfg: DictConfig, spec: DatasetSpec) -> RealDataModule:
     return RealDataModule(spec, cfg.paths.data_dir, cfg.paths.cache_dir, iterations=cfg.iterations)
 
 
+def robust_matching(cfg: DictConfig) -> bool:
+    """CVaR acts on the matcher's group losses (``cvar.target`` matching or both)."""
+    return cfg.cvar.name != "none" and cfg.cvar.target != "network"
+
+
+def robust_network_training(cfg: DictConfig) -> bool:
+    """CVaR acts on the inner network's training (``cvar.target`` network or both)."""
+    return cfg.cvar.name != "none" and cfg.cvar.target != "matching"
+
+
 def robust_objective(cfg: DictConfig, num_classes: int) -> tuple[Grouping, RiskMeasure]:
-    """The synthetic set's objective. ``cvar=none`` or ``cvar.target=network``: one group per class and the
-    plain sum (the base method); otherwise nearest-synthetic groups and CVaR."""
-    if cfg.cvar.name == "none" or cfg.cvar.target == "network":
+    """The synthetic set's objective: nearest-synthetic groups and CVaR when ``robust_matching``, else one group
+    per class and the plain sum (the base method)."""
+    if not robust_matching(cfg):
         return ByClass(), SumOverGroups()
     scale = float(num_classes) if cfg.cvar.scale == "classes" else float(cfg.cvar.scale)
     return NearestSynthetic(), CVaR(float(cfg.cvar.alpha), cfg.cvar.weighting, scale)
@@ -56,7 +66,7 @@ def robust_objective(cfg: DictConfig, num_classes: int) -> tuple[Grouping, RiskM
 
 def robust_network(cfg: DictConfig, data: RealDataModule) -> RobustNetworkTraining | None:
     """``cvar.target=network|both``: the inner network's robust training on real data (CVaR, unscaled)."""
-    if cfg.cvar.name == "none" or cfg.cvar.target == "matching":
+    if not robust_network_training(cfg):
         return None
     risk = CVaR(float(cfg.cvar.alpha), cfg.cvar.weighting)
     return RobustNetworkTraining(data.sample_real, NearestSynthetic(), risk, batch_size=cfg.method.batch_train)
@@ -77,7 +87,7 @@ def matcher(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Matcher
     if m.name == "dm":
         return DistributionMatcher(make_network, augment)
     outer, inner = loops_for_ipc(cfg.ipc, m.outer_loop, m.inner_loop)
-    if outer == 1 and cfg.cvar.name != "none" and cfg.cvar.target != "matching":
+    if outer == 1 and robust_network_training(cfg):
         log.warning("cvar.target=%s has no effect with outer_loop=1 (the reference schedule at IPC 1): the network "
                     "is never trained between matching steps; set method.outer_loop > 1", cfg.cvar.target)
     return GradientMatcher(make_network, augment, metric=m.metric, outer_loop=outer, inner_loop=inner,

@@ -9,8 +9,10 @@ from gdrdd.data.registry import READERS
 from gdrdd.errors import ConfigError
 from gdrdd.matchers.gradient import DISTANCES, LOOPS_BY_IPC
 from gdrdd.models import MODELS
+from gdrdd.robust.risk import WEIGHTINGS
 
-METHODS = ("dm", "dc", "dsa", "random")
+GRADIENT_METHODS = ("dc", "dsa")
+METHODS = ("dm", *GRADIENT_METHODS, "random")
 CVARS = ("cvar", "none")
 INITS = ("real", "noise")
 TARGETS = ("matching", "network", "both")
@@ -62,9 +64,9 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.cvar.name in CVARS, "cvar", cfg.cvar.name, ", ".join(CVARS))
     if cfg.cvar.name == "cvar":
         _alpha(cfg, "cvar.alpha", " (0: the mean, non-robust; 0.8: the worst 20 %; near 1: the worst group)")
-        _require(cfg.cvar.weighting in ("mass", "uniform"), "cvar.weighting", cfg.cvar.weighting, "mass, uniform")
+        _require(cfg.cvar.weighting in WEIGHTINGS, "cvar.weighting", cfg.cvar.weighting, ", ".join(WEIGHTINGS))
         _require(cfg.cvar.target in TARGETS, "cvar.target", cfg.cvar.target, ", ".join(TARGETS))
-        _require(cfg.cvar.target == "matching" or cfg.method.name in ("dc", "dsa"), "cvar.target", cfg.cvar.target,
+        _require(cfg.cvar.target == "matching" or cfg.method.name in GRADIENT_METHODS, "cvar.target", cfg.cvar.target,
                  f"'matching' for method={cfg.method.name} ('network' and 'both' need gradient matching: dc, dsa)")
         scale = cfg.cvar.scale
         _require(scale == "classes" or (isinstance(scale, (int, float)) and scale > 0), "cvar.scale", scale,
@@ -74,7 +76,7 @@ def validate(cfg: DictConfig) -> None:
         _positive_int(cfg, "method.batch_real")
         _require(cfg.method.init in INITS, "method.init", cfg.method.init, ", ".join(INITS))
         _require(cfg.method.augment in AUGMENTS, "method.augment", cfg.method.augment, ", ".join(AUGMENTS))
-    if cfg.method.name in ("dc", "dsa"):
+    if cfg.method.name in GRADIENT_METHODS:
         _require(cfg.method.metric in DISTANCES, "method.metric", cfg.method.metric, ", ".join(DISTANCES))
         _positive_float(cfg, "method.lr_net")
         _positive_int(cfg, "method.batch_train")

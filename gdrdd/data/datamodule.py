@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from gdrdd.data.registry import load_real_data
-from gdrdd.data.spec import DatasetSpec
+from gdrdd.data.spec import DatasetSpec, class_major_labels
 
 
 class RealDataModule(L.LightningDataModule):
@@ -61,8 +61,8 @@ class RealDataModule(L.LightningDataModule):
         return images, self.synthetic_labels(len(images) // self.spec.num_classes)
 
     def synthetic_labels(self, ipc: int) -> torch.Tensor:
-        """Labels ``(C*ipc,)`` in class-major order: ``[0]*ipc + [1]*ipc + ...``."""
-        return torch.arange(self.spec.num_classes, device=self.device).repeat_interleave(ipc)
+        """Labels ``(C*ipc,)`` in class-major order, on the data's device."""
+        return class_major_labels(self.spec.num_classes, ipc, self.device)
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(range(self.iterations), batch_size=None, shuffle=False)

@@ -38,6 +38,11 @@ class DatasetSpec:
         return torch.tensor(values, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
 
 
+def class_major_labels(num_classes: int, per_class: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Labels ``(num_classes * per_class,)`` in class-major order: ``[0]*per_class + [1]*per_class + ...``."""
+    return torch.arange(num_classes, device=device).repeat_interleave(per_class)
+
+
 @dataclass
 class ImageSet:
     """``images``: uint8 ``(N, C, H, W)``; ``labels``: int64 ``(N,)``."""

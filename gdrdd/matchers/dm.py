@@ -1,7 +1,7 @@
 """Distribution matching (DM, Zhao & Bilen 2023) with per-group losses.
 
-Each iteration draws a fresh network (no gradient into it) for its single update, augments each class's real and synthetic images
-with one shared DSA draw, and embeds both. Group ``g`` of class ``c`` scores
+Each iteration draws a fresh network (no gradient into it) for its single update, augments each class's
+real and synthetic images with one shared DSA draw, and embeds both. Group ``g`` of class ``c`` scores
 
     L_g = || mean embedding of group g's real images - mean embedding of S_c ||^2.
 

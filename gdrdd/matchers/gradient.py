@@ -16,11 +16,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from gdrdd.augment.dsa import DSA
-from gdrdd.training import run_epochs
+from gdrdd.data.spec import class_major_labels
 from gdrdd.matchers.base import GroupLosses
-from gdrdd.models import has_batchnorm
+from gdrdd.models import batchnorm_layers, has_batchnorm
 from gdrdd.robust.grouping import Grouping, group_means
 from gdrdd.robust.risk import RiskMeasure
+from gdrdd.training import run_epochs
 
 DISTANCES = ("ours", "mse", "cos")
 # IPC -> (outer_loop, inner_loop) of the reference implementation.
@@ -88,9 +89,8 @@ def freeze_batchnorm_statistics(net: nn.Module, real: torch.Tensor) -> None:
     net.train()
     with torch.no_grad():
         net(real)
-    for m in net.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
+    for layer in batchnorm_layers(net):
+        layer.eval()
 
 
 class RobustNetworkTraining:
@@ -118,7 +118,7 @@ class RobustNetworkTraining:
         net.train()
         with torch.no_grad():
             ids = self.grouping.assign(net.embed(images).view(c, n, -1), net.embed(synthetic.flatten(0, 1)).view(c, ipc, -1))
-        labels = torch.arange(c, device=images.device).repeat_interleave(n)
+        labels = class_major_labels(c, n, images.device)
         per_sample = F.cross_entropy(net(images), labels, reduction="none").view(c, n, 1)
         k = self.grouping.groups_per_class(ipc)
         means, counts = group_means(per_sample, ids, k)
@@ -183,7 +183,7 @@ class GradientMatcher:
                 self.robust_network.step(self.net, self.net_optimizer, synthetic, self.augment)
             return
         c, ipc = synthetic.shape[:2]
-        labels = torch.arange(c, device=synthetic.device).repeat_interleave(ipc)
+        labels = class_major_labels(c, ipc, synthetic.device)
         # With DSA, the network trains with per-sample augmentation parameters, as in the reference.
         run_epochs(self.net, self.net_optimizer, synthetic.flatten(0, 1), labels, self.inner_loop, self.batch_train,
                    self.augment)

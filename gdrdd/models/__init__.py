@@ -19,9 +19,14 @@ def build_model(cfg: Mapping[str, Any], channels: int, num_classes: int, resolut
     return MODELS[name](channels=channels, num_classes=num_classes, resolution=resolution, **options)
 
 
+def batchnorm_layers(net: nn.Module) -> list[nn.Module]:
+    """The layers of ``net`` that keep batch statistics."""
+    return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def has_batchnorm(net: nn.Module) -> bool:
     """True if any layer keeps batch statistics (then classes cannot share one forward pass)."""
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+    return bool(batchnorm_layers(net))
 
 
-__all__ = ["ConvNet", "MODELS", "build_model", "has_batchnorm"]
+__all__ = ["ConvNet", "MODELS", "batchnorm_layers", "build_model", "has_batchnorm"]

@@ -3,32 +3,40 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Callable
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from gdrdd.augment.dsa import DSA
 from gdrdd.data.datamodule import RealDataModule
+from gdrdd.data.registry import CLASS_NAME_READERS
 from gdrdd.data.spec import DatasetSpec
 from gdrdd.evaluation.evaluator import Evaluator
 from gdrdd.matchers.base import Matcher
 from gdrdd.matchers.dm import DistributionMatcher
+from gdrdd.experts.cache import ExpertCache, ExpertsNotFoundError
+from gdrdd.experts.training import ExpertSettings
 from gdrdd.matchers.gradient import GradientMatcher, RobustNetworkTraining, loops_for_ipc
+from gdrdd.matchers.mtt import TrajectoryMatcher
 from gdrdd.models import build_model
 from gdrdd.module import DistillModule
 from gdrdd.robust.grouping import ByClass, Grouping, NearestSynthetic
 from gdrdd.robust.risk import CVaR, RiskMeasure, SumOverGroups
-from gdrdd.training import TrainSettings
+from gdrdd.training import GroupRobustLoss, LossFn, TrainSettings
 
 log = logging.getLogger(__name__)
 
 
 def dataset_spec(cfg: DictConfig) -> DatasetSpec:
+    """The data set's facts; ``class_names: null`` reads the class list from the data folder (TinyImageNet)."""
     d = cfg.dataset
+    names = CLASS_NAME_READERS[d.reader](Path(cfg.paths.data_dir)) if d.class_names is None else d.class_names
     return DatasetSpec(name=d.name, reader=d.reader, channels=d.channels, resolution=d.resolution,
-                       class_names=tuple(str(c) for c in d.class_names), mean=tuple(d.mean), std=tuple(d.std),
+                       class_names=tuple(str(c) for c in names), mean=tuple(d.mean), std=tuple(d.std),
                        dsa_strategy=d.dsa_strategy)
 
 
@@ -42,7 +50,14 @@ def augmentation(kind: str, spec: DatasetSpec) -> DSA | None:
 
 
 def datamodule(cfg: DictConfig, spec: DatasetSpec) -> RealDataModule:
-    return RealDataModule(spec, cfg.paths.data_dir, cfg.paths.cache_dir, iterations=cfg.iterations)
+    return RealDataModule(spec, cfg.paths.data_dir, cfg.paths.cache_dir, iterations=cfg.iterations,
+                          zca=cfg.dataset.zca)
+
+
+def device(cfg: DictConfig) -> torch.device:
+    """The device of jobs that run outside a Lightning Trainer (expert training): CUDA unless
+    ``trainer.accelerator=cpu`` or none is present."""
+    return torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu")
 
 
 def robust_matching(cfg: DictConfig) -> bool:
@@ -60,6 +75,8 @@ def robust_objective(cfg: DictConfig, num_classes: int) -> tuple[Grouping, RiskM
     per class and the plain sum (the base method)."""
     if not robust_matching(cfg):
         return ByClass(), SumOverGroups()
+    if cfg.method.name == "mtt":  # the risk term is added to the trajectory loss with weight cvar.weight
+        return NearestSynthetic(), CVaR(float(cfg.cvar.alpha), cfg.cvar.weighting, float(cfg.cvar.weight))
     scale = float(num_classes) if cfg.cvar.scale == "classes" else float(cfg.cvar.scale)
     return NearestSynthetic(), CVaR(float(cfg.cvar.alpha), cfg.cvar.weighting, scale)
 
@@ -80,9 +97,67 @@ def initial_images(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> 
     return torch.randn(shape, device=data.device)
 
 
+def expert_settings(cfg: DictConfig) -> ExpertSettings:
+    e = cfg.experts
+    return ExpertSettings(epochs=e.epochs, lr=e.lr, momentum=e.momentum, weight_decay=e.weight_decay,
+                          batch_size=e.batch_size)
+
+
+def expert_cache(cfg: DictConfig, spec: DatasetSpec) -> ExpertCache:
+    """The cache folder of the experts ``cfg`` asks for, keyed by everything that determines them: the data set
+    and its preprocessing, the network, augmentation, optimiser, epochs, seed, and the robust settings of
+    robust experts (``cvar.target=network|both``). The data folder's path is not part of the key."""
+    d = cfg.dataset
+    description = {
+        "dataset": {"name": d.name, "classes": list(d.class_names), "resolution": d.resolution,
+                    "channels": d.channels, "mean": list(d.mean), "std": list(d.std), "zca": d.zca},
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "augment": cfg.experts.augment, "dsa_strategy": d.dsa_strategy,
+        "training": vars(expert_settings(cfg)), "seed": cfg.experts.seed,
+        "robust": ({"alpha": cfg.cvar.alpha, "weighting": cfg.cvar.weighting, "ipc": cfg.ipc}
+                   if robust_network_training(cfg) else None),
+    }
+    return ExpertCache(cfg.paths.cache_dir, d.name, description)
+
+
+def expert_loss(cfg: DictConfig, data: RealDataModule) -> LossFn | None:
+    """Robust experts: the group-robust loss with groups from an initial synthetic set (``ipc`` random real
+    images per class, drawn with ``experts.seed``); otherwise ``None`` (cross-entropy)."""
+    if not robust_network_training(cfg):
+        return None
+    synthetic = data.sample_real(cfg.ipc, torch.Generator().manual_seed(cfg.experts.seed))
+    return GroupRobustLoss(synthetic, NearestSynthetic(), CVaR(float(cfg.cvar.alpha), cfg.cvar.weighting))
+
+
+def trajectory_matcher(cfg: DictConfig, spec: DatasetSpec) -> TrajectoryMatcher:
+    """MTT from the expert cache; a missing cache stops the run with the command that creates it."""
+    m, cache = cfg.method, expert_cache(cfg, spec)
+    if cache.count() == 0:
+        raise ExpertsNotFoundError(
+            f"no expert trajectories for these settings in {cache.folder}. method=mtt matches experts trained "
+            f"beforehand; create them with\n    {experts_command()}\n(the same overrides plus task=experts; "
+            f"experts.num and experts.epochs set how many and how long: reference 100 x 50).")
+    if cache.count() < cfg.experts.num:
+        log.warning("using the %d experts in %s (experts.num=%d)", cache.count(), cache.folder, cfg.experts.num)
+    return TrajectoryMatcher(network_factory(cfg, spec), cache, syn_steps=m.syn_steps, expert_epochs=m.expert_epochs,
+                             max_start_epoch=m.max_start_epoch, lr_student=m.lr_student, lr_lr=m.lr_lr,
+                             batch_syn=m.batch_syn, augment=augmentation(m.augment, spec), checkpoint=m.checkpoint,
+                             risk_term=robust_matching(cfg))
+
+
+def experts_command() -> str:
+    """``python train.py task=experts`` plus this run's command-line overrides (those that choose the experts)."""
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    kept = [o for o in overrides if not o.startswith(("task=", "hydra.", "method.", "eval.", "iterations="))]
+    return " ".join(["python train.py task=experts", *kept])
+
+
 def matcher(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Matcher:
-    """``dm``: distribution matching; ``dc`` / ``dsa``: gradient matching with the reference loop schedule."""
+    """``dm``: distribution matching; ``dc`` / ``dsa``: gradient matching with the reference loop schedule;
+    ``mtt``: trajectory matching."""
     m = cfg.method
+    if m.name == "mtt":
+        return trajectory_matcher(cfg, spec)
     make_network, augment = network_factory(cfg, spec), augmentation(m.augment, spec)
     if m.name == "dm":
         return DistributionMatcher(make_network, augment)

@@ -12,7 +12,9 @@ from gdrdd.models import MODELS
 from gdrdd.robust.risk import WEIGHTINGS
 
 GRADIENT_METHODS = ("dc", "dsa")
-METHODS = ("dm", *GRADIENT_METHODS, "random")
+METHODS = ("dm", *GRADIENT_METHODS, "mtt", "random")
+ROBUST_NETWORK_METHODS = (*GRADIENT_METHODS, "mtt")  # cvar.target=network|both: inner network or experts
+TASKS = ("distill", "experts")
 CVARS = ("cvar", "none")
 INITS = ("real", "noise")
 TARGETS = ("matching", "network", "both")
@@ -32,13 +34,39 @@ def _positive_int(cfg: DictConfig, key: str, minimum: int = 1) -> None:
 
 def _positive_float(cfg: DictConfig, key: str) -> None:
     value = cfg_select(cfg, key)
-    _require(isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0, key, value, "a number > 0")
+    _require(_is_number(value) and value > 0, key, value, "a number > 0")
 
 
 def _alpha(cfg: DictConfig, key: str, meaning: str = "") -> None:
     value = cfg_select(cfg, key)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
-    _require(ok, key, value, "a number in [0, 1)" + meaning)
+    _require(_is_number(value) and 0 <= value < 1, key, value, "a number in [0, 1)" + meaning)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_trajectory_settings(cfg: DictConfig) -> None:
+    """Expert settings, and for method=mtt the matcher's, including that the segment fits the experts."""
+    for key in ("experts.num", "experts.epochs", "experts.batch_size"):
+        _positive_int(cfg, key)
+    _positive_float(cfg, "experts.lr")
+    _require(isinstance(cfg.experts.seed, int), "experts.seed", cfg.experts.seed, "an integer")
+    _require(cfg.experts.augment in AUGMENTS, "experts.augment", cfg.experts.augment, ", ".join(AUGMENTS))
+    if cfg.task == "experts":
+        return
+    for key in ("method.syn_steps", "method.expert_epochs", "method.max_start_epoch"):
+        _positive_int(cfg, key)
+    for key in ("method.lr_lr", "method.lr_student"):
+        _positive_float(cfg, key)
+    if cfg.method.batch_syn is not None:
+        _positive_int(cfg, "method.batch_syn")
+    _require(isinstance(cfg.method.checkpoint, bool), "method.checkpoint", cfg.method.checkpoint, "true or false")
+    last = cfg.method.max_start_epoch - 1 + cfg.method.expert_epochs
+    _require(last <= cfg.experts.epochs, "method.max_start_epoch + method.expert_epochs",
+             f"{cfg.method.max_start_epoch} + {cfg.method.expert_epochs}",
+             f"at most experts.epochs + 1 = {cfg.experts.epochs + 1} (the last target epoch, start "
+             f"{cfg.method.max_start_epoch - 1} + {cfg.method.expert_epochs} = {last}, must exist in the experts)")
 
 
 def cfg_select(cfg: DictConfig, key: str) -> object:
@@ -50,6 +78,7 @@ def cfg_select(cfg: DictConfig, key: str) -> object:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first invalid value."""
+    _require(cfg.task in TASKS, "task", cfg.task, ", ".join(TASKS))
     _positive_int(cfg, "ipc")
     _positive_int(cfg, "iterations", minimum=0)
     _require(isinstance(cfg.seed, int), "seed", cfg.seed, "an integer")
@@ -66,8 +95,10 @@ def validate(cfg: DictConfig) -> None:
         _alpha(cfg, "cvar.alpha", " (0: the mean, non-robust; 0.8: the worst 20 %; near 1: the worst group)")
         _require(cfg.cvar.weighting in WEIGHTINGS, "cvar.weighting", cfg.cvar.weighting, ", ".join(WEIGHTINGS))
         _require(cfg.cvar.target in TARGETS, "cvar.target", cfg.cvar.target, ", ".join(TARGETS))
-        _require(cfg.cvar.target == "matching" or cfg.method.name in GRADIENT_METHODS, "cvar.target", cfg.cvar.target,
-                 f"'matching' for method={cfg.method.name} ('network' and 'both' need gradient matching: dc, dsa)")
+        _require(cfg.cvar.target == "matching" or cfg.method.name in ROBUST_NETWORK_METHODS or cfg.task == "experts",
+                 "cvar.target", cfg.cvar.target, f"'matching' for method={cfg.method.name} ('network' and 'both' "
+                 f"need a trained network: {', '.join(ROBUST_NETWORK_METHODS)})")
+        _require(_is_number(cfg.cvar.weight) and cfg.cvar.weight >= 0, "cvar.weight", cfg.cvar.weight, "a number >= 0")
         scale = cfg.cvar.scale
         _require(scale == "classes" or (isinstance(scale, (int, float)) and scale > 0), "cvar.scale", scale,
                  "'classes' or a number > 0")
@@ -87,6 +118,8 @@ def validate(cfg: DictConfig) -> None:
         _require(explicit or cfg.ipc in LOOPS_BY_IPC, "ipc", cfg.ipc,
                  f"one of {sorted(LOOPS_BY_IPC)} for the reference loop schedule of {cfg.method.name}, "
                  "or set method.outer_loop and method.inner_loop")
+    if cfg.method.name == "mtt" or cfg.task == "experts":
+        _check_trajectory_settings(cfg)
     for key in ("eval.nets", "eval.epochs", "eval.batch_size", "eval.num_groups"):
         _positive_int(cfg, key)
     _positive_int(cfg, "eval.every", minimum=0)

@@ -16,8 +16,8 @@ class DistillModule(L.LightningModule):
 
     One training step is one distillation iteration: the matcher draws its network, then for each of its
     ``updates_per_iteration`` updates: a class-balanced real batch from the DataModule -> matcher -> per-group
-    losses -> risk measure -> backward -> SGD update of the images (manual optimisation) -> the matcher's
-    ``after_update`` hook. The logged values are those of the iteration's last update.
+    losses -> risk measure (plus the matcher's ``base`` loss, if any) -> backward -> SGD update of the images
+    and of the matcher's own learnable tensors (manual optimisation) -> the matcher's ``after_update`` hook. The logged values are those of the iteration's last update.
 
     Each iteration reseeds the global RNG from ``(seed, iteration)``, so an iteration's network, real batch
     and augmentation draws depend only on the run seed and the iteration index.
@@ -35,7 +35,12 @@ class DistillModule(L.LightningModule):
         self.lr_img, self.momentum, self.batch_real, self.seed = lr_img, momentum, batch_real, seed
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD([self.images], lr=self.lr_img, momentum=self.momentum)
+        extra = self.matcher.param_groups() if hasattr(self.matcher, "param_groups") else []
+        return torch.optim.SGD([{"params": [self.images]}, *extra], lr=self.lr_img, momentum=self.momentum)
+
+    def evaluation_lr(self) -> float | None:
+        """The learning rate evaluation networks should use instead of the protocol's (MTT: the learned one)."""
+        return getattr(self.matcher, "learned_lr", None)
 
     def on_fit_start(self) -> None:
         self.trainer.datamodule.to(self.device)
@@ -53,20 +58,26 @@ class DistillModule(L.LightningModule):
             real = self.trainer.datamodule.sample_real(self.batch_real)
             out = self.matcher.group_losses(real, self.synthetic_by_class(), self.grouping)
             risk = self.risk(out.losses, out.counts)
+            objective = risk.objective if out.base is None else risk.objective + out.base
             optimizer.zero_grad()
-            self.manual_backward(risk.objective)
+            self.manual_backward(objective)
             optimizer.step()
             self.matcher.after_update(self.synthetic_by_class().detach(), is_last=update == updates - 1)
+        self.log("distill/loss", objective.detach(), prog_bar=True)
+        if out.base is not None:
+            self.log("distill/base_loss", out.base.detach())
+        if self.evaluation_lr() is not None:
+            self.log("distill/learned_lr", self.evaluation_lr())
         nonempty = out.counts > 0
-        group_losses = out.losses.detach()[nonempty]
-        self.log("distill/loss", risk.objective.detach(), prog_bar=True)
-        self.log_dict({
-            "robust/risk": risk.value.detach(),
-            "robust/group_loss_mean": group_losses.mean(),
-            "robust/group_loss_max": group_losses.max(),
-            "robust/nonempty_groups": nonempty.sum().float(),
-        })
-        return risk.objective.detach()
+        if nonempty.any():
+            group_losses = out.losses.detach()[nonempty]
+            self.log_dict({
+                "robust/risk": risk.value.detach(),
+                "robust/group_loss_mean": group_losses.mean(),
+                "robust/group_loss_max": group_losses.max(),
+                "robust/nonempty_groups": nonempty.sum().float(),
+            })
+        return objective.detach()
 
 
 def iteration_seed(run_seed: int, iteration: int) -> int:

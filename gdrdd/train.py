@@ -15,17 +15,21 @@ from gdrdd import build
 from gdrdd.config_checks import validate
 from gdrdd.evaluation.callback import EvaluationCallback
 from gdrdd.evaluation.report import comparison_table
+from gdrdd.experts.task import run_experts
 from gdrdd.outputs import save_distilled, save_image_grid, write_json, write_text
 from gdrdd.timing import StepTimer
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Run the job ``cfg`` describes and return what it wrote to ``metrics.json``.
+    """Run the job ``cfg`` describes and return what it wrote to ``metrics.json`` (``task=experts``: train
+    expert trajectories instead, see ``gdrdd.experts.task``).
 
     Writes to ``cfg.paths.output_dir``: ``config.yaml`` (resolved), ``distilled.pt``, ``distilled.png``,
     ``metrics.json`` and the logs of the configured loggers (``csv/metrics.csv`` always).
     """
     validate(cfg)
+    if cfg.task == "experts":
+        return run_experts(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -42,6 +46,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     data.to(trainer.strategy.root_device)
 
     scored: dict[str, dict[str, float]] = {}
+    extra: dict[str, Any] = {}
     if cfg.method.name == "random":
         images, labels = data.random_subset(cfg.ipc)
         scored["random"] = evaluation.evaluator.evaluate(images, labels)
@@ -50,15 +55,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         module = build.distill_module(cfg, data, spec)
         trainer.fit(module, datamodule=data)
         images, labels = module.images.detach(), module.labels
+        if module.evaluation_lr() is not None:
+            extra["learned_lr"] = module.evaluation_lr()
         # With zero iterations Lightning stops before on_train_end, so score the initial set here.
-        scored["distilled"] = evaluation.final_metrics or evaluation.evaluator.evaluate(images, labels)
+        scored["distilled"] = evaluation.final_metrics or evaluation.evaluator.evaluate(images, labels, lr=module.evaluation_lr())
         if cfg.eval.baseline:
             baseline = data.random_subset(cfg.ipc, torch.Generator().manual_seed(cfg.seed))
             scored["random"] = evaluation.evaluator.evaluate(*baseline)
             _log_metrics(loggers, {f"baseline/{k}": v for k, v in scored["random"].items()}, trainer.global_step)
 
-    save_distilled(out / "distilled.pt", images, labels, spec, config)
-    grid = save_image_grid(out / "distilled.png", spec.denormalise(images), per_row=cfg.ipc)
+    save_distilled(out / "distilled.pt", images, labels, spec, config, {**extra, **data.preprocess.state()})
+    grid = save_image_grid(out / "distilled.png", data.preprocess.inverse(images), per_row=cfg.ipc)
     for logger in loggers:
         if hasattr(logger, "log_image"):
             logger.log_image(key="distill/synthetic_images", images=[str(grid)])

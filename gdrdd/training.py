@@ -8,12 +8,17 @@ epochs, lr x 0.1 at half, per-sample DSA.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gdrdd.augment.dsa import DSA
+from gdrdd.robust.grouping import Grouping, assign_labelled, segment_means
+from gdrdd.robust.risk import RiskMeasure
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -37,9 +42,11 @@ def train_network(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, se
 
 def run_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
                epochs: int, batch_size: int, augment: DSA | None = None, generator: torch.Generator | None = None,
-               scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> None:
-    """``epochs`` passes of shuffled mini-batch training with cross-entropy, per-sample augmentation if given;
-    the scheduler (if any) steps once per epoch. Leaves ``net`` in train mode."""
+               scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, loss_fn: LossFn | None = None) -> None:
+    """``epochs`` passes of shuffled mini-batch training, per-sample augmentation if given; the loss is
+    ``loss_fn(net, x, y)`` (default: mean cross-entropy); the scheduler (if any) steps once per epoch.
+    Leaves ``net`` in train mode."""
+    loss_fn = loss_fn or cross_entropy
     images, labels = images.detach(), labels.detach()
     net.train()
     for _ in range(epochs):
@@ -49,12 +56,35 @@ def run_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.T
             x = images[idx]
             if augment is not None:
                 x = augment(x, generator)
-            loss = F.cross_entropy(net(x), labels[idx])
+            loss = loss_fn(net, x, labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         if scheduler is not None:
             scheduler.step()
+
+
+def cross_entropy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(net(images), labels)
+
+
+class GroupRobustLoss:
+    """The group-robust training loss of DESIGN.md section 1, as a ``loss_fn``: every image joins a group of
+    its class by ``grouping`` (nearest synthetic image) in the network's current embedding; the risk measure
+    (CVaR) of the groups' mean cross-entropy, differentiated end to end. ``synthetic``: ``(C, ipc, ch, H, W)``.
+    With mass weights and alpha 0 it equals the mean cross-entropy."""
+
+    def __init__(self, synthetic: torch.Tensor, grouping: Grouping, risk: RiskMeasure) -> None:
+        self.synthetic, self.grouping, self.risk = synthetic, grouping, risk
+
+    def __call__(self, net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        c, ipc = self.synthetic.shape[:2]
+        with torch.no_grad():
+            synthetic_features = net.embed(self.synthetic.flatten(0, 1)).view(c, ipc, -1)
+            ids = assign_labelled(self.grouping, net.embed(images), labels, synthetic_features)
+        per_sample = F.cross_entropy(net(images), labels, reduction="none")
+        means, counts = segment_means(per_sample, ids, c * self.grouping.groups_per_class(ipc))
+        return self.risk(means, counts).objective
 
 
 @torch.no_grad()

@@ -89,3 +89,86 @@ def test_datamodule_samples_class_balanced_batches(tmp_path):
     assert images.shape == (10, 3, 32, 32) and labels.tolist() == list(range(10))
     assert list(dm.train_dataloader()) == [0, 1, 2]
     assert abs(float(CIFAR.denormalise(CIFAR.normalise(torch.full((1, 3, 2, 2), 51, dtype=torch.uint8))).mean()) - 0.2) < 1e-6
+
+
+def test_zca_is_fitted_on_train_and_applied_alike_to_test(tmp_path):
+    folder = write_cifar_python(tmp_path, per_batch=60)
+    with open(folder / "test_batch", "rb") as f:
+        test = pickle.load(f)
+    with open(folder / "data_batch_2", "rb") as f:
+        train_batch = pickle.load(f)
+    test["data"][0], test["labels"][0] = train_batch["data"][5], train_batch["labels"][5]  # one shared image
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump(test, f)
+    plain = RealDataModule(CIFAR, tmp_path, None)
+    plain.setup()
+    dm = RealDataModule(CIFAR, tmp_path, None, zca=True)
+    dm.setup()
+    assert dm.preprocess.zca is not None and plain.preprocess.zca is None
+    train, labels = dm.training_set()
+    assert train.shape == (300, 3, 32, 32) and labels.shape == (300,)
+    # The shared image maps to the same whitened tensor in the train and the test set.
+    shared = (train.flatten(1) - dm.test_images[0].flatten()).abs().amax(1)
+    assert float(shared.min()) < 1e-4
+    # Whitening decorrelates the training pixels; the inverse gives the pixels back.
+    def mean_abs_offdiag(x):
+        cov = torch.cov(x.flatten(1).T)
+        return float((cov - torch.diag(cov.diag())).abs().mean())
+    assert mean_abs_offdiag(train) < 0.5 * mean_abs_offdiag(torch.cat(plain.class_images))
+    pixels = dm.preprocess.inverse(dm.test_images[:4])
+    assert torch.allclose(pixels, plain.preprocess.inverse(plain.test_images[:4]), atol=1e-4)
+    state = dm.preprocess.state()["zca"]
+    assert state["matrix"].shape == (3072, 3072) and state["eps"] == 0.1
+
+
+def cifar100_spec():
+    from omegaconf import OmegaConf
+
+    names = tuple(OmegaConf.load("conf/dataset/cifar100.yaml").class_names)
+    return DatasetSpec("cifar100", "cifar100", 3, 32, names, (0.5,) * 3, (0.25,) * 3, "flip")
+
+
+def test_cifar100_official_python_layout_uses_fine_labels(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 7), ("test", 3)):
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": data, "fine_labels": list(range(90, 90 + n)), "coarse_labels": [0] * n}, f)
+    data = load_real_data(cifar100_spec(), tmp_path, None)
+    assert data.train.images.shape == (7, 3, 32, 32) and data.train.labels.tolist() == list(range(90, 97))
+    assert data.test.labels.tolist() == [90, 91, 92]
+    with pytest.raises(DataNotFoundError, match="cifar-100-python.tar.gz"):
+        load_real_data(cifar100_spec(), tmp_path / "nothing", None)
+
+
+def write_tinyimagenet(root, wnids=("n02", "n01", "n03"), per_class=2):
+    base = root / "tiny-imagenet-200"
+    (base / "val" / "images").mkdir(parents=True)
+    (base / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    for i, wnid in enumerate(wnids):
+        (base / "train" / wnid / "images").mkdir(parents=True)
+        for j in range(per_class):
+            Image.new("RGB", (64, 64), (10 * i, 0, j)).save(base / "train" / wnid / "images" / f"{wnid}_{j}.JPEG")
+    # Validation files are named by index only; their class is in val_annotations.txt (here in reverse order).
+    lines = []
+    for k, wnid in enumerate(reversed(wnids)):
+        Image.new("RGB", (64, 64), (200, 10 * k, 0)).save(base / "val" / "images" / f"val_{k}.JPEG")
+        lines.append(f"val_{k}.JPEG\t{wnid}\t0\t0\t63\t63")
+    (base / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_tinyimagenet_layout_and_validation_labels_from_annotations(tmp_path):
+    from gdrdd.data.registry import CLASS_NAME_READERS
+
+    write_tinyimagenet(tmp_path)
+    names = CLASS_NAME_READERS["tinyimagenet"](tmp_path)
+    assert names == ("n01", "n02", "n03")
+    spec = DatasetSpec("tinyimagenet", "tinyimagenet", 3, 64, names, (0.5,) * 3, (0.25,) * 3, "flip")
+    data = load_real_data(spec, tmp_path, None)
+    assert data.train.images.shape == (6, 3, 64, 64) and data.train.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    # val_0 is annotated n03 (label 2), val_1 n01 (label 0), val_2 n02 (label 1).
+    assert data.test.labels.tolist() == [2, 0, 1]
+    with pytest.raises(DataNotFoundError, match="tiny-imagenet-200.zip"):
+        CLASS_NAME_READERS["tinyimagenet"](tmp_path / "empty")

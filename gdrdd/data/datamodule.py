@@ -8,21 +8,24 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from gdrdd.data.preprocess import Preprocess
 from gdrdd.data.registry import load_real_data
 from gdrdd.data.spec import DatasetSpec, class_major_labels
 
 
 class RealDataModule(L.LightningDataModule):
-    """Holds normalised real images per class and samples class-balanced batches without a DataLoader.
+    """Holds preprocessed real images per class (normalised; ZCA-whitened too with ``zca``) and samples
+    class-balanced batches without a DataLoader.
 
     The Lightning training loop iterates over step indices (``train_dataloader``); the DistillModule draws
     its real batch from ``sample_real`` on the device the images were moved to with ``to``.
     """
 
     def __init__(self, spec: DatasetSpec, data_dir: str | Path, cache_dir: str | Path | None = None,
-                 iterations: int = 1) -> None:
+                 iterations: int = 1, zca: bool = False) -> None:
         super().__init__()
-        self.spec, self.data_dir, self.cache_dir, self.iterations = spec, data_dir, cache_dir, iterations
+        self.spec, self.data_dir, self.cache_dir, self.iterations, self.zca = spec, data_dir, cache_dir, iterations, zca
+        self.preprocess = Preprocess(spec)
         self.class_images: list[torch.Tensor] = []
         self.test_images: torch.Tensor | None = None
         self.test_labels: torch.Tensor | None = None
@@ -31,12 +34,13 @@ class RealDataModule(L.LightningDataModule):
         if self.class_images:
             return
         data = load_real_data(self.spec, self.data_dir, self.cache_dir)
-        train = self.spec.normalise(data.train.images)
+        self.preprocess = Preprocess.fit(self.spec, data.train.images, self.zca)
+        train = self.preprocess(data.train.images)
         self.class_images = [train[data.train.labels == c] for c in range(self.spec.num_classes)]
         empty = [self.spec.class_names[c] for c, x in enumerate(self.class_images) if len(x) == 0]
         if empty:
             raise ValueError(f"data set {self.spec.name!r} has no training images for classes {empty}")
-        self.test_images = self.spec.normalise(data.test.images)
+        self.test_images = self.preprocess(data.test.images)
         self.test_labels = data.test.labels
 
     def to(self, device: torch.device | str) -> "RealDataModule":
@@ -63,6 +67,12 @@ class RealDataModule(L.LightningDataModule):
     def synthetic_labels(self, ipc: int) -> torch.Tensor:
         """Labels ``(C*ipc,)`` in class-major order, on the data's device."""
         return class_major_labels(self.spec.num_classes, ipc, self.device)
+
+    def training_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All training images ``(N, ch, H, W)`` (class-major) and labels ``(N,)``."""
+        images = torch.cat(self.class_images)
+        sizes = torch.tensor([len(x) for x in self.class_images], device=images.device)
+        return images, torch.arange(len(sizes), device=images.device).repeat_interleave(sizes)
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(range(self.iterations), batch_size=None, shuffle=False)

@@ -23,12 +23,12 @@ def read_image_folder(split_dir: Path, class_names: tuple[str, ...], resolution:
         if not files:
             raise FileNotFoundError(f"no images in class folder {folder}")
         for path in files:
-            images.append(_read_image(path, resolution, channels))
+            images.append(read_image(path, resolution, channels))
             labels.append(label)
     return ImageSet(torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.long))
 
 
-def _read_image(path: Path, resolution: int, channels: int) -> np.ndarray:
+def read_image(path: Path, resolution: int, channels: int) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img = img.convert("L" if channels == 1 else "RGB")

@@ -9,15 +9,20 @@ from typing import Callable
 
 import torch
 
-from gdrdd.data.cifar import load_cifar10
+from gdrdd.data.cifar import load_cifar10, load_cifar100
 from gdrdd.data.embedded import load_mnist_mini
 from gdrdd.data.spec import DatasetSpec, ImageSet, RealData
+from gdrdd.data.tinyimagenet import load_tinyimagenet, tinyimagenet_class_names
 
 # reader name -> (loader, whether its output is worth caching as a tensor file)
 READERS: dict[str, tuple[Callable[[Path, DatasetSpec], RealData], bool]] = {
     "mnist_mini": (lambda data_dir, spec: load_mnist_mini(), False),
     "cifar10": (load_cifar10, True),
+    "cifar100": (load_cifar100, True),
+    "tinyimagenet": (load_tinyimagenet, True),
 }
+# Readers whose class list comes from the data folder (``class_names: null`` in the data set's config).
+CLASS_NAME_READERS: dict[str, Callable[[Path], tuple[str, ...]]] = {"tinyimagenet": tinyimagenet_class_names}
 
 
 def load_real_data(spec: DatasetSpec, data_dir: str | Path, cache_dir: str | Path | None) -> RealData:

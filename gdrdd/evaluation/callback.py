@@ -26,7 +26,7 @@ class EvaluationCallback(L.Callback):
         self.final_metrics = self._run(trainer, pl_module)
 
     def _run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
-        metrics = self.evaluator.evaluate(pl_module.images.detach(), pl_module.labels)
+        metrics = self.evaluator.evaluate(pl_module.images.detach(), pl_module.labels, lr=pl_module.evaluation_lr())
         for logger in trainer.loggers:
             logger.log_metrics({f"eval/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
         return metrics

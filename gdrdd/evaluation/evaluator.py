@@ -8,12 +8,14 @@ and colour inversion; and the CVaR at ``cvar_alpha`` of the groups' mean test lo
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import torch
 from torch import nn
 
 from gdrdd.augment.dsa import DSA
+from gdrdd.data.preprocess import Preprocess
 from gdrdd.data.spec import DatasetSpec
 from gdrdd.evaluation.corruptions import corrupted_copies
 from gdrdd.evaluation.groups import pixel_kmeans_groups
@@ -26,13 +28,16 @@ METRICS = ("acc", "worst_group_acc", "mean_group_acc", "acc_noise", "acc_blur", 
 class Evaluator:
     def __init__(self, spec: DatasetSpec, test_images: torch.Tensor, test_labels: torch.Tensor,
                  make_network: Callable[[], nn.Module], settings: TrainSettings, nets: int = 3,
-                 augment: DSA | None = None, num_groups: int = 10, cvar_alpha: float = 0.8, seed: int = 0) -> None:
+                 augment: DSA | None = None, num_groups: int = 10, cvar_alpha: float = 0.8, seed: int = 0,
+                 preprocess: Preprocess | None = None) -> None:
+        """``test_images`` are network inputs; ``preprocess`` maps pixels to inputs (default: normalisation)."""
         self.spec, self.make_network, self.settings = spec, make_network, settings
+        preprocess = preprocess or Preprocess(spec)
         self.nets, self.augment, self.num_groups, self.cvar_alpha, self.seed = nets, augment, num_groups, cvar_alpha, seed
         self.test_labels = test_labels
-        pixels = spec.denormalise(test_images).clamp(0, 1)
+        pixels = preprocess.inverse(test_images).clamp(0, 1)
         self.groups = pixel_kmeans_groups(pixels, num_groups, seed).to(test_labels.device)
-        corrupted = {name: spec.normalise(x) for name, x in corrupted_copies(pixels, seed).items()}
+        corrupted = {name: preprocess(x) for name, x in corrupted_copies(pixels, seed).items()}
         self.test_sets = {"clean": test_images, **corrupted}
 
     def _move_test_data(self, device: torch.device) -> None:
@@ -41,9 +46,11 @@ class Evaluator:
             self.test_labels, self.groups = self.test_labels.to(device), self.groups.to(device)
             self.test_sets = {name: x.to(device) for name, x in self.test_sets.items()}
 
-    def evaluate(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-        """Train ``nets`` fresh networks on ``images`` / ``labels`` and return the summarised metrics."""
+    def evaluate(self, images: torch.Tensor, labels: torch.Tensor, lr: float | None = None) -> dict[str, float]:
+        """Train ``nets`` fresh networks on ``images`` / ``labels`` and return the summarised metrics.
+        ``lr`` replaces the protocol's learning rate (MTT evaluates with its learned step size)."""
         self._move_test_data(images.device)
+        settings = self.settings if lr is None else replace(self.settings, lr=lr)
         per_net = []
         for i in range(self.nets):
             net_seed = 1_000_003 * (self.seed + 1) + i
@@ -51,7 +58,7 @@ class Evaluator:
                 torch.manual_seed(net_seed)
                 net = self.make_network().to(images.device)
             generator = torch.Generator().manual_seed(net_seed)
-            train_network(net, images, labels, self.settings, self.augment, generator)
+            train_network(net, images, labels, settings, self.augment, generator)
             per_net.append(self.score(net))
         return summarise(per_net)
 

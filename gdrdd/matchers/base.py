@@ -7,6 +7,9 @@ per group. It knows nothing of CVaR: the risk measure turns the losses into the 
 One distillation *iteration* is: ``start_iteration()`` (draw the iteration's network), then
 ``updates_per_iteration`` times: ``group_losses`` -> risk -> synthetic update -> ``after_update``
 (where a matcher may train its network, as gradient matching does between matching steps).
+
+Optional: a matcher with learnable tensors of its own (MTT's step size) is an ``nn.Module`` with
+``param_groups()`` (extra optimiser parameter groups) and ``learned_lr`` (the evaluation learning rate).
 """
 
 from __future__ import annotations
@@ -22,11 +25,15 @@ from gdrdd.robust.grouping import Grouping
 @dataclass
 class GroupLosses:
     """``losses`` ``(C*k,)`` (differentiable in the synthetic images) and real-image ``counts`` ``(C*k,)``;
-    group ``c*k + j`` is group ``j`` of class ``c``. Empty groups have count 0 and loss 0."""
+    group ``c*k + j`` is group ``j`` of class ``c``. Empty groups have count 0 and loss 0.
+
+    ``base``: a loss that is not split by group (MTT's trajectory loss), added to the risk of the group losses;
+    ``None`` for matchers whose whole loss is per group. ``k`` may be 0 (no group losses at all)."""
 
     losses: torch.Tensor
     counts: torch.Tensor
     groups_per_class: int
+    base: torch.Tensor | None = None
 
 
 class Matcher(Protocol):

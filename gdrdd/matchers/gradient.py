@@ -19,9 +19,9 @@ from gdrdd.augment.dsa import DSA
 from gdrdd.data.spec import class_major_labels
 from gdrdd.matchers.base import GroupLosses
 from gdrdd.models import batchnorm_layers, has_batchnorm
-from gdrdd.robust.grouping import Grouping, group_means
+from gdrdd.robust.grouping import Grouping
 from gdrdd.robust.risk import RiskMeasure
-from gdrdd.training import run_epochs
+from gdrdd.training import GroupRobustLoss, run_epochs
 
 DISTANCES = ("ours", "mse", "cos")
 # IPC -> (outer_loop, inner_loop) of the reference implementation.
@@ -109,20 +109,13 @@ class RobustNetworkTraining:
     def step(self, net: nn.Module, optimizer: torch.optim.Optimizer, synthetic: torch.Tensor,
              augment: DSA | None = None) -> torch.Tensor:
         """One SGD step of ``net``; ``synthetic`` is ``(C, ipc, ch, H, W)``. Returns the robust loss."""
-        c, ipc = synthetic.shape[:2]
+        c = synthetic.shape[0]
         real = self.sample_real(max(1, self.batch_size // c))
-        n = real.shape[1]
         images = real.flatten(0, 1)
         if augment is not None:
             images = augment(images)
         net.train()
-        with torch.no_grad():
-            ids = self.grouping.assign(net.embed(images).view(c, n, -1), net.embed(synthetic.flatten(0, 1)).view(c, ipc, -1))
-        labels = class_major_labels(c, n, images.device)
-        per_sample = F.cross_entropy(net(images), labels, reduction="none").view(c, n, 1)
-        k = self.grouping.groups_per_class(ipc)
-        means, counts = group_means(per_sample, ids, k)
-        loss = self.risk(means.flatten(), counts.flatten()).objective
+        loss = GroupRobustLoss(synthetic, self.grouping, self.risk)(net, images, class_major_labels(c, real.shape[1], images.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

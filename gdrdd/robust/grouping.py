@@ -45,7 +45,26 @@ def group_means(features: torch.Tensor, ids: torch.Tensor, groups_per_class: int
     """
     c, n, d = features.shape
     flat_ids = (ids + torch.arange(c, device=ids.device).view(c, 1) * groups_per_class).reshape(-1)
-    sums = features.new_zeros(c * groups_per_class, d).index_add_(0, flat_ids, features.reshape(c * n, d))
-    counts = torch.bincount(flat_ids, minlength=c * groups_per_class).to(features.dtype)
-    means = sums / counts.clamp(min=1).unsqueeze(1)
+    means, counts = segment_means(features.reshape(c * n, d), flat_ids, c * groups_per_class)
     return means.view(c, groups_per_class, d), counts.view(c, groups_per_class)
+
+
+def segment_means(values: torch.Tensor, ids: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Means ``(G, *rest)`` and counts ``(G,)`` of ``values`` ``(N, *rest)`` by global group id ``ids`` ``(N,)``;
+    an empty group has mean 0 and count 0."""
+    sums = values.new_zeros(num_groups, *values.shape[1:]).index_add_(0, ids, values)
+    counts = torch.bincount(ids, minlength=num_groups).to(values.dtype)
+    return sums / counts.clamp(min=1).view(-1, *[1] * (values.dim() - 1)), counts
+
+
+@torch.no_grad()
+def assign_labelled(grouping: Grouping, features: torch.Tensor, labels: torch.Tensor,
+                    synthetic: torch.Tensor) -> torch.Tensor:
+    """Global group ids ``(N,)`` for features ``(N, D)`` with any class labels ``(N,)``, given synthetic features
+    ``(C, ipc, D)``: ``label * groups_per_class + group within the class``."""
+    k = grouping.groups_per_class(synthetic.shape[1])
+    ids = torch.empty_like(labels)
+    for c in labels.unique().tolist():
+        mask = labels == c
+        ids[mask] = c * k + grouping.assign(features[mask][None], synthetic[c][None])[0]
+    return ids

@@ -1,0 +1,5 @@
+"""Expert trajectories for trajectory matching (MTT): training, the on-disk cache, and lookup by key."""
+
+from gdrdd.experts.cache import ExpertCache, ExpertsNotFoundError
+
+__all__ = ["ExpertCache", "ExpertsNotFoundError"]

@@ -1,0 +1,70 @@
+"""The ``task=experts`` job: train the expert trajectories that ``method=mtt`` matches, into the cache.
+
+Resumable: experts already in the cache are kept and training continues with the next index; each expert is
+written whole (atomic rename) after its last epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from gdrdd import build
+from gdrdd.experts.training import train_expert
+from gdrdd.outputs import write_json, write_text
+from gdrdd.training import predict
+
+
+def run_experts(cfg: DictConfig) -> dict[str, Any]:
+    """Train experts ``count .. experts.num - 1`` and return the summary written to ``experts.json``.
+    ``cfg`` has been validated (``gdrdd.train.run``)."""
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
+    spec = build.dataset_spec(cfg)
+    data = build.datamodule(cfg, spec)
+    data.setup()
+    data.to(build.device(cfg))
+    cache = build.expert_cache(cfg, spec)
+    images, labels = data.training_set()
+    loss_fn = build.expert_loss(cfg, data)
+    settings, augment = build.expert_settings(cfg), build.augmentation(cfg.experts.augment, spec)
+    make_network = build.network_factory(cfg, spec)
+
+    first, num = cache.count(), cfg.experts.num
+    epoch_seconds: list[float] = []
+    accuracies: list[float] = []
+    with tqdm(total=max(num - first, 0) * settings.epochs, desc=f"experts {first}..{num - 1}", unit="epoch",
+              disable=not cfg.trainer.enable_progress_bar) as bar:
+        for index in range(first, num):
+            start = time.perf_counter()
+
+            def tick(epoch: int) -> None:
+                nonlocal start
+                epoch_seconds.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                bar.update(1)
+
+            trajectory = train_expert(make_network, images, labels, settings, seed=cfg.experts.seed * 1_000_003 + index,
+                                      augment=augment, loss_fn=loss_fn, on_epoch=tick)
+            cache.save(index, trajectory)
+            accuracies.append(_test_accuracy(make_network, trajectory[-1], data))
+    result = {"cache": str(cache.folder), "experts_in_cache": cache.count(), "trained_now": num - first if num > first else 0,
+              "epochs": settings.epochs, "seconds_per_epoch_mean": sum(epoch_seconds) / len(epoch_seconds) if epoch_seconds else None,
+              "final_test_accuracy": accuracies, "description": cache.description}
+    write_json(out / "experts.json", result)
+    print(f"\n{result['experts_in_cache']} experts in {cache.folder} ({result['trained_now']} trained now"
+          + (f", {result['seconds_per_epoch_mean']:.1f} s per epoch" if epoch_seconds else "") + ")")
+    return result
+
+
+def _test_accuracy(make_network, params: dict[str, torch.Tensor], data) -> float:
+    net = make_network().to(data.device)
+    net.load_state_dict(params, strict=False)
+    preds, _ = predict(net.eval(), data.test_images, data.test_labels)
+    return float((preds == data.test_labels).float().mean() * 100)

@@ -1,0 +1,50 @@
+"""Training one expert: a fresh network trained on the real training set, parameters kept after every epoch.
+
+MTT's expert protocol (DESIGN.md section 2): SGD lr 0.01, no momentum, no weight decay, batch 256,
+per-sample DSA, 50 epochs; optionally the group-robust loss instead of cross-entropy (robust experts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from gdrdd.augment.dsa import DSA
+from gdrdd.experts.cache import Trajectory
+from gdrdd.training import LossFn, run_epochs
+
+
+@dataclass
+class ExpertSettings:
+    epochs: int = 50
+    lr: float = 0.01
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    batch_size: int = 256
+
+
+def parameters_of(net: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of ``net``'s parameters by name."""
+    return {name: p.detach().clone() for name, p in net.named_parameters()}
+
+
+def train_expert(make_network: Callable[[], nn.Module], images: torch.Tensor, labels: torch.Tensor,
+                 settings: ExpertSettings, seed: int, augment: DSA | None = None, loss_fn: LossFn | None = None,
+                 on_epoch: Callable[[int], None] | None = None) -> Trajectory:
+    """Train a network seeded by ``seed`` on ``images`` ``(N, ch, H, W)`` / ``labels`` ``(N,)``; return the
+    ``epochs + 1`` parameter snapshots (initial, then after each epoch). ``on_epoch(epoch)`` after each epoch."""
+    torch.manual_seed(seed)
+    net = make_network().to(images.device)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.SGD(net.parameters(), lr=settings.lr, momentum=settings.momentum,
+                                weight_decay=settings.weight_decay)
+    trajectory = [parameters_of(net)]
+    for epoch in range(settings.epochs):
+        run_epochs(net, optimizer, images, labels, 1, settings.batch_size, augment, generator, loss_fn=loss_fn)
+        trajectory.append(parameters_of(net))
+        if on_epoch is not None:
+            on_epoch(epoch)
+    return trajectory

@@ -1,0 +1,145 @@
+"""Trajectory matching (MTT, Cazenavette et al. 2022) with an optional group-robust risk term.
+
+Each iteration picks an expert and a start epoch ``t`` uniform in ``[0, max_start_epoch)``. The student
+starts from the expert's parameters at ``t`` and takes ``syn_steps`` SGD steps on the synthetic set (per-sample
+DSA, a mini-batch of ``batch_syn`` images per step, all of them when ``None``) with the learnable step size
+``syn_lr``. The loss is the normalised parameter distance
+
+    ||theta_N - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2        (M = expert_epochs)
+
+The student is unrolled with ``torch.func.functional_call`` on a parameter dict, differentiated through every
+step (synthetic gradients with ``create_graph``). ``checkpoint=True`` recomputes each step's graph during the
+backward pass (activation checkpointing per student step), so memory no longer grows with the activations of
+all ``N`` steps; the gradient is the same.
+
+Robust risk term (``group_losses``): the cross-entropy of the student's final parameters on each real group
+(real images of a class grouped by nearest synthetic image in the final student's embedding); the module's
+risk measure (CVaR scaled by ``cvar.weight``) aggregates them and adds them to the trajectory loss, which is
+returned as ``GroupLosses.base``. With ``risk_term=False`` no group losses are formed: plain MTT.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+from torch.utils.checkpoint import checkpoint
+
+from gdrdd.augment.dsa import DSA
+from gdrdd.data.spec import class_major_labels
+from gdrdd.experts.cache import ExpertCache
+from gdrdd.matchers.base import GroupLosses
+from gdrdd.robust.grouping import Grouping, group_means
+
+Params = dict[str, torch.Tensor]
+
+
+class _FeaturesAndLogits(nn.Module):
+    """``net``'s embedding and logits in one call, so ``functional_call`` can evaluate both."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.net.embed(x)
+        return features, self.net.classifier(features)
+
+
+def parameter_distance(params: Params, target: Params) -> torch.Tensor:
+    """Squared Euclidean distance between two parameter dicts (all tensors concatenated)."""
+    return sum(((params[k] - target[k]) ** 2).sum() for k in target)
+
+
+class TrajectoryMatcher(nn.Module):
+    """``syn_lr`` is a learnable parameter (optimised with ``lr_lr`` beside the images); ``learned_lr`` is the
+    step size evaluation networks train with."""
+
+    updates_per_iteration = 1
+
+    def __init__(self, make_network: Callable[[], nn.Module], experts: ExpertCache, syn_steps: int,
+                 expert_epochs: int, max_start_epoch: int, lr_student: float, lr_lr: float,
+                 batch_syn: int | None = None, augment: DSA | None = None, checkpoint: bool = False,
+                 risk_term: bool = False) -> None:
+        super().__init__()
+        self.net = _FeaturesAndLogits(make_network())
+        self.net.requires_grad_(False)
+        self.experts, self.num_experts = experts, experts.count()
+        self.syn_steps, self.expert_epochs, self.max_start_epoch = syn_steps, expert_epochs, max_start_epoch
+        self.syn_lr = nn.Parameter(torch.tensor(float(lr_student)))
+        self.lr_lr, self.batch_syn, self.augment = lr_lr, batch_syn, augment
+        self.checkpoint, self.risk_term = checkpoint, risk_term
+        self.start: Params = {}
+        self.target: Params = {}
+
+    @property
+    def learned_lr(self) -> float:
+        return float(self.syn_lr.detach())
+
+    def param_groups(self) -> list[dict]:
+        """Extra optimiser parameter groups: the step size with its own learning rate."""
+        return [{"params": [self.syn_lr], "lr": self.lr_lr}]
+
+    def start_iteration(self, device: torch.device | str) -> None:
+        expert = int(torch.randint(self.num_experts, (1,)))
+        start_epoch = int(torch.randint(self.max_start_epoch, (1,)))
+        trajectory = self.experts.load(expert, device)
+        self.set_segment(trajectory[start_epoch], trajectory[start_epoch + self.expert_epochs])
+
+    def set_segment(self, start: Params, target: Params) -> None:
+        """The expert segment to match: parameters at epoch ``t`` and at ``t + M`` (keys prefixed as needed)."""
+        self.start = {f"net.{k}": v.detach() for k, v in start.items()}
+        self.target = {f"net.{k}": v.detach() for k, v in target.items()}
+
+    def unroll(self, images: torch.Tensor, labels: torch.Tensor) -> Params:
+        """``syn_steps`` differentiable SGD steps of the student from ``self.start`` on ``images`` ``(N, ...)``."""
+        names = list(self.start)
+        params = tuple(v.clone().requires_grad_(True) for v in self.start.values())
+
+        def step(x: torch.Tensor, y: torch.Tensor, lr: torch.Tensor, *current: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            logits = functional_call(self.net, dict(zip(names, current)), (x,))[1]
+            grads = torch.autograd.grad(F.cross_entropy(logits, y), current, create_graph=True)
+            return tuple(p - lr * g for p, g in zip(current, grads))
+
+        for idx in self._batches(len(images), images.device):
+            x = images[idx] if self.augment is None else self.augment(images[idx])
+            if self.checkpoint:
+                params = checkpoint(step, x, labels[idx], self.syn_lr, *params, use_reentrant=False)
+            else:
+                params = step(x, labels[idx], self.syn_lr, *params)
+        return dict(zip(names, params))
+
+    def _batches(self, n: int, device: torch.device) -> list[torch.Tensor]:
+        """Index batches of the ``syn_steps`` student steps: consecutive chunks of random permutations."""
+        size = self.batch_syn or n
+        batches: list[torch.Tensor] = []
+        while len(batches) < self.syn_steps:
+            batches.extend(torch.randperm(n, device=device).split(size))
+        return batches[:self.syn_steps]
+
+    def trajectory_loss(self, final: Params) -> torch.Tensor:
+        return parameter_distance(final, self.target) / parameter_distance(self.start, self.target)
+
+    def group_losses(self, real: torch.Tensor, synthetic: torch.Tensor, grouping: Grouping) -> GroupLosses:
+        c, ipc = synthetic.shape[:2]
+        flat = synthetic.flatten(0, 1)
+        final = self.unroll(flat, class_major_labels(c, ipc, flat.device))
+        base = self.trajectory_loss(final)
+        if not self.risk_term:
+            empty = base.new_zeros(0)
+            return GroupLosses(empty, empty, 0, base=base)
+        n = real.shape[1]
+        k = grouping.groups_per_class(ipc)
+        features, logits = functional_call(self.net, final, (real.flatten(0, 1),))
+        with torch.no_grad():
+            synthetic_features = functional_call(self.net, final, (flat,))[0]
+            ids = grouping.assign(features.detach().view(c, n, -1), synthetic_features.view(c, ipc, -1))
+        per_sample = F.cross_entropy(logits, class_major_labels(c, n, real.device), reduction="none")
+        losses, counts = group_means(per_sample.view(c, n, 1), ids, k)
+        return GroupLosses(losses.flatten(), counts.flatten(), k, base=base)
+
+    def after_update(self, synthetic: torch.Tensor, is_last: bool) -> None:
+        """Nothing to do: the student is rebuilt from the expert every iteration."""

@@ -1,0 +1,111 @@
+"""Expert trajectories: training, the cache (key, resume, atomic files), robust experts, and method=mtt end to end."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from test_end_to_end import ROOT, compose_config
+
+from gdrdd import build
+from gdrdd.experts import ExpertsNotFoundError
+from gdrdd.experts.training import ExpertSettings, train_expert
+from gdrdd.robust import CVaR, NearestSynthetic
+from gdrdd.train import run
+from gdrdd.training import GroupRobustLoss
+
+EXPERTS = ["task=experts", "experts.num=1", "experts.epochs=2", "experts.augment=none", "model.width=8"]
+MTT = ["method.syn_steps=3", "method.expert_epochs=1", "method.max_start_epoch=2", "experts.epochs=2",
+       "experts.augment=none", "model.width=8", "iterations=2"]
+
+
+def cache_of(cfg):
+    return build.expert_cache(cfg, build.dataset_spec(cfg))
+
+
+def test_expert_keeps_parameters_after_every_epoch(tiny_net_factory):
+    torch.manual_seed(0)
+    images, labels = torch.randn(12, 3, 16, 16), torch.arange(3).repeat(4)
+    trajectory = train_expert(tiny_net_factory, images, labels, ExpertSettings(epochs=3, batch_size=4), seed=7)
+    assert len(trajectory) == 4
+    assert set(trajectory[0]) == {n for n, _ in tiny_net_factory().named_parameters()}
+    assert all(not torch.equal(a["classifier.weight"], b["classifier.weight"]) for a, b in zip(trajectory, trajectory[1:]))
+    again = train_expert(tiny_net_factory, images, labels, ExpertSettings(epochs=3, batch_size=4), seed=7)
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(trajectory, again) for k in a)
+
+
+def test_group_robust_loss_at_alpha_zero_is_cross_entropy_and_robust_at_high_alpha(tiny_net_factory):
+    torch.manual_seed(0)
+    net = tiny_net_factory()
+    images, labels = torch.randn(30, 3, 16, 16), torch.randint(0, 3, (30,))
+    synthetic = torch.randn(3, 2, 3, 16, 16)
+    plain = F.cross_entropy(net(images), labels)
+    mean = GroupRobustLoss(synthetic, NearestSynthetic(), CVaR(0.0))(net, images, labels)
+    tail = GroupRobustLoss(synthetic, NearestSynthetic(), CVaR(0.9))(net, images, labels)
+    assert float(mean) == pytest.approx(float(plain), rel=1e-5)
+    assert float(tail) > float(plain)
+    tail.backward()
+    assert all(p.grad is not None for p in net.parameters())
+
+
+def test_experts_task_saves_resumes_and_is_found_by_key(tmp_path):
+    cfg = compose_config(tmp_path / "run1", *EXPERTS, f"paths.cache_dir={tmp_path / 'cache'}")
+    first = run(cfg)
+    cache = cache_of(cfg)
+    assert first["experts_in_cache"] == 1 and cache.count() == 1
+    assert json.loads((cache.folder / "key.json").read_text())["training"]["epochs"] == 2
+    trajectory = cache.load(0)
+    assert len(trajectory) == 3 and "classifier.weight" in trajectory[0]
+    saved = cache.path(0).read_bytes()
+    (cache.folder / ".expert_0001.pt.tmp123").write_bytes(b"half-written")  # an interrupted write
+    more = compose_config(tmp_path / "run2", *EXPERTS, "experts.num=2", f"paths.cache_dir={tmp_path / 'cache'}")
+    second = run(more)
+    assert second["trained_now"] == 1 and cache_of(more).count() == 2
+    assert cache.path(0).read_bytes() == saved  # the finished expert is kept, not retrained
+    assert json.loads((tmp_path / "run2" / "experts.json").read_text())["experts_in_cache"] == 2
+    other = compose_config(tmp_path / "run3", *EXPERTS, "experts.lr=0.02", f"paths.cache_dir={tmp_path / 'cache'}")
+    assert cache_of(other).folder != cache.folder and cache_of(other).count() == 0
+    robust = compose_config(tmp_path / "run4", *EXPERTS, "cvar.target=network", f"paths.cache_dir={tmp_path / 'cache'}")
+    assert cache_of(robust).folder != cache.folder
+    assert cache_of(compose_config(tmp_path / "run5", *EXPERTS, "cvar=none")).description["robust"] is None
+
+
+def test_missing_experts_stop_mtt_before_any_step_with_the_command(tmp_path):
+    cfg = compose_config(tmp_path / "out", *MTT, f"paths.cache_dir={tmp_path / 'empty'}", method="mtt")
+    with pytest.raises(ExpertsNotFoundError, match="task=experts") as err:
+        run(cfg)
+    assert str(cache_of(cfg).folder) in str(err.value)
+    assert not (tmp_path / "out" / "distilled.pt").exists()
+
+
+def test_mtt_after_experts_end_to_end_evaluates_with_the_learned_lr(tmp_path):
+    cache_dir = f"paths.cache_dir={tmp_path / 'cache'}"
+    run(compose_config(tmp_path / "experts", *EXPERTS, cache_dir))
+    result = run(compose_config(tmp_path / "mtt", *MTT, cache_dir, "cvar.alpha=0.5", method="mtt"))
+    blob = torch.load(tmp_path / "mtt" / "distilled.pt", weights_only=True)
+    assert blob["learned_lr"] > 0 and blob["learned_lr"] != 0.001 and blob["zca"] is None
+    log = (tmp_path / "mtt" / "csv" / "metrics.csv").read_text().splitlines()[0]
+    assert "distill/base_loss" in log and "distill/learned_lr" in log and "robust/risk" in log
+    assert 0 <= result["scored"]["distilled"]["acc"] <= 100
+
+
+def test_invalid_segment_is_refused_before_work(tmp_path):
+    from gdrdd.errors import ConfigError
+
+    cfg = compose_config(tmp_path, *MTT, "method.max_start_epoch=3", method="mtt")
+    with pytest.raises(ConfigError, match="max_start_epoch"):
+        run(cfg)
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "tinyimagenet"])
+@pytest.mark.parametrize("ipc", [1, 10, 50])
+def test_mtt_presets_compose_and_validate(tmp_path, dataset, ipc):
+    from hydra import compose, initialize_config_dir
+
+    from gdrdd.config_checks import validate
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment=mtt_{dataset}_ipc{ipc}", f"paths.output_dir={tmp_path}"])
+    validate(cfg)
+    assert cfg.method.name == "mtt" and cfg.dataset.name == dataset and cfg.ipc == ipc and cfg.eval.epochs == 1000
+    assert cfg.method.max_start_epoch + cfg.method.expert_epochs <= cfg.experts.epochs + 1

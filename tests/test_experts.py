@@ -109,3 +109,16 @@ def test_mtt_presets_compose_and_validate(tmp_path, dataset, ipc):
     validate(cfg)
     assert cfg.method.name == "mtt" and cfg.dataset.name == dataset and cfg.ipc == ipc and cfg.eval.epochs == 1000
     assert cfg.method.max_start_epoch + cfg.method.expert_epochs <= cfg.experts.epochs + 1
+
+
+def test_robust_experts_are_trained_and_matched_with_target_network(tmp_path):
+    cache_dir = f"paths.cache_dir={tmp_path / 'cache'}"
+    robust = ["cvar.target=network", "cvar.alpha=0.8"]
+    made = run(compose_config(tmp_path / "experts", *EXPERTS, cache_dir, *robust))
+    assert made["description"]["robust"] == {"alpha": 0.8, "weighting": "mass", "ipc": 2}
+    plain_cache = cache_of(compose_config(tmp_path / "x", *EXPERTS, cache_dir, "cvar=none"))
+    assert plain_cache.count() == 0  # robust experts live under their own key
+    result = run(compose_config(tmp_path / "mtt", *MTT, cache_dir, *robust, method="mtt"))
+    assert result["cvar"]["target"] == "network"
+    log = (tmp_path / "mtt" / "csv" / "metrics.csv").read_text().splitlines()[0]
+    assert "distill/base_loss" in log and "robust/risk" not in log  # no risk term: the experts carry the robustness

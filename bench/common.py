@@ -1,0 +1,64 @@
+"""Helpers shared by the benchmarks: timing with device synchronisation, peak memory, subprocess workers."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+
+def timed(fn: Callable[[], object], device: str) -> float:
+    """Wall-clock seconds of ``fn()``, synchronising CUDA before and after."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def peak_memory_mb(device: str) -> float:
+    """Peak memory of this process so far: max allocated on CUDA, max resident set size on CPU."""
+    peak = (torch.cuda.max_memory_allocated() if device.startswith("cuda")
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return peak / 2**20
+
+
+def run_worker(script: str, args: list[str]) -> dict:
+    """Run ``script --worker ARGS`` in a fresh process (so peak memory is per configuration); its last line is JSON."""
+    proc = subprocess.run([sys.executable, script, "--worker", *args], capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def write_report(path: str | Path, report: dict) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"threads": torch.get_num_threads(), **report}, indent=2) + "\n")
+    print(f"report: {out}")
+
+
+def compose_config(overrides: list[str]):
+    """The gdrdd config for ``overrides`` (Hydra compose API; no run folder is created)."""
+    from hydra import compose, initialize_config_dir
+
+    root = Path(__file__).resolve().parents[1]
+    with initialize_config_dir(config_dir=str(root / "conf"), version_base="1.3"):
+        return compose("config", overrides=["paths.output_dir=unused", *overrides])
+
+
+def random_cifar_data(spec, device: str, per_class: int = 500):
+    """A RealDataModule of random 3x32x32 images (speed and memory do not depend on pixel values)."""
+    from gdrdd.data import RealDataModule
+
+    data = RealDataModule(spec, "unused", None)
+    g = torch.Generator().manual_seed(0)
+    data.class_images = [torch.randn(per_class, 3, 32, 32, generator=g) for _ in range(spec.num_classes)]
+    data.test_images, data.test_labels = torch.zeros(1, 3, 32, 32), torch.zeros(1, dtype=torch.long)
+    return data.to(device)

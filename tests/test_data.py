@@ -172,3 +172,48 @@ def test_tinyimagenet_layout_and_validation_labels_from_annotations(tmp_path):
     assert data.test.labels.tolist() == [2, 0, 1]
     with pytest.raises(DataNotFoundError, match="tiny-imagenet-200.zip"):
         CLASS_NAME_READERS["tinyimagenet"](tmp_path / "empty")
+
+
+def write_idx(path, array, magic):
+    import gzip
+
+    header = np.array([magic, *array.shape], dtype=">i4").tobytes()
+    payload = header + array.astype(np.uint8).tobytes()
+    if path.suffix == ".gz":
+        with gzip.open(path, "wb") as f:
+            f.write(payload)
+    else:
+        path.write_bytes(payload)
+
+
+@pytest.mark.parametrize("reader,folder", [("mnist", "mnist"), ("fashion_mnist", "FashionMNIST/raw")])
+def test_idx_readers_plain_and_gzipped(tmp_path, reader, folder):
+    root = tmp_path / folder
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n, suffix in (("train", 6, ".gz"), ("t10k", 4, "")):
+        write_idx(root / f"{split}-images-idx3-ubyte{suffix}", rng.integers(0, 256, (n, 28, 28)), 2051)
+        write_idx(root / f"{split}-labels-idx1-ubyte{suffix}", np.arange(n) % 10, 2049)
+    spec = DatasetSpec(reader, reader, 1, 28, tuple(str(i) for i in range(10)), (0.5,), (0.5,), "crop")
+    data = load_real_data(spec, tmp_path, None)
+    assert data.train.images.shape == (6, 1, 28, 28) and data.train.labels.tolist() == [0, 1, 2, 3, 4, 5]
+    assert data.test.images.shape == (4, 1, 28, 28)
+    write_idx(root / "t10k-labels-idx1-ubyte", np.arange(4), 2051)  # wrong magic number
+    with pytest.raises(DataNotFoundError, match="t10k-labels-idx1-ubyte"):
+        load_real_data(spec, tmp_path, None)
+
+
+def test_svhn_mat_files_map_label_10_to_digit_0(tmp_path):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(0)
+    for name, n in (("train_32x32.mat", 5), ("test_32x32.mat", 3)):
+        x = rng.integers(0, 256, (32, 32, 3, n)).astype(np.uint8)
+        savemat(tmp_path / name, {"X": x, "y": (np.arange(n) + 8).reshape(-1, 1) % 10 + 1})
+    spec = DatasetSpec("svhn", "svhn", 3, 32, tuple(str(i) for i in range(10)), (0.5,) * 3, (0.5,) * 3, "crop")
+    data = load_real_data(spec, tmp_path, None)
+    assert data.train.images.shape == (5, 3, 32, 32) and data.train.labels.tolist() == [9, 0, 1, 2, 3]
+    from scipy.io import loadmat
+
+    x = loadmat(tmp_path / "test_32x32.mat")["X"]
+    assert data.test.images[1, 2, 4, 7] == x[4, 7, 2, 1]  # (H, W, C, N) -> (N, C, H, W)

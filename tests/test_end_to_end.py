@@ -125,3 +125,15 @@ def test_robust_network_targets_run_through_hydra(tmp_path, target):
 def test_network_target_needs_gradient_matching(tmp_path):
     with pytest.raises(ConfigError, match="cvar.target"):
         run(compose_config(tmp_path, "cvar.target=network"))
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist", "svhn", "cifar10", "cifar100", "tinyimagenet"])
+def test_every_downloadable_data_set_names_its_files_when_missing(tmp_path, dataset):
+    from gdrdd.data import DataNotFoundError
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataNotFoundError, match="Expected") as err:
+        run(compose_config(tmp_path / "out", f"dataset={dataset}", f"paths.data_dir={empty}"))
+    assert str(empty) in str(err.value) and "download" in str(err.value)
+    assert not (tmp_path / "out" / "distilled.pt").exists()

@@ -11,12 +11,17 @@ import torch
 
 from gdrdd.data.cifar import load_cifar10, load_cifar100
 from gdrdd.data.embedded import load_mnist_mini
+from gdrdd.data.idx import load_fashion_mnist, load_mnist
 from gdrdd.data.spec import DatasetSpec, ImageSet, RealData
+from gdrdd.data.svhn import load_svhn
 from gdrdd.data.tinyimagenet import load_tinyimagenet, tinyimagenet_class_names
 
 # reader name -> (loader, whether its output is worth caching as a tensor file)
 READERS: dict[str, tuple[Callable[[Path, DatasetSpec], RealData], bool]] = {
     "mnist_mini": (lambda data_dir, spec: load_mnist_mini(), False),
+    "mnist": (load_mnist, True),
+    "fashion_mnist": (load_fashion_mnist, True),
+    "svhn": (load_svhn, True),
     "cifar10": (load_cifar10, True),
     "cifar100": (load_cifar100, True),
     "tinyimagenet": (load_tinyimagenet, True),

@@ -32,9 +32,14 @@ log = logging.getLogger(__name__)
 
 
 def dataset_spec(cfg: DictConfig) -> DatasetSpec:
-    """The data set's facts; ``class_names: null`` reads the class list from the data folder (TinyImageNet)."""
+    """The data set's facts; ``class_names: null`` reads the class list from the data folder (TinyImageNet,
+    class-folder trees, narrowed to ``dataset.class_indices`` if set)."""
     d = cfg.dataset
-    names = CLASS_NAME_READERS[d.reader](Path(cfg.paths.data_dir)) if d.class_names is None else d.class_names
+    if d.class_names is None:
+        indices = list(d.class_indices) if d.get("class_indices") is not None else None
+        names = CLASS_NAME_READERS[d.reader](Path(cfg.paths.data_dir).expanduser(), indices)
+    else:
+        names = d.class_names
     return DatasetSpec(name=d.name, reader=d.reader, channels=d.channels, resolution=d.resolution,
                        class_names=tuple(str(c) for c in names), mean=tuple(d.mean), std=tuple(d.std),
                        dsa_strategy=d.dsa_strategy)

@@ -163,7 +163,7 @@ def test_tinyimagenet_layout_and_validation_labels_from_annotations(tmp_path):
     from gdrdd.data.registry import CLASS_NAME_READERS
 
     write_tinyimagenet(tmp_path)
-    names = CLASS_NAME_READERS["tinyimagenet"](tmp_path)
+    names = CLASS_NAME_READERS["tinyimagenet"](tmp_path, None)
     assert names == ("n01", "n02", "n03")
     spec = DatasetSpec("tinyimagenet", "tinyimagenet", 3, 64, names, (0.5,) * 3, (0.25,) * 3, "flip")
     data = load_real_data(spec, tmp_path, None)
@@ -171,7 +171,7 @@ def test_tinyimagenet_layout_and_validation_labels_from_annotations(tmp_path):
     # val_0 is annotated n03 (label 2), val_1 n01 (label 0), val_2 n02 (label 1).
     assert data.test.labels.tolist() == [2, 0, 1]
     with pytest.raises(DataNotFoundError, match="tiny-imagenet-200.zip"):
-        CLASS_NAME_READERS["tinyimagenet"](tmp_path / "empty")
+        CLASS_NAME_READERS["tinyimagenet"](tmp_path / "empty", None)
 
 
 def write_idx(path, array, magic):
@@ -217,3 +217,23 @@ def test_svhn_mat_files_map_label_10_to_digit_0(tmp_path):
 
     x = loadmat(tmp_path / "test_32x32.mat")["X"]
     assert data.test.images[1, 2, 4, 7] == x[4, 7, 2, 1]  # (H, W, C, N) -> (N, C, H, W)
+
+
+def test_class_folder_data_set_with_class_indices_like_an_imagenet_subset(tmp_path):
+    from gdrdd.data.registry import CLASS_NAME_READERS
+
+    wnids = ["n03", "n01", "n02", "n04"]
+    for split in ("train", "val"):
+        for i, wnid in enumerate(wnids):
+            (tmp_path / split / wnid).mkdir(parents=True)
+            for j in range(2 if split == "train" else 1):
+                Image.new("RGB", (40, 30), (50 * i, j, 0)).save(tmp_path / split / wnid / f"{j}.JPEG")
+    names = CLASS_NAME_READERS["imagefolder"](tmp_path, [3, 0])  # sorted: n01 n02 n03 n04
+    assert names == ("n04", "n01")
+    spec = DatasetSpec("imagefolder", "imagefolder", 3, 16, names, (0.5,) * 3, (0.5,) * 3, "crop")
+    data = load_real_data(spec, tmp_path, None)
+    assert data.train.images.shape == (4, 3, 16, 16) and data.train.labels.tolist() == [0, 0, 1, 1]
+    assert int(data.train.images[0, 0].float().mean()) == 150  # n04 was written with red 150, resized to 16 px
+    assert data.test.labels.tolist() == [0, 1]
+    with pytest.raises(DataNotFoundError, match="beyond the 4 class folders"):
+        CLASS_NAME_READERS["imagefolder"](tmp_path, [7])

@@ -127,7 +127,8 @@ def test_network_target_needs_gradient_matching(tmp_path):
         run(compose_config(tmp_path, "cvar.target=network"))
 
 
-@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist", "svhn", "cifar10", "cifar100", "tinyimagenet"])
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist", "svhn", "cifar10", "cifar100", "tinyimagenet",
+                                     "imagefolder", "imagenette", "imagenet_a"])
 def test_every_downloadable_data_set_names_its_files_when_missing(tmp_path, dataset):
     from gdrdd.data import DataNotFoundError
 
@@ -137,3 +138,9 @@ def test_every_downloadable_data_set_names_its_files_when_missing(tmp_path, data
         run(compose_config(tmp_path / "out", f"dataset={dataset}", f"paths.data_dir={empty}"))
     assert str(empty) in str(err.value) and "download" in str(err.value)
     assert not (tmp_path / "out" / "distilled.pt").exists()
+
+
+def test_imagenet_subset_presets_carry_their_class_indices(tmp_path):
+    cfg = compose_config(tmp_path, "dataset=imagewoof")
+    assert cfg.dataset.reader == "imagefolder" and cfg.dataset.resolution == 128 and cfg.model.depth == 5
+    assert list(cfg.dataset.class_indices) == [193, 182, 258, 162, 155, 167, 159, 273, 207, 229]

@@ -11,6 +11,7 @@ import torch
 
 from gdrdd.data.cifar import load_cifar10, load_cifar100
 from gdrdd.data.embedded import load_mnist_mini
+from gdrdd.data.folder_dataset import folder_class_names, load_folder_dataset
 from gdrdd.data.idx import load_fashion_mnist, load_mnist
 from gdrdd.data.spec import DatasetSpec, ImageSet, RealData
 from gdrdd.data.svhn import load_svhn
@@ -25,9 +26,14 @@ READERS: dict[str, tuple[Callable[[Path, DatasetSpec], RealData], bool]] = {
     "cifar10": (load_cifar10, True),
     "cifar100": (load_cifar100, True),
     "tinyimagenet": (load_tinyimagenet, True),
+    "imagefolder": (load_folder_dataset, True),
 }
-# Readers whose class list comes from the data folder (``class_names: null`` in the data set's config).
-CLASS_NAME_READERS: dict[str, Callable[[Path], tuple[str, ...]]] = {"tinyimagenet": tinyimagenet_class_names}
+# Readers whose class list can come from the data folder (``class_names: null`` in the data set's config):
+# (data_dir, class_indices or None) -> class names.
+CLASS_NAME_READERS: dict[str, Callable[[Path, list[int] | None], tuple[str, ...]]] = {
+    "tinyimagenet": lambda data_dir, indices: tinyimagenet_class_names(data_dir),
+    "imagefolder": folder_class_names,
+}
 
 
 def load_real_data(spec: DatasetSpec, data_dir: str | Path, cache_dir: str | Path | None) -> RealData:

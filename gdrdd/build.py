@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from gdrdd.augment.dsa import DSA
+from gdrdd.config_checks import MODEL_CONFIG_DIR
 from gdrdd.data.datamodule import RealDataModule
 from gdrdd.data.registry import CLASS_NAME_READERS
 from gdrdd.data.spec import DatasetSpec
@@ -188,4 +189,17 @@ def evaluator(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Evalu
                              batch_size=e.batch_size)
     return Evaluator(spec, data.test_images, data.test_labels, network_factory(cfg, spec), settings, nets=e.nets,
                      augment=augmentation(e.augment, spec), num_groups=e.num_groups, cvar_alpha=e.cvar_alpha,
-                     seed=cfg.seed)
+                     seed=cfg.seed, preprocess=data.preprocess, architectures=cross_architectures(cfg, spec))
+
+
+def cross_architectures(cfg: DictConfig, spec: DatasetSpec) -> dict[str, Callable[[], nn.Module]]:
+    """Factories of the ``eval.models`` networks (names of ``conf/model/*.yaml``), except one identical to the
+    run's own model, which is always scored."""
+    own = OmegaConf.to_container(cfg.model, resolve=True)
+    factories = {}
+    for name in cfg.eval.get("models") or []:
+        merged = OmegaConf.merge({"dataset": cfg.dataset}, {"model": OmegaConf.load(MODEL_CONFIG_DIR / f"{name}.yaml")})
+        model_cfg = OmegaConf.to_container(merged.model, resolve=True)
+        if model_cfg != own:
+            factories[name] = lambda m=model_cfg: build_model(m, spec.channels, spec.num_classes, spec.resolution)
+    return factories

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from omegaconf import DictConfig
 
 from gdrdd.augment.dsa import FAMILIES
@@ -15,6 +17,7 @@ GRADIENT_METHODS = ("dc", "dsa")
 METHODS = ("dm", *GRADIENT_METHODS, "mtt", "random")
 ROBUST_NETWORK_METHODS = (*GRADIENT_METHODS, "mtt")  # cvar.target=network|both: inner network or experts
 TASKS = ("distill", "experts")
+MODEL_CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf" / "model"
 CVARS = ("cvar", "none")
 INITS = ("real", "noise")
 TARGETS = ("matching", "network", "both")
@@ -126,3 +129,6 @@ def validate(cfg: DictConfig) -> None:
     _positive_float(cfg, "eval.lr")
     _require(cfg.eval.augment in AUGMENTS, "eval.augment", cfg.eval.augment, ", ".join(AUGMENTS))
     _alpha(cfg, "eval.cvar_alpha")
+    known = sorted(p.stem for p in MODEL_CONFIG_DIR.glob("*.yaml"))
+    for name in cfg.eval.get("models") or []:
+        _require(name in known, "eval.models", name, f"names of conf/model/*.yaml: {', '.join(known)}")

@@ -144,3 +144,19 @@ def test_imagenet_subset_presets_carry_their_class_indices(tmp_path):
     cfg = compose_config(tmp_path, "dataset=imagewoof")
     assert cfg.dataset.reader == "imagefolder" and cfg.dataset.resolution == 128 and cfg.model.depth == 5
     assert list(cfg.dataset.class_indices) == [193, 182, 258, 162, 155, 167, 159, 273, 207, 229]
+
+
+def test_cross_architecture_evaluation_reports_every_metric_per_network(tmp_path):
+    from gdrdd import build
+
+    result = run(compose_config(tmp_path, "iterations=1", "eval.models=[alexnet]", "eval.baseline=false"))
+    distilled = result["scored"]["distilled"]
+    assert "acc" in distilled and "alexnet/acc" in distilled and "alexnet/worst_group_acc_std" in distilled
+    table = (tmp_path / "table.md").read_text()
+    assert "| test accuracy (%) [alexnet] |" in table and "| CVaR of group test loss [alexnet] |" in table
+    # The run's own model is scored once, unprefixed; other names build their own networks.
+    cfg = compose_config(tmp_path, "model.width=128", "eval.models=[convnet,vgg11,resnet18_ap]")
+    extra = build.cross_architectures(cfg, build.dataset_spec(cfg))
+    assert list(extra) == ["vgg11", "resnet18_ap"] and type(extra["resnet18_ap"]()).__name__ == "ResNet18"
+    with pytest.raises(ConfigError, match="eval.models='lenet'"):
+        run(compose_config(tmp_path / "bad", "eval.models=[lenet]"))

@@ -31,3 +31,29 @@ def test_norm_options(norm):
 def test_build_model_rejects_unknown_name():
     with pytest.raises(ValueError, match="resnet"):
         build_model({"name": "resnet"}, 3, 10, 32)
+
+
+@pytest.mark.parametrize("name,options", [("alexnet", {}), ("alexnet", {"norm": "batchnorm"}), ("vgg11", {}),
+                                          ("vgg11", {"norm": "batchnorm"}), ("resnet18", {}),
+                                          ("resnet18", {"norm": "batchnorm", "downsample": "avgpool"})])
+@pytest.mark.parametrize("channels,resolution", [(1, 28), (3, 32), (3, 64), (3, 128)])
+def test_cross_architecture_networks_for_28_to_128_px(name, options, channels, resolution):
+    net = build_model({"name": name, **options}, channels, 7, resolution)
+    x = torch.randn(2, channels, resolution, resolution)
+    assert net(x).shape == (2, 7) and net.embed(x).shape == (2, net.feature_dim)
+    assert has_batchnorm(net) == (options.get("norm") == "batchnorm")
+
+
+def test_reference_layer_facts_of_the_classic_networks():
+    alex = build_model({"name": "alexnet"}, 1, 10, 28)
+    convs = [m for m in alex.features if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [128, 192, 256, 192, 192] and convs[0].padding == (4, 4)
+    assert alex.feature_dim == 192 * 4 * 4
+    vgg = build_model({"name": "vgg11"}, 3, 10, 32)
+    assert [m.out_channels for m in vgg.features if isinstance(m, nn.Conv2d)] == [64, 128, 256, 256, 512, 512, 512, 512]
+    assert vgg.feature_dim == 512
+    resnet = build_model({"name": "resnet18"}, 3, 10, 32)
+    assert sum(isinstance(m, nn.Conv2d) for m in resnet.modules()) == 1 + 16 + 3 and resnet.feature_dim == 512
+    ap = build_model({"name": "resnet18", "downsample": "avgpool"}, 3, 10, 32)
+    assert all(m.stride == (1, 1) for m in ap.modules() if isinstance(m, nn.Conv2d))
+    assert any(isinstance(m, nn.AvgPool2d) for m in ap.modules())

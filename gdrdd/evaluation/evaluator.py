@@ -29,9 +29,13 @@ class Evaluator:
     def __init__(self, spec: DatasetSpec, test_images: torch.Tensor, test_labels: torch.Tensor,
                  make_network: Callable[[], nn.Module], settings: TrainSettings, nets: int = 3,
                  augment: DSA | None = None, num_groups: int = 10, cvar_alpha: float = 0.8, seed: int = 0,
-                 preprocess: Preprocess | None = None) -> None:
-        """``test_images`` are network inputs; ``preprocess`` maps pixels to inputs (default: normalisation)."""
+                 preprocess: Preprocess | None = None,
+                 architectures: dict[str, Callable[[], nn.Module]] | None = None) -> None:
+        """``test_images`` are network inputs; ``preprocess`` maps pixels to inputs (default: normalisation);
+        ``architectures``: further networks to score the set with (cross-architecture evaluation), whose
+        metrics are reported as ``<name>/<metric>``."""
         self.spec, self.make_network, self.settings = spec, make_network, settings
+        self.architectures = architectures or {}
         preprocess = preprocess or Preprocess(spec)
         self.nets, self.augment, self.num_groups, self.cvar_alpha, self.seed = nets, augment, num_groups, cvar_alpha, seed
         self.test_labels = test_labels
@@ -51,12 +55,19 @@ class Evaluator:
         ``lr`` replaces the protocol's learning rate (MTT evaluates with its learned step size)."""
         self._move_test_data(images.device)
         settings = self.settings if lr is None else replace(self.settings, lr=lr)
+        metrics = self._evaluate_with(self.make_network, images, labels, settings)
+        for name, make_network in self.architectures.items():
+            metrics.update({f"{name}/{k}": v for k, v in self._evaluate_with(make_network, images, labels, settings).items()})
+        return metrics
+
+    def _evaluate_with(self, make_network: Callable[[], nn.Module], images: torch.Tensor, labels: torch.Tensor,
+                       settings: TrainSettings) -> dict[str, float]:
         per_net = []
         for i in range(self.nets):
             net_seed = 1_000_003 * (self.seed + 1) + i
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(net_seed)
-                net = self.make_network().to(images.device)
+                net = make_network().to(images.device)
             generator = torch.Generator().manual_seed(net_seed)
             train_network(net, images, labels, settings, self.augment, generator)
             per_net.append(self.score(net))

@@ -6,9 +6,10 @@ from typing import Any, Mapping
 
 from torch import nn
 
+from gdrdd.models.classic import AlexNet, ResNet18, VGG11
 from gdrdd.models.convnet import ConvNet
 
-MODELS = {"convnet": ConvNet}
+MODELS = {"convnet": ConvNet, "alexnet": AlexNet, "vgg11": VGG11, "resnet18": ResNet18}
 
 
 def build_model(cfg: Mapping[str, Any], channels: int, num_classes: int, resolution: int) -> nn.Module:
@@ -29,4 +30,4 @@ def has_batchnorm(net: nn.Module) -> bool:
     return bool(batchnorm_layers(net))
 
 
-__all__ = ["ConvNet", "MODELS", "batchnorm_layers", "build_model", "has_batchnorm"]
+__all__ = ["AlexNet", "ConvNet", "ResNet18", "VGG11", "MODELS", "batchnorm_layers", "build_model", "has_batchnorm"]

@@ -8,8 +8,9 @@ of one linear layer on them.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
+
+from gdrdd.models.base import FeatureClassifier
 
 NORMS = ("instancenorm", "batchnorm", "layernorm", "groupnorm", "none")
 POOLINGS = ("avgpooling", "maxpooling", "none")
@@ -52,7 +53,7 @@ def make_pool(kind: str) -> nn.Module:
     raise ValueError(f"unknown pooling {kind!r}; accepted: {', '.join(POOLINGS)}")
 
 
-class ConvNet(nn.Module):
+class ConvNet(FeatureClassifier):
     """ConvNet of ``depth`` blocks of ``width`` channels for square ``resolution``-pixel images."""
 
     def __init__(
@@ -68,22 +69,12 @@ class ConvNet(nn.Module):
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        size = 32 if resolution == 28 else resolution
         in_ch = channels
         for d in range(depth):
             padding = 3 if (d == 0 and resolution == 28) else 1
             layers += [nn.Conv2d(in_ch, width, 3, padding=padding), make_norm(norm, width), make_activation(activation)]
             if pooling != "none":
                 layers.append(make_pool(pooling))
-                size //= 2
             in_ch = width
         self.features = nn.Sequential(*layers)
-        self.feature_dim = width * size * size
-        self.classifier = nn.Linear(self.feature_dim, num_classes)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Flattened features ``(B, feature_dim)``."""
-        return self.features(x).flatten(1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.embed(x))
+        self.attach_classifier(channels, resolution, num_classes)

@@ -56,7 +56,7 @@ def augmentation(kind: str, spec: DatasetSpec) -> DSA | None:
 
 
 def datamodule(cfg: DictConfig, spec: DatasetSpec) -> RealDataModule:
-    return RealDataModule(spec, cfg.paths.data_dir, cfg.paths.cache_dir, iterations=cfg.iterations,
+    return RealDataModule(spec, cfg.paths.data_dir, cfg.paths.cache_dir, iterations=cfg.get("iterations", 1),
                           zca=cfg.dataset.zca)
 
 

@@ -86,13 +86,7 @@ def validate(cfg: DictConfig) -> None:
     _positive_int(cfg, "iterations", minimum=0)
     _require(isinstance(cfg.seed, int), "seed", cfg.seed, "an integer")
     _require(cfg.method.name in METHODS, "method", cfg.method.name, ", ".join(METHODS))
-    _require(cfg.dataset.reader in READERS, "dataset.reader", cfg.dataset.reader, ", ".join(sorted(READERS)))
-    _require(cfg.model.name in MODELS, "model.name", cfg.model.name, ", ".join(sorted(MODELS)))
-    _require(len(cfg.dataset.mean) == len(cfg.dataset.std) == cfg.dataset.channels, "dataset.mean/std",
-             f"{list(cfg.dataset.mean)}/{list(cfg.dataset.std)}", f"one value per channel ({cfg.dataset.channels})")
-    strategy_families = str(cfg.dataset.dsa_strategy).split("_")
-    _require(all(f in FAMILIES for f in strategy_families), "dataset.dsa_strategy", cfg.dataset.dsa_strategy,
-             f"families joined by '_' from {', '.join(FAMILIES)}")
+    check_dataset(cfg)
     _require(cfg.cvar.name in CVARS, "cvar", cfg.cvar.name, ", ".join(CVARS))
     if cfg.cvar.name == "cvar":
         _alpha(cfg, "cvar.alpha", " (0: the mean, non-robust; 0.8: the worst 20 %; near 1: the worst group)")
@@ -123,6 +117,22 @@ def validate(cfg: DictConfig) -> None:
                  "or set method.outer_loop and method.inner_loop")
     if cfg.method.name == "mtt" or cfg.task == "experts":
         _check_trajectory_settings(cfg)
+    check_evaluation(cfg)
+
+
+def check_dataset(cfg: DictConfig) -> None:
+    """The data set and the model of ``cfg``."""
+    _require(cfg.dataset.reader in READERS, "dataset.reader", cfg.dataset.reader, ", ".join(sorted(READERS)))
+    _require(cfg.model.name in MODELS, "model.name", cfg.model.name, ", ".join(sorted(MODELS)))
+    _require(len(cfg.dataset.mean) == len(cfg.dataset.std) == cfg.dataset.channels, "dataset.mean/std",
+             f"{list(cfg.dataset.mean)}/{list(cfg.dataset.std)}", f"one value per channel ({cfg.dataset.channels})")
+    strategy_families = str(cfg.dataset.dsa_strategy).split("_")
+    _require(all(f in FAMILIES for f in strategy_families), "dataset.dsa_strategy", cfg.dataset.dsa_strategy,
+             f"families joined by '_' from {', '.join(FAMILIES)}")
+
+
+def check_evaluation(cfg: DictConfig) -> None:
+    """The ``eval`` group: the protocol and the cross-architecture model names."""
     for key in ("eval.nets", "eval.epochs", "eval.batch_size", "eval.num_groups"):
         _positive_int(cfg, key)
     _positive_int(cfg, "eval.every", minimum=0)

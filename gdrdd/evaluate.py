@@ -1,0 +1,51 @@
+"""Scoring a saved distilled set (gdrdd's or another tool's) with the evaluation protocol: ``evaluate.py``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from gdrdd import build
+from gdrdd.config_checks import check_dataset, check_evaluation
+from gdrdd.errors import ConfigError
+from gdrdd.evaluation.loading import DistilledFileError, load_distilled
+from gdrdd.evaluation.report import comparison_table
+from gdrdd.outputs import write_json, write_text
+
+
+def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
+    """Load ``cfg.path``, score it, print the table, write ``metrics.json`` and ``table.md`` to the run folder."""
+    try:
+        distilled = load_distilled(cfg.path, cfg.format, cfg.exp, cfg.trust)
+    except DistilledFileError as err:
+        raise ConfigError(str(err)) from err
+    if distilled.config is not None:  # gdrdd's own file: its data set (and preprocessing) decide
+        cfg = OmegaConf.merge(cfg, {"dataset": distilled.config["dataset"]})
+    check_dataset(cfg)
+    check_evaluation(cfg)
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, verbose=False)
+    spec = build.dataset_spec(cfg)
+    expected = (spec.channels, spec.resolution, spec.resolution)
+    if tuple(distilled.images.shape[1:]) != expected:
+        raise ConfigError(f"the images in {cfg.path} are {tuple(distilled.images.shape[1:])}, but dataset="
+                          f"{spec.name} has {expected}; choose the data set they were distilled from")
+    data = build.datamodule(cfg, spec)
+    data.setup()
+    device = build.device(cfg)
+    data.to(device)
+    lr = cfg.lr if cfg.lr is not None else distilled.lr
+    evaluator = build.evaluator(cfg, data, spec)
+    scored = {"distilled": evaluator.evaluate(distilled.images.to(device), distilled.labels.to(device), lr=lr)}
+    result = {"path": str(cfg.path), "format": distilled.format, "dataset": spec.name,
+              "images": distilled.images.shape[0], "lr": lr if lr is not None else cfg.eval.lr, "scored": scored}
+    write_json(out / "metrics.json", result)
+    table = comparison_table(scored)
+    write_text(out / "table.md", table + "\n")
+    print(f"\n{cfg.path} ({distilled.format}, {spec.name}, {distilled.images.shape[0]} images), "
+          f"{cfg.eval.nets} evaluation nets x {cfg.eval.epochs} epochs\n{table}\nrun folder: {out}")
+    return result

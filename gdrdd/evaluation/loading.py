@@ -1,0 +1,92 @@
+"""Reading a distilled set saved by gdrdd or by another tool, for ``evaluate.py``.
+
+Formats (``format=auto`` tells them apart):
+
+- ``gdrdd``: gdrdd's ``distilled.pt`` (a dict with ``images``, ``labels``, ``config``; maybe ``learned_lr``);
+  it carries its data set, so no data set flag is needed.
+- ``pair``: one file holding ``(images, labels)`` or ``(images, labels, lr)`` saved with ``torch.save``, or
+  a folder with ``images_best.pt``, ``labels_best.pt`` and optionally ``lr_best.pt`` (MTT / DATM style).
+- ``dc``: the result file of the original DC/DSA/DM code, ``{"data": [[images, labels], ...], ...}`` with one
+  pair per experiment (``exp`` picks one).
+
+Images are network inputs as the tool saved them (normalised, ZCA-whitened for MTT's ZCA runs): set the
+data set and ``dataset.zca`` to match when the file does not carry them. Labels are class indices ``(N,)``
+or soft labels ``(N, C)``.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMATS = ("auto", "gdrdd", "pair", "dc")
+PAIR_FILES = ("images_best.pt", "labels_best.pt", "lr_best.pt")
+
+
+class DistilledFileError(ValueError):
+    """The file is not a distilled set in a known format; the message says which formats are read."""
+
+
+@dataclass
+class DistilledSet:
+    images: torch.Tensor
+    labels: torch.Tensor
+    lr: float | None = None
+    config: dict[str, Any] | None = None  # gdrdd's resolved run config, when the file carries one
+    format: str = "pair"
+
+
+def load_distilled(path: str | Path, fmt: str = "auto", exp: int = 0, trust: bool = False) -> DistilledSet:
+    """Read ``path``. Files are loaded with ``weights_only=True`` (tensors and plain containers only) unless
+    ``trust`` (needed for files that pickle NumPy values, as some DC result files do)."""
+    path = Path(path).expanduser()
+    if fmt not in FORMATS:
+        raise DistilledFileError(f"format={fmt!r} is unknown; accepted: {', '.join(FORMATS)}")
+    if path.is_dir():
+        return _pair_folder(path)
+    if not path.is_file():
+        raise DistilledFileError(f"path={str(path)!r} does not exist; give a distilled.pt file, a saved "
+                                 f"(images, labels[, lr]) file, a DC-style result file, or a folder with {PAIR_FILES[0]} "
+                                 f"and {PAIR_FILES[1]}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as err:
+        raise DistilledFileError(f"{path} holds more than tensors and plain containers ({err}); if you trust the "
+                                 "file, pass trust=true to load it with full unpickling") from err
+    if isinstance(blob, dict) and "images" in blob and "labels" in blob and fmt in ("auto", "gdrdd"):
+        lr = blob.get("learned_lr")
+        return _checked(blob["images"], blob["labels"], lr, blob.get("config"), "gdrdd", path)
+    if isinstance(blob, dict) and "data" in blob and fmt in ("auto", "dc"):
+        runs = blob["data"]
+        if not 0 <= exp < len(runs):
+            raise DistilledFileError(f"exp={exp} is out of range: {path} holds {len(runs)} experiments (0..{len(runs) - 1})")
+        images, labels = runs[exp][:2]
+        return _checked(images, labels, None, None, "dc", path)
+    if isinstance(blob, (list, tuple)) and len(blob) in (2, 3) and fmt in ("auto", "pair"):
+        return _checked(blob[0], blob[1], blob[2] if len(blob) == 3 else None, None, "pair", path)
+    raise DistilledFileError(f"{path} is not a distilled set in a known format (format={fmt}): expected gdrdd's "
+                             "distilled.pt dict, an (images, labels[, lr]) sequence, or a DC-style dict with 'data'")
+
+
+def _pair_folder(folder: Path) -> DistilledSet:
+    images, labels, lr = (folder / name for name in PAIR_FILES)
+    if not (images.is_file() and labels.is_file()):
+        raise DistilledFileError(f"folder {folder} lacks {PAIR_FILES[0]} and {PAIR_FILES[1]} (MTT/DATM layout)")
+    load = lambda p: torch.load(p, map_location="cpu", weights_only=True)  # noqa: E731
+    return _checked(load(images), load(labels), load(lr) if lr.is_file() else None, None, "pair", folder)
+
+
+def _checked(images: Any, labels: Any, lr: Any, config: dict | None, fmt: str, source: Path) -> DistilledSet:
+    if not (isinstance(images, torch.Tensor) and images.dim() == 4):
+        raise DistilledFileError(f"{source}: images must be a (N, ch, H, W) tensor, got {type(images).__name__}"
+                                 + (f" {tuple(images.shape)}" if isinstance(images, torch.Tensor) else ""))
+    if not (isinstance(labels, torch.Tensor) and labels.shape[0] == images.shape[0] and labels.dim() in (1, 2)):
+        raise DistilledFileError(f"{source}: labels must be (N,) class indices or (N, C) soft labels for "
+                                 f"{images.shape[0]} images")
+    labels = labels.long() if labels.dim() == 1 else labels.float()
+    lr_value = float(lr) if lr is not None else None
+    return DistilledSet(images.detach().float(), labels, lr_value, config, fmt)

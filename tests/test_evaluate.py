@@ -1,0 +1,81 @@
+"""evaluate.py: scoring gdrdd's distilled.pt and other tools' files under one protocol."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from gdrdd.errors import ConfigError
+from gdrdd.evaluate import run_evaluation
+from gdrdd.evaluation.loading import DistilledFileError, load_distilled
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["model.width=8", "eval.nets=1", "eval.epochs=2", "trainer.accelerator=cpu"]
+
+
+def evaluate_config(tmp_path, path, *overrides):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("evaluate", overrides=[f"path={path}", f"paths.output_dir={tmp_path / 'eval'}", *FAST, *overrides])
+
+
+def mnist_like(n_per_class=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(10 * n_per_class, 1, 28, 28, generator=g), torch.arange(10).repeat_interleave(n_per_class)
+
+
+def test_loads_every_format(tmp_path):
+    images, labels = mnist_like()
+    torch.save({"images": images, "labels": labels, "learned_lr": 0.02, "config": {"dataset": {"name": "x"}}},
+               tmp_path / "distilled.pt")
+    torch.save((images, labels, torch.tensor(0.03)), tmp_path / "pair.pt")
+    torch.save({"data": [[images, labels], [images[:10], labels[:10]]], "accs_all_exps": {"ConvNet": [0.5]}},
+               tmp_path / "res_DC.pt")
+    folder = tmp_path / "mtt"
+    folder.mkdir()
+    torch.save(images, folder / "images_best.pt")
+    torch.save(labels, folder / "labels_best.pt")
+    own = load_distilled(tmp_path / "distilled.pt")
+    assert own.format == "gdrdd" and own.lr == 0.02 and own.config["dataset"]["name"] == "x"
+    pair = load_distilled(tmp_path / "pair.pt")
+    assert pair.format == "pair" and pair.lr == pytest.approx(0.03) and torch.equal(pair.images, images)
+    dc = load_distilled(tmp_path / "res_DC.pt", exp=1)
+    assert dc.format == "dc" and dc.images.shape[0] == 10
+    assert load_distilled(folder).lr is None
+    with pytest.raises(DistilledFileError, match="out of range"):
+        load_distilled(tmp_path / "res_DC.pt", exp=5)
+    torch.save((images, labels[:3]), tmp_path / "bad.pt")
+    with pytest.raises(DistilledFileError, match="labels must be"):
+        load_distilled(tmp_path / "bad.pt")
+
+
+def test_scores_a_pair_file_with_its_learned_lr_and_checks_shapes(tmp_path):
+    images, labels = mnist_like()
+    torch.save((images, labels, torch.tensor(0.05)), tmp_path / "pair.pt")
+    result = run_evaluation(evaluate_config(tmp_path, tmp_path / "pair.pt"))
+    assert result["format"] == "pair" and result["lr"] == pytest.approx(0.05) and result["images"] == 20
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert 0 <= metrics["scored"]["distilled"]["acc"] <= 100
+    assert "| test accuracy (%) |" in (tmp_path / "eval" / "table.md").read_text()
+    torch.save((torch.randn(20, 3, 32, 32), labels), tmp_path / "cifar_sized.pt")
+    with pytest.raises(ConfigError, match="choose the data set"):
+        run_evaluation(evaluate_config(tmp_path, tmp_path / "cifar_sized.pt"))
+
+
+def test_scores_a_gdrdd_run_from_the_command_line(tmp_path):
+    from test_end_to_end import compose_config
+
+    from gdrdd.train import run
+
+    run(compose_config(tmp_path / "run", "iterations=1", "eval.baseline=false", "model.width=8"))
+    cmd = [sys.executable, str(ROOT / "evaluate.py"), f"path={tmp_path / 'run' / 'distilled.pt'}",
+           f"hydra.run.dir={tmp_path / 'eval'}", *FAST, "eval.models=[alexnet]"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "(gdrdd, mnist_mini, 20 images)" in proc.stdout and "[alexnet]" in proc.stdout
+    missing = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), f"path={tmp_path / 'nothing.pt'}",
+                              f"hydra.run.dir={tmp_path / 'eval2'}"], capture_output=True, text=True, cwd=tmp_path)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr

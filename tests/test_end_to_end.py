@@ -160,3 +160,17 @@ def test_cross_architecture_evaluation_reports_every_metric_per_network(tmp_path
     assert list(extra) == ["vgg11", "resnet18_ap"] and type(extra["resnet18_ap"]()).__name__ == "ResNet18"
     with pytest.raises(ConfigError, match="eval.models='lenet'"):
         run(compose_config(tmp_path / "bad", "eval.models=[lenet]"))
+
+
+@pytest.mark.parametrize("method", ["dc", "dsa", "dm"])
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "tinyimagenet"])
+def test_base_method_presets_compose_with_reference_settings(tmp_path, method, dataset):
+    from gdrdd.config_checks import validate
+
+    for ipc in (1, 10, 50):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("config", overrides=[f"experiment={method}_{dataset}_ipc{ipc}", f"paths.output_dir={tmp_path}"])
+        validate(cfg)
+        assert (cfg.method.name, cfg.dataset.name, cfg.ipc, cfg.eval.epochs) == (method, dataset, ipc, 1000)
+        assert cfg.iterations == (20000 if method == "dm" else 1000) and cfg.method.batch_real == 256
+        assert cfg.method.init == ("noise" if method == "dc" else "real")

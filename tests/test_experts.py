@@ -100,6 +100,7 @@ def test_invalid_segment_is_refused_before_work(tmp_path):
 @pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "tinyimagenet"])
 @pytest.mark.parametrize("ipc", [1, 10, 50])
 def test_mtt_presets_compose_and_validate(tmp_path, dataset, ipc):
+    """The MTT presets (the base-method presets dc_/dsa_/dm_* are checked in test_end_to_end)."""
     from hydra import compose, initialize_config_dir
 
     from gdrdd.config_checks import validate

@@ -14,6 +14,7 @@ from torch import nn
 from gdrdd.augment.dsa import DSA
 from gdrdd.config_checks import MODEL_CONFIG_DIR
 from gdrdd.data.datamodule import RealDataModule
+from gdrdd.data.download import download_dataset
 from gdrdd.data.registry import CLASS_NAME_READERS
 from gdrdd.data.spec import DatasetSpec
 from gdrdd.evaluation.evaluator import Evaluator
@@ -30,6 +31,12 @@ from gdrdd.robust.risk import CVaR, RiskMeasure, SumOverGroups
 from gdrdd.training import GroupRobustLoss, LossFn, TrainSettings
 
 log = logging.getLogger(__name__)
+
+
+def fetch_data(cfg: DictConfig) -> None:
+    """With ``dataset.download=true``, download (and verify) the data set into ``paths.data_dir`` first."""
+    if cfg.dataset.get("download"):
+        download_dataset(cfg.dataset.reader, cfg.paths.data_dir)
 
 
 def dataset_spec(cfg: DictConfig) -> DatasetSpec:

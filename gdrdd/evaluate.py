@@ -26,6 +26,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         cfg = OmegaConf.merge(cfg, {"dataset": distilled.config["dataset"]})
     check_dataset(cfg)
     check_evaluation(cfg)
+    build.fetch_data(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, verbose=False)

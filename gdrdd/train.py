@@ -28,6 +28,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     ``metrics.json`` and the logs of the configured loggers (``csv/metrics.csv`` always).
     """
     validate(cfg)
+    build.fetch_data(cfg)
     if cfg.task == "experts":
         return run_experts(cfg)
     out = Path(cfg.paths.output_dir)

@@ -19,7 +19,7 @@ from gdrdd.outputs import write_json, write_text
 def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     """Load ``cfg.path``, score it, print the table, write ``metrics.json`` and ``table.md`` to the run folder."""
     try:
-        distilled = load_distilled(cfg.path, cfg.format, cfg.exp, cfg.trust)
+        distilled = load_distilled(cfg.path, cfg.format, cfg.exp)
     except DistilledFileError as err:
         raise ConfigError(str(err)) from err
     if distilled.config is not None:  # gdrdd's own file: its data set (and preprocessing) decide

@@ -32,7 +32,9 @@ def test_loads_every_format(tmp_path):
     torch.save({"images": images, "labels": labels, "learned_lr": 0.02, "config": {"dataset": {"name": "x"}}},
                tmp_path / "distilled.pt")
     torch.save((images, labels, torch.tensor(0.03)), tmp_path / "pair.pt")
-    torch.save({"data": [[images, labels], [images[:10], labels[:10]]], "accs_all_exps": {"ConvNet": [0.5]}},
+    import numpy as np
+
+    torch.save({"data": [[images, labels], [images[:10], labels[:10]]], "accs_all_exps": {"ConvNet": [np.float64(0.5)]}},
                tmp_path / "res_DC.pt")
     folder = tmp_path / "mtt"
     folder.mkdir()
@@ -79,3 +81,18 @@ def test_scores_a_gdrdd_run_from_the_command_line(tmp_path):
     missing = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), f"path={tmp_path / 'nothing.pt'}",
                               f"hydra.run.dir={tmp_path / 'eval2'}"], capture_output=True, text=True, cwd=tmp_path)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+class Exploit:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_a_crafted_pickle_is_refused_without_running_code(tmp_path, capsys):
+    torch.save({"images": torch.zeros(1, 1, 28, 28), "labels": torch.zeros(1), "x": Exploit()}, tmp_path / "evil.pt")
+    with pytest.raises(DistilledFileError, match="not a readable distilled set"):
+        load_distilled(tmp_path / "evil.pt")
+    assert "this must never run" not in capsys.readouterr().out
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "evil.pt").read_bytes()[:100])
+    with pytest.raises(DistilledFileError, match="cut.pt"):
+        load_distilled(tmp_path / "cut.pt")

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 FORMATS = ("auto", "gdrdd", "pair", "dc")
 PAIR_FILES = ("images_best.pt", "labels_best.pt", "lr_best.pt")
+NUMPY_SCALARS = [np._core.multiarray.scalar, np.dtype, *{type(np.dtype(t)) for t in (np.float64, np.float32, np.int64)}]
 
 
 class DistilledFileError(ValueError):
@@ -40,9 +42,9 @@ class DistilledSet:
     format: str = "pair"
 
 
-def load_distilled(path: str | Path, fmt: str = "auto", exp: int = 0, trust: bool = False) -> DistilledSet:
-    """Read ``path``. Files are loaded with ``weights_only=True`` (tensors and plain containers only) unless
-    ``trust`` (needed for files that pickle NumPy values, as some DC result files do)."""
+def load_distilled(path: str | Path, fmt: str = "auto", exp: int = 0) -> DistilledSet:
+    """Read ``path`` with ``torch.load(weights_only=True)``: tensors, plain containers and NumPy scalars (which
+    the DC result files hold) only, so a crafted pickle cannot run code."""
     path = Path(path).expanduser()
     if fmt not in FORMATS:
         raise DistilledFileError(f"format={fmt!r} is unknown; accepted: {', '.join(FORMATS)}")
@@ -53,10 +55,11 @@ def load_distilled(path: str | Path, fmt: str = "auto", exp: int = 0, trust: boo
                                  f"(images, labels[, lr]) file, a DC-style result file, or a folder with {PAIR_FILES[0]} "
                                  f"and {PAIR_FILES[1]}")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=not trust)
-    except pickle.UnpicklingError as err:
-        raise DistilledFileError(f"{path} holds more than tensors and plain containers ({err}); if you trust the "
-                                 "file, pass trust=true to load it with full unpickling") from err
+        with torch.serialization.safe_globals(NUMPY_SCALARS):
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise DistilledFileError(f"{path} is not a readable distilled set: it is truncated, or it pickles more "
+                                 f"than tensors, plain containers and NumPy scalars ({str(err).splitlines()[0]})") from err
     if isinstance(blob, dict) and "images" in blob and "labels" in blob and fmt in ("auto", "gdrdd"):
         lr = blob.get("learned_lr")
         return _checked(blob["images"], blob["labels"], lr, blob.get("config"), "gdrdd", path)

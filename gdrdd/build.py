@@ -122,7 +122,7 @@ def expert_cache(cfg: DictConfig, spec: DatasetSpec) -> ExpertCache:
     robust experts (``cvar.target=network|both``). The data folder's path is not part of the key."""
     d = cfg.dataset
     description = {
-        "dataset": {"name": d.name, "classes": list(d.class_names), "resolution": d.resolution,
+        "dataset": {"name": d.name, "classes": list(spec.class_names), "resolution": d.resolution,
                     "channels": d.channels, "mean": list(d.mean), "std": list(d.std), "zca": d.zca},
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "augment": cfg.experts.augment, "dsa_strategy": d.dsa_strategy,

@@ -56,6 +56,9 @@ def _check_trajectory_settings(cfg: DictConfig) -> None:
     _positive_float(cfg, "experts.lr")
     _require(isinstance(cfg.experts.seed, int), "experts.seed", cfg.experts.seed, "an integer")
     _require(cfg.experts.augment in AUGMENTS, "experts.augment", cfg.experts.augment, ", ".join(AUGMENTS))
+    _require(cfg.model.get("norm") != "batchnorm", "model.norm", cfg.model.get("norm"),
+             "a norm without running statistics (instancenorm, layernorm, groupnorm, none) for MTT: experts keep "
+             "parameters only, as the reference does")
     if cfg.task == "experts":
         return
     for key in ("method.syn_steps", "method.expert_epochs", "method.max_start_epoch"):

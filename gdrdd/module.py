@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import lightning as L
 import torch
 from torch import nn
@@ -9,6 +11,8 @@ from torch import nn
 from gdrdd.matchers.base import Matcher
 from gdrdd.robust.grouping import Grouping
 from gdrdd.robust.risk import RiskMeasure
+
+log = logging.getLogger(__name__)
 
 
 class DistillModule(L.LightningModule):
@@ -39,8 +43,13 @@ class DistillModule(L.LightningModule):
         return torch.optim.SGD([{"params": [self.images]}, *extra], lr=self.lr_img, momentum=self.momentum)
 
     def evaluation_lr(self) -> float | None:
-        """The learning rate evaluation networks should use instead of the protocol's (MTT: the learned one)."""
-        return getattr(self.matcher, "learned_lr", None)
+        """The learning rate evaluation networks should use instead of the protocol's (MTT: the learned one,
+        unless it has become <= 0, which SGD cannot use: then the protocol's, with a warning)."""
+        lr = getattr(self.matcher, "learned_lr", None)
+        if lr is not None and lr <= 0:
+            log.warning("the learned step size is %g <= 0; evaluating with eval.lr instead", lr)
+            return None
+        return lr
 
     def on_fit_start(self) -> None:
         self.trainer.datamodule.to(self.device)
@@ -55,7 +64,7 @@ class DistillModule(L.LightningModule):
         self.matcher.start_iteration(self.device)
         updates = self.matcher.updates_per_iteration
         for update in range(updates):
-            real = self.trainer.datamodule.sample_real(self.batch_real)
+            real = self.trainer.datamodule.sample_real(self.batch_real) if getattr(self.matcher, "uses_real", True) else None
             out = self.matcher.group_losses(real, self.synthetic_by_class(), self.grouping)
             risk = self.risk(out.losses, out.counts)
             objective = risk.objective if out.base is None else risk.objective + out.base
@@ -66,8 +75,8 @@ class DistillModule(L.LightningModule):
         self.log("distill/loss", objective.detach(), prog_bar=True)
         if out.base is not None:
             self.log("distill/base_loss", out.base.detach())
-        if self.evaluation_lr() is not None:
-            self.log("distill/learned_lr", self.evaluation_lr())
+        if hasattr(self.matcher, "learned_lr"):
+            self.log("distill/learned_lr", self.matcher.learned_lr)
         nonempty = out.counts > 0
         if nonempty.any():
             group_losses = out.losses.detach()[nonempty]

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from test_end_to_end import ROOT, compose_config
 
 from gdrdd import build
+from gdrdd.data import DatasetSpec
 from gdrdd.experts import ExpertsNotFoundError
 from gdrdd.experts.training import ExpertSettings, train_expert
 from gdrdd.robust import CVaR, NearestSynthetic
@@ -78,12 +79,18 @@ def test_missing_experts_stop_mtt_before_any_step_with_the_command(tmp_path):
     assert not (tmp_path / "out" / "distilled.pt").exists()
 
 
-def test_mtt_after_experts_end_to_end_evaluates_with_the_learned_lr(tmp_path):
+def test_mtt_after_experts_end_to_end_evaluates_with_the_learned_lr(tmp_path, monkeypatch):
     cache_dir = f"paths.cache_dir={tmp_path / 'cache'}"
+    from gdrdd.evaluation.evaluator import Evaluator
+
     run(compose_config(tmp_path / "experts", *EXPERTS, cache_dir))
+    seen_lrs = []
+    original = Evaluator.evaluate
+    monkeypatch.setattr(Evaluator, "evaluate", lambda self, images, labels, lr=None: seen_lrs.append(lr) or original(self, images, labels, lr))
     result = run(compose_config(tmp_path / "mtt", *MTT, cache_dir, "cvar.alpha=0.5", method="mtt"))
     blob = torch.load(tmp_path / "mtt" / "distilled.pt", weights_only=True)
     assert blob["learned_lr"] > 0 and blob["learned_lr"] != 0.001 and blob["zca"] is None
+    assert seen_lrs[0] == pytest.approx(blob["learned_lr"]) and seen_lrs[1] is None  # distilled set, then random baseline
     log = (tmp_path / "mtt" / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert "distill/base_loss" in log and "distill/learned_lr" in log and "robust/risk" in log
     assert 0 <= result["scored"]["distilled"]["acc"] <= 100
@@ -108,6 +115,9 @@ def test_mtt_presets_compose_and_validate(tmp_path, dataset, ipc):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[f"experiment=mtt_{dataset}_ipc{ipc}", f"paths.output_dir={tmp_path}"])
     validate(cfg)
+    names = tuple(cfg.dataset.class_names or (f"n{i:03d}" for i in range(200)))  # TinyImageNet reads wnids.txt
+    spec = DatasetSpec(dataset, cfg.dataset.reader, 3, cfg.dataset.resolution, names, (0.5,) * 3, (0.5,) * 3, "flip")
+    assert build.expert_cache(cfg, spec).description["dataset"]["classes"] == list(names)
     assert cfg.method.name == "mtt" and cfg.dataset.name == dataset and cfg.ipc == ipc and cfg.eval.epochs == 1000
     assert cfg.method.max_start_epoch + cfg.method.expert_epochs <= cfg.experts.epochs + 1
 
@@ -123,3 +133,10 @@ def test_robust_experts_are_trained_and_matched_with_target_network(tmp_path):
     assert result["cvar"]["target"] == "network"
     log = (tmp_path / "mtt" / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert "distill/base_loss" in log and "robust/risk" not in log  # no risk term: the experts carry the robustness
+
+
+def test_batch_norm_networks_are_refused_for_mtt(tmp_path):
+    from gdrdd.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.norm='batchnorm'"):
+        run(compose_config(tmp_path, *MTT, "model=convnet_bn", method="mtt"))

@@ -1,5 +1,6 @@
 """Trajectory matching: the loss, the learnable step size, the memory-bounded unroll, the robust risk term."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
@@ -22,7 +23,8 @@ def make_matcher(tmp_path, **options) -> TrajectoryMatcher:
     cache = ExpertCache(tmp_path, "toy", {"test": True})
     torch.manual_seed(0)
     net = tiny_net()
-    cache.save(0, [parameters_of(net)] * 3)
+    start = parameters_of(net)
+    cache.save(0, [{k: v + epoch for k, v in start.items()} for epoch in range(4)])  # epoch e: start + e
     defaults = dict(syn_steps=STEPS, expert_epochs=1, max_start_epoch=1, lr_student=LR, lr_lr=1e-3)
     return TrajectoryMatcher(tiny_net, cache, **{**defaults, **options})
 
@@ -52,6 +54,20 @@ def test_loss_is_zero_when_the_student_retraces_the_expert(tmp_path):
     with torch.no_grad():
         matcher.syn_lr.mul_(2)
     assert float(matcher.group_losses(torch.randn(C, 4, 3, 16, 16), images, ByClass()).base) > 1e-3
+
+
+def test_each_iteration_matches_epochs_t_and_t_plus_m_with_t_below_max_start(tmp_path):
+    matcher = make_matcher(tmp_path, expert_epochs=2, max_start_epoch=2)
+    torch.manual_seed(0)
+    reference = tiny_net().classifier.bias  # the saved snapshots are this network's parameters + epoch
+    starts = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        matcher.start_iteration("cpu")
+        t = round(float((matcher.start["net.classifier.bias"] - reference)[0]))
+        assert torch.allclose(matcher.target["net.classifier.bias"], reference + t + 2)
+        starts.add(t)
+    assert starts == {0, 1}
 
 
 def test_loss_is_the_normalised_parameter_distance(tmp_path):
@@ -134,3 +150,18 @@ def test_student_batches_cover_the_set_before_repeating(tmp_path):
     batches = matcher._batches(6, torch.device("cpu"))
     assert [len(b) for b in batches] == [4, 2, 4, 2, 4]
     assert sorted(torch.cat(batches[:2]).tolist()) == list(range(6))
+
+
+def test_a_non_positive_learned_lr_falls_back_to_the_protocol_lr(tmp_path):
+    from gdrdd.module import DistillModule
+
+    matcher = make_matcher(tmp_path)
+    module = DistillModule(torch.randn(C * IPC, 3, 16, 16), torch.arange(C).repeat_interleave(IPC), matcher,
+                           ByClass(), SumOverGroups(), lr_img=1.0)
+    assert module.evaluation_lr() == pytest.approx(LR)
+    assert not matcher.uses_real  # plain MTT draws no real batch
+    with torch.no_grad():
+        matcher.syn_lr.fill_(-0.01)
+    assert module.evaluation_lr() is None
+    groups = module.configure_optimizers().param_groups
+    assert groups[1]["params"] == [matcher.syn_lr] and groups[1]["lr"] == 1e-3 and groups[0]["lr"] == 1.0

@@ -2,7 +2,7 @@
 
 Folder: ``<cache_dir>/experts/<dataset>-<key>/`` where ``key`` hashes everything that determines the
 trajectories (``expert_key``); ``key.json`` beside the experts says what it was made from. Expert ``i`` is
-``expert_<i>.pt``: ``{"trajectory": [params after epoch 0 (initial), 1, ..., E]}``, each a ``{name: tensor}``
+``expert_<i>.pt``: ``{"trajectory": [initial params, params after epoch 1, ..., after epoch E]}``, each a ``{name: tensor}``
 dict of the network's parameters. Files are written atomically, so a folder only ever holds whole experts
 and an interrupted run resumes with the next one.
 """

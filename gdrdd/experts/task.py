@@ -37,34 +37,38 @@ def run_experts(cfg: DictConfig) -> dict[str, Any]:
     make_network = build.network_factory(cfg, spec)
 
     first, num = cache.count(), cfg.experts.num
-    epoch_seconds: list[float] = []
-    accuracies: list[float] = []
+    summary = {"cache": str(cache.folder), "experts_in_cache": first, "trained_now": 0, "epochs": settings.epochs,
+               "seconds_per_epoch": [], "final_test_accuracy": [], "description": cache.description}
+    write_json(out / "experts.json", summary)
     with tqdm(total=max(num - first, 0) * settings.epochs, desc=f"experts {first}..{num - 1}", unit="epoch",
               disable=not cfg.trainer.enable_progress_bar) as bar:
         for index in range(first, num):
-            start = time.perf_counter()
+            clock = [time.perf_counter()]
 
             def tick(epoch: int) -> None:
-                nonlocal start
-                epoch_seconds.append(time.perf_counter() - start)
-                start = time.perf_counter()
+                summary["seconds_per_epoch"].append(time.perf_counter() - clock[0])
+                clock[0] = time.perf_counter()
                 bar.update(1)
 
             trajectory = train_expert(make_network, images, labels, settings, seed=cfg.experts.seed * 1_000_003 + index,
                                       augment=augment, loss_fn=loss_fn, on_epoch=tick)
             cache.save(index, trajectory)
-            accuracies.append(_test_accuracy(make_network, trajectory[-1], data))
-    result = {"cache": str(cache.folder), "experts_in_cache": cache.count(), "trained_now": num - first if num > first else 0,
-              "epochs": settings.epochs, "seconds_per_epoch_mean": sum(epoch_seconds) / len(epoch_seconds) if epoch_seconds else None,
-              "final_test_accuracy": accuracies, "description": cache.description}
-    write_json(out / "experts.json", result)
-    print(f"\n{result['experts_in_cache']} experts in {cache.folder} ({result['trained_now']} trained now"
-          + (f", {result['seconds_per_epoch_mean']:.1f} s per epoch" if epoch_seconds else "") + ")")
-    return result
+            summary["final_test_accuracy"].append(_test_accuracy(make_network, trajectory[-1], data))
+            summary["experts_in_cache"], summary["trained_now"] = cache.count(), summary["trained_now"] + 1
+            write_json(out / "experts.json", summary)  # after every expert, so an interrupted run keeps its record
+    seconds = summary["seconds_per_epoch"]
+    summary["seconds_per_epoch_mean"] = sum(seconds) / len(seconds) if seconds else None
+    write_json(out / "experts.json", summary)
+    print(f"\n{summary['experts_in_cache']} experts in {cache.folder} ({summary['trained_now']} trained now"
+          + (f", {summary['seconds_per_epoch_mean']:.1f} s per epoch" if seconds else "") + ")")
+    return summary
 
 
 def _test_accuracy(make_network, params: dict[str, torch.Tensor], data) -> float:
     net = make_network().to(data.device)
-    net.load_state_dict(params, strict=False)
+    missing, unexpected = net.load_state_dict(params, strict=False)  # experts keep parameters, not buffers
+    buffers = {name for name, _ in net.named_buffers()}
+    if unexpected or set(missing) - buffers:
+        raise RuntimeError(f"expert parameters do not fit the network: missing {missing}, unexpected {unexpected}")
     preds, _ = predict(net.eval(), data.test_images, data.test_labels)
     return float((preds == data.test_labels).float().mean() * 100)

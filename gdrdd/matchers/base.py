@@ -8,7 +8,8 @@ One distillation *iteration* is: ``start_iteration()`` (draw the iteration's net
 ``updates_per_iteration`` times: ``group_losses`` -> risk -> synthetic update -> ``after_update``
 (where a matcher may train its network, as gradient matching does between matching steps).
 
-Optional: a matcher with learnable tensors of its own (MTT's step size) is an ``nn.Module`` with
+Optional: ``uses_real = False`` when ``group_losses`` ignores the real batch (plain MTT), so none is drawn;
+a matcher with learnable tensors of its own (MTT's step size) is an ``nn.Module`` with
 ``param_groups()`` (extra optimiser parameter groups) and ``learned_lr`` (the evaluation learning rate).
 """
 

@@ -72,6 +72,7 @@ class TrajectoryMatcher(nn.Module):
         self.syn_lr = nn.Parameter(torch.tensor(float(lr_student)))
         self.lr_lr, self.batch_syn, self.augment = lr_lr, batch_syn, augment
         self.checkpoint, self.risk_term = checkpoint, risk_term
+        self.uses_real = risk_term  # plain MTT needs no real batch
         self.start: Params = {}
         self.target: Params = {}
 
@@ -86,8 +87,9 @@ class TrajectoryMatcher(nn.Module):
     def start_iteration(self, device: torch.device | str) -> None:
         expert = int(torch.randint(self.num_experts, (1,)))
         start_epoch = int(torch.randint(self.max_start_epoch, (1,)))
-        trajectory = self.experts.load(expert, device)
-        self.set_segment(trajectory[start_epoch], trajectory[start_epoch + self.expert_epochs])
+        trajectory = self.experts.load(expert)  # on the CPU; only the two snapshots used go to the device
+        start, target = trajectory[start_epoch], trajectory[start_epoch + self.expert_epochs]
+        self.set_segment({k: v.to(device) for k, v in start.items()}, {k: v.to(device) for k, v in target.items()})
 
     def set_segment(self, start: Params, target: Params) -> None:
         """The expert segment to match: parameters at epoch ``t`` and at ``t + M`` (keys prefixed as needed)."""
@@ -121,9 +123,10 @@ class TrajectoryMatcher(nn.Module):
         return batches[:self.syn_steps]
 
     def trajectory_loss(self, final: Params) -> torch.Tensor:
-        return parameter_distance(final, self.target) / parameter_distance(self.start, self.target)
+        return parameter_distance(final, self.target) / parameter_distance(self.start, self.target).clamp(min=1e-12)
 
-    def group_losses(self, real: torch.Tensor, synthetic: torch.Tensor, grouping: Grouping) -> GroupLosses:
+    def group_losses(self, real: torch.Tensor | None, synthetic: torch.Tensor, grouping: Grouping) -> GroupLosses:
+        """``real`` ``(C, n, ...)`` is used by the risk term only (``None`` without it)."""
         c, ipc = synthetic.shape[:2]
         flat = synthetic.flatten(0, 1)
         final = self.unroll(flat, class_major_labels(c, ipc, flat.device))

@@ -187,7 +187,7 @@ def distill_module(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> 
     return DistillModule(initial_images(cfg, data, spec), data.synthetic_labels(cfg.ipc), matcher(cfg, data, spec),
                          grouping, risk,
                          lr_img=cfg.method.lr_img, momentum=cfg.method.momentum, batch_real=cfg.method.batch_real,
-                         seed=cfg.seed)
+                         seed=cfg.seed, skip_nonfinite=cfg.guard.skip_nonfinite)
 
 
 def evaluator(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Evaluator:

@@ -86,6 +86,8 @@ def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first invalid value."""
     _require(cfg.task in TASKS, "task", cfg.task, ", ".join(TASKS))
     _positive_int(cfg, "ipc")
+    _positive_int(cfg, "checkpoint.every", minimum=0)
+    _require(isinstance(cfg.guard.skip_nonfinite, bool), "guard.skip_nonfinite", cfg.guard.skip_nonfinite, "true or false")
     _positive_int(cfg, "iterations", minimum=0)
     _require(isinstance(cfg.seed, int), "seed", cfg.seed, "an integer")
     _require(cfg.method.name in METHODS, "method", cfg.method.name, ", ".join(METHODS))

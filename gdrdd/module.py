@@ -15,6 +15,10 @@ from gdrdd.robust.risk import RiskMeasure
 log = logging.getLogger(__name__)
 
 
+class NonFiniteError(RuntimeError):
+    """A NaN or Inf in the distillation loss or its gradient; the message names the iteration."""
+
+
 class DistillModule(L.LightningModule):
     """Synthetic set ``images`` ``(C*ipc, ch, H, W)`` (class-major, normalised) with fixed ``labels`` ``(C*ipc,)``.
 
@@ -24,11 +28,14 @@ class DistillModule(L.LightningModule):
     and of the matcher's own learnable tensors (manual optimisation) -> the matcher's ``after_update`` hook. The logged values are those of the iteration's last update.
 
     Each iteration reseeds the global RNG from ``(seed, iteration)``, so an iteration's network, real batch
-    and augmentation draws depend only on the run seed and the iteration index.
+    and augmentation draws depend only on the run seed and the iteration index; the iteration index is
+    Lightning's ``batch_idx``, restored with the loop state when a run resumes from a checkpoint, so a resumed
+    run repeats exactly the iterations an uninterrupted one would have made.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, matcher: Matcher, grouping: Grouping,
-                 risk: RiskMeasure, lr_img: float, momentum: float = 0.5, batch_real: int = 256, seed: int = 0) -> None:
+                 risk: RiskMeasure, lr_img: float, momentum: float = 0.5, batch_real: int = 256, seed: int = 0,
+                 skip_nonfinite: bool = False) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.images = nn.Parameter(images.detach().clone())
@@ -37,6 +44,7 @@ class DistillModule(L.LightningModule):
         self.ipc = len(labels) // self.num_classes
         self.matcher, self.grouping, self.risk = matcher, grouping, risk
         self.lr_img, self.momentum, self.batch_real, self.seed = lr_img, momentum, batch_real, seed
+        self.skip_nonfinite, self.skipped_updates = skip_nonfinite, 0
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         extra = self.matcher.param_groups() if hasattr(self.matcher, "param_groups") else []
@@ -50,6 +58,21 @@ class DistillModule(L.LightningModule):
             log.warning("the learned step size is %g <= 0; evaluating with eval.lr instead", lr)
             return None
         return lr
+
+    def _finite(self, objective: torch.Tensor, iteration: int, update: int) -> bool:
+        """True if the loss and every gradient are finite. Otherwise raise ``NonFiniteError`` (the images are
+        still the last good ones), or with ``skip_nonfinite`` count the skip and return False."""
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if bool(torch.isfinite(objective)) and all(bool(torch.isfinite(g).all()) for g in grads):
+            return True
+        if not self.skip_nonfinite:
+            raise NonFiniteError(f"the distillation loss or its gradient is not finite at iteration {iteration} "
+                                 f"(update {update}, loss {float(objective)}); the synthetic set is kept as it was "
+                                 "before this update. Lower method.lr_img, or set guard.skip_nonfinite=true to skip "
+                                 "such updates")
+        self.skipped_updates += 1
+        self.log("guard/skipped_updates", float(self.skipped_updates))
+        return False
 
     def on_fit_start(self) -> None:
         self.trainer.datamodule.to(self.device)
@@ -70,6 +93,8 @@ class DistillModule(L.LightningModule):
             objective = risk.objective if out.base is None else risk.objective + out.base
             optimizer.zero_grad()
             self.manual_backward(objective)
+            if not self._finite(objective, batch_idx, update):
+                continue  # guard.skip_nonfinite: this update is skipped
             optimizer.step()
             self.matcher.after_update(self.synthetic_by_class().detach(), is_last=update == updates - 1)
         self.log("distill/loss", objective.detach(), prog_bar=True)

@@ -12,7 +12,9 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from gdrdd import build
+from gdrdd.checkpointing import IterationCheckpoint, refuse_finished_run, resumed_config
 from gdrdd.config_checks import validate
+from gdrdd.module import NonFiniteError
 from gdrdd.evaluation.callback import EvaluationCallback
 from gdrdd.evaluation.report import comparison_table
 from gdrdd.experts.task import run_experts
@@ -27,11 +29,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     Writes to ``cfg.paths.output_dir``: ``config.yaml`` (resolved), ``distilled.pt``, ``distilled.png``,
     ``metrics.json`` and the logs of the configured loggers (``csv/metrics.csv`` always).
     """
+    cfg, checkpoint = resumed_config(cfg)
     validate(cfg)
     build.fetch_data(cfg)
     if cfg.task == "experts":
         return run_experts(cfg)
     out = Path(cfg.paths.output_dir)
+    refuse_finished_run(out, resuming=checkpoint is not None)
     out.mkdir(parents=True, exist_ok=True)
     config = OmegaConf.to_container(cfg, resolve=True)
     write_text(out / "config.yaml", OmegaConf.to_yaml(config))
@@ -43,7 +47,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     loggers = [hydra.utils.instantiate(c) for c in cfg.logger.values()] if cfg.get("logger") else []
     timer = StepTimer()
     evaluation = EvaluationCallback(build.evaluator(cfg, data, spec), every=cfg.eval.every)
-    trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=[timer, evaluation])
+    callbacks = [timer, evaluation, IterationCheckpoint(out, cfg.checkpoint.every)]
+    trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     data.to(trainer.strategy.root_device)
 
     scored: dict[str, dict[str, float]] = {}
@@ -54,7 +59,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         _log_metrics(loggers, {f"eval/{k}": v for k, v in scored["random"].items()}, 0)
     else:
         module = build.distill_module(cfg, data, spec)
-        trainer.fit(module, datamodule=data)
+        try:
+            trainer.fit(module, datamodule=data, ckpt_path=checkpoint)
+        except NonFiniteError:  # keep the last good synthetic set beside the last good checkpoint
+            save_distilled(out / "distilled.pt", module.images.detach(), module.labels, spec, config)
+            raise
         images, labels = module.images.detach(), module.labels
         if module.evaluation_lr() is not None:
             extra["learned_lr"] = module.evaluation_lr()

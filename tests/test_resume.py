@@ -1,0 +1,94 @@
+"""Runs that survive: kill -9 and resume gives the uninterrupted result; finished runs are not overwritten;
+non-finite losses stop the run (or are skipped) and keep the last good set."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from test_end_to_end import compose_config
+
+from gdrdd.errors import ConfigError
+from gdrdd.module import NonFiniteError
+from gdrdd.train import run
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ["ipc=2", "iterations=40", "model.width=32", "method.batch_real=64", "eval.nets=1", "eval.epochs=1",
+       "eval.baseline=false", "checkpoint.every=1", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu"]
+
+
+def train(folder, *extra):
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *RUN, f"hydra.run.dir={folder}", *extra],
+                            cwd=folder.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def iterations_done(ckpt: Path) -> int:
+    """Iterations a checkpoint has recorded (0 if there is none yet)."""
+    if not ckpt.exists():
+        return 0
+    state = torch.load(ckpt, weights_only=True)
+    return state["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["processed"]
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    reference = train(tmp_path / "whole")
+    assert reference.wait(timeout=600) == 0, reference.stderr.read()
+    victim = train(tmp_path / "killed")
+    ckpt = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while iterations_done(ckpt) < 3 and time.time() < deadline:
+        time.sleep(0.1)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not (tmp_path / "killed" / "distilled.pt").exists()  # killed mid-run
+    assert 3 <= iterations_done(ckpt) < 40
+    assert not [p for p in (tmp_path / "killed" / "checkpoints").iterdir() if p.name != "last.ckpt"]  # no partial file left
+    resumed = subprocess.run([sys.executable, str(ROOT / "train.py"), f"resume={tmp_path / 'killed'}",
+                              f"hydra.run.dir={tmp_path / 'resume_log'}"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    a = torch.load(tmp_path / "whole" / "distilled.pt", weights_only=True)["images"]
+    b = torch.load(tmp_path / "killed" / "distilled.pt", weights_only=True)["images"]
+    assert torch.equal(a, b)
+
+
+def test_resume_needs_a_run_folder_and_finished_runs_are_not_overwritten(tmp_path):
+    with pytest.raises(ConfigError, match="not a resumable run folder"):
+        run(compose_config(tmp_path / "x", f"resume={tmp_path}"))
+    broken = tmp_path / "broken"
+    (broken / "checkpoints").mkdir(parents=True)
+    (broken / "config.yaml").write_text("seed: 0\n")
+    (broken / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ConfigError, match="last.ckpt is unreadable"):
+        run(compose_config(tmp_path / "y", f"resume={broken}"))
+    run(compose_config(tmp_path / "done", "iterations=1", "eval.baseline=false"))
+    before = (tmp_path / "done" / "distilled.pt").read_bytes()
+    with pytest.raises(ConfigError, match="already holds a finished run"):
+        run(compose_config(tmp_path / "done", "iterations=1"))
+    assert (tmp_path / "done" / "distilled.pt").read_bytes() == before
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_set(tmp_path):
+    cfg = compose_config(tmp_path / "nan", "method.lr_img=1e38", "iterations=6", "eval.baseline=false", "cvar=none")
+    with pytest.raises(NonFiniteError, match="not finite at iteration") as err:
+        run(cfg)
+    kept = torch.load(tmp_path / "nan" / "distilled.pt", weights_only=True)["images"]
+    assert torch.isfinite(kept).all()
+    assert f"iteration {int(str(err.value).split('iteration ')[1].split()[0])}" in str(err.value)
+    result = run(compose_config(tmp_path / "skip", "method.lr_img=1e38", "iterations=6", "eval.baseline=false",
+                                "cvar=none", "guard.skip_nonfinite=true"))
+    images = torch.load(tmp_path / "skip" / "distilled.pt", weights_only=True)["images"]
+    assert torch.isfinite(images).all() and math.isfinite(result["scored"]["distilled"]["acc"])
+    log = (tmp_path / "skip" / "csv" / "metrics.csv").read_text()
+    assert "guard/skipped_updates" in log.splitlines()[0]
+
+
+def test_cli_exit_status_three_for_a_non_finite_loss(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *RUN[:6], "iterations=6", "method.lr_img=1e38",
+                           "cvar=none", f"hydra.run.dir={tmp_path / 'r'}"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+    assert proc.returncode == 3 and "not finite at iteration" in proc.stderr

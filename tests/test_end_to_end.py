@@ -79,11 +79,28 @@ def test_wandb_offline_writes_its_run_files(tmp_path, monkeypatch):
 @pytest.mark.parametrize("override,key", [("cvar.alpha=1.0", "cvar.alpha"), ("ipc=0", "ipc"),
                                           ("eval.cvar_alpha=high", "eval.cvar_alpha"), ("cvar.weighting=max", "cvar.weighting"),
                                           ("method.lr_img=-1", "method.lr_img"), ("model.name=vit", "model.name"),
-                                          ("method.init=zeros", "method.init"), ("eval.nets=0", "eval.nets")])
+                                          ("method.init=zeros", "method.init"), ("eval.nets=0", "eval.nets"),
+                                          ("task=finetune", "task"), ("seed=abc", "seed"), ("iterations=-5", "iterations"),
+                                          ("checkpoint.every=-1", "checkpoint.every"),
+                                          ("guard.skip_nonfinite=maybe", "guard.skip_nonfinite"),
+                                          ("cvar.scale=-2", "cvar.scale"), ("cvar.target=everything", "cvar.target"),
+                                          ("dataset.dsa_strategy=color_blur", "dataset.dsa_strategy"),
+                                          ("dataset.mean=[0.1,0.2]", "dataset.mean/std"), ("eval.lr=0", "eval.lr"),
+                                          ("eval.augment=mixup", "eval.augment"), ("cvar.alpha=nan_string", "cvar.alpha")])
 def test_bad_values_are_refused_before_any_work(tmp_path, override, key):
+    """Each bad value stops the run with a ConfigError naming the key, before anything is read or written."""
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         run(compose_config(tmp_path, override))
     assert not (tmp_path / "distilled.pt").exists()
+
+
+@pytest.mark.parametrize("override,key", [("method.syn_steps=0", "method.syn_steps"), ("method.batch_syn=0", "method.batch_syn"),
+                                          ("method.lr_lr=-1", "method.lr_lr"), ("cvar.weight=-0.5", "cvar.weight"),
+                                          ("method.checkpoint=sometimes", "method.checkpoint"), ("experts.num=0", "experts.num"),
+                                          ("experts.augment=cutmix", "experts.augment")])
+def test_bad_trajectory_matching_values_are_refused(tmp_path, override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        run(compose_config(tmp_path, override, method="mtt"))
 
 
 def test_command_line_reports_bad_alpha_in_one_paragraph_with_status_2(tmp_path):

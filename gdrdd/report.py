@@ -1,0 +1,140 @@
+"""Sweep report: ``python -m gdrdd.report <multirun folder or run folders...> [--out DIR]``.
+
+Collects every ``metrics.json`` under the given folders (runs copied together from several machines work
+too), groups the runs by method, data set, IPC and objective (``none`` or ``cvar@alpha`` with its target),
+and writes ``report.md`` and ``report.csv`` (mean and std over seeds of accuracy, worst- and mean-group
+accuracy, corrupted accuracies and the CVaR of group test loss) and ``report.png`` (accuracy and worst-group
+accuracy against alpha, one line per method, data set and IPC; ``cvar=none`` as a dashed line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from gdrdd.evaluation.evaluator import METRICS
+from gdrdd.outputs import atomic_write, write_text
+
+KEYS = ("method", "dataset", "ipc", "objective", "alpha")
+
+
+def run_record(path: Path) -> dict[str, Any] | None:
+    """One run's identifying keys, seed and distilled-set metrics from its ``metrics.json`` (None if it has no
+    scored distilled set, e.g. a ``method=random`` run)."""
+    data = json.loads(path.read_text())
+    scored = data.get("scored", {}).get("distilled")
+    if scored is None:
+        return None
+    cvar = data.get("cvar", {})
+    robust = cvar.get("name") == "cvar"
+    alpha = float(cvar["alpha"]) if robust else None
+    objective = f"cvar-{cvar.get('target', 'matching')}" if robust else "none"
+    return {"method": data["method"], "dataset": data["dataset"], "ipc": data["ipc"], "objective": objective,
+            "alpha": alpha, "seed": data.get("seed"), "metrics": {k: scored[k] for k in METRICS if k in scored},
+            "path": str(path.parent)}
+
+
+def collect(folders: list[Path]) -> list[dict[str, Any]]:
+    records = []
+    for folder in folders:
+        files = [folder] if folder.is_file() else sorted(folder.rglob("metrics.json"))
+        records += [r for r in (run_record(f) for f in files) if r is not None]
+    return records
+
+
+def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (method, data set, IPC, objective, alpha): ``<metric>`` mean, ``<metric>_std``, ``seeds``."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        groups[tuple(r[k] for k in KEYS)].append(r)
+    rows = []
+    for key in sorted(groups, key=lambda k: (*k[:3], k[3] != "none", k[3], -1.0 if k[4] is None else k[4])):
+        runs = groups[key]
+        row: dict[str, Any] = dict(zip(KEYS, key))
+        row["seeds"] = len(runs)
+        for metric in METRICS:
+            values = [r["metrics"][metric] for r in runs if metric in r["metrics"]]
+            if values:
+                row[metric] = statistics.fmean(values)
+                row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    head = ["method", "dataset", "IPC", "objective", "alpha", "seeds", *METRICS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["method"], r["dataset"], str(r["ipc"]), r["objective"], "-" if r["alpha"] is None else f"{r['alpha']:g}",
+                 str(r["seeds"])]
+        cells += [f"{r[m]:.2f} ± {r[m + '_std']:.2f}" if m in r else "-" for m in METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    fields = [*KEYS, "seeds", *(f for m in METRICS for f in (m, f"{m}_std"))]
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(path, write)
+
+
+def plot(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Accuracy and worst-group accuracy against alpha (error bars: std over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    series: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        series[(r["method"], r["dataset"], r["ipc"], r["objective"])].append(r)
+    for ax, metric, title in zip(axes, ("acc", "worst_group_acc"), ("test accuracy (%)", "worst-group accuracy (%)")):
+        for (method, dataset, ipc, objective), points in series.items():
+            label = f"{method} {dataset} IPC {ipc}"
+            if objective == "none":
+                ax.axhline(points[0][metric], linestyle="--", linewidth=1, label=f"{label} cvar=none")
+                continue
+            points = sorted(points, key=lambda p: p["alpha"])
+            ax.errorbar([p["alpha"] for p in points], [p[metric] for p in points],
+                        yerr=[p[f"{metric}_std"] for p in points], marker="o", capsize=3, label=f"{label} {objective}")
+        ax.set_xlabel("CVaR alpha")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+", type=Path, help="multirun folders, run folders or metrics.json files")
+    parser.add_argument("--out", type=Path, default=None, help="where to write report.* (default: the first folder)")
+    args = parser.parse_args(argv)
+    records = collect(args.folders)
+    if not records:
+        parser.error(f"no metrics.json with a distilled set under {', '.join(map(str, args.folders))}")
+    rows = summarise(records)
+    out = args.out or (args.folders[0] if args.folders[0].is_dir() else args.folders[0].parent)
+    table = markdown(rows)
+    write_text(out / "report.md", table + "\n")
+    write_csv(out / "report.csv", rows)
+    plot(out / "report.png", rows)
+    print(f"{len(records)} runs, {len(rows)} settings\n{table}\nwritten: {out / 'report.md'}, report.csv, report.png")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

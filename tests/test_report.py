@@ -1,0 +1,46 @@
+"""The sweep report on hand-made metrics files."""
+
+import csv
+import json
+
+from PIL import Image
+
+from gdrdd.report import main
+
+METRICS = ("acc", "worst_group_acc", "mean_group_acc", "acc_noise", "acc_blur", "acc_invert", "test_cvar")
+
+
+def write_run(folder, seed, alpha, acc, worst, method="dm"):
+    folder.mkdir(parents=True)
+    cvar = {"name": "none"} if alpha is None else {"name": "cvar", "alpha": alpha, "target": "matching"}
+    scored = {m: acc for m in METRICS}
+    scored.update({f"{m}_std": 0.0 for m in METRICS}, worst_group_acc=worst)
+    (folder / "metrics.json").write_text(json.dumps({"method": method, "dataset": "mnist_mini", "ipc": 10, "seed": seed,
+                                                     "cvar": cvar, "scored": {"distilled": scored, "random": scored}}))
+
+
+def test_report_averages_seeds_per_setting_and_writes_table_csv_and_plot(tmp_path):
+    sweep = tmp_path / "multirun"
+    for i, (alpha, seed, acc, worst) in enumerate([(None, 0, 90, 80), (None, 1, 92, 82), (0.8, 0, 88, 85),
+                                                   (0.8, 1, 86, 87), (0.8, 2, 87, 86), (0.5, 0, 89, 83)]):
+        write_run(sweep / str(i), seed, alpha, acc, worst)
+    other_machine = tmp_path / "copied" / "run"  # a run folder copied from elsewhere
+    write_run(other_machine, 0, 0.8, 80, 70, method="dsa")
+    (tmp_path / "random").mkdir()
+    (tmp_path / "random" / "metrics.json").write_text(json.dumps({"method": "random", "scored": {"random": {}}}))
+    rows = main([str(sweep), str(tmp_path / "copied"), str(tmp_path / "random"), "--out", str(tmp_path / "out")])
+    by_key = {(r["method"], r["objective"], r["alpha"]): r for r in rows}
+    assert set(by_key) == {("dm", "none", None), ("dm", "cvar-matching", 0.5), ("dm", "cvar-matching", 0.8),
+                           ("dsa", "cvar-matching", 0.8)}
+    robust = by_key[("dm", "cvar-matching", 0.8)]
+    assert robust["seeds"] == 3 and robust["acc"] == 87 and robust["acc_std"] == 1.0 and robust["worst_group_acc"] == 86
+    assert by_key[("dm", "none", None)]["acc"] == 91 and by_key[("dm", "none", None)]["worst_group_acc_std"] > 1.4
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| dm | mnist_mini | 10 | cvar-matching | 0.8 | 3 | 87.00 ± 1.00 | 86.00 ± 1.00 |" in md
+    with open(tmp_path / "out" / "report.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 4 and table[0]["method"] == "dm" and float(table[0]["acc"]) == 91
+    png = tmp_path / "out" / "report.png"
+    assert png.stat().st_size > 10_000
+    with Image.open(png) as img:
+        assert img.format == "PNG" and img.size[0] > 600

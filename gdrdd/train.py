@@ -15,6 +15,7 @@ from gdrdd import build
 from gdrdd.checkpointing import IterationCheckpoint, refuse_finished_run, resumed_config
 from gdrdd.config_checks import validate
 from gdrdd.module import NonFiniteError
+from gdrdd.evaluation import coverage
 from gdrdd.evaluation.callback import EvaluationCallback
 from gdrdd.evaluation.report import comparison_table
 from gdrdd.experts.task import run_experts
@@ -76,9 +77,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     save_distilled(out / "distilled.pt", images, labels, spec, config, {**extra, **data.preprocess.state()})
     grid = save_image_grid(out / "distilled.png", data.preprocess.inverse(images), per_row=cfg.ipc)
+    figures = {"distill/synthetic_images": grid}
+    if cfg.eval.coverage:
+        figures["eval/coverage"] = coverage.plot_run(out / "coverage.png", data, build.network_factory(cfg, spec), images,
+                                                     labels, coverage.run_title(config), spec.class_names)
     for logger in loggers:
         if hasattr(logger, "log_image"):
-            logger.log_image(key="distill/synthetic_images", images=[str(grid)])
+            for key, path in figures.items():
+                logger.log_image(key=key, images=[str(path)])
     result = {"method": cfg.method.name, "dataset": spec.name, "ipc": cfg.ipc, "seed": cfg.seed,
               "cvar": config["cvar"], "iterations": cfg.iterations, **timer.summary(), "scored": scored}
     write_json(out / "metrics.json", result)

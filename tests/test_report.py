@@ -44,3 +44,27 @@ def test_report_averages_seeds_per_setting_and_writes_table_csv_and_plot(tmp_pat
     assert png.stat().st_size > 10_000
     with Image.open(png) as img:
         assert img.format == "PNG" and img.size[0] > 600
+
+
+def test_coverage_group_sizes_and_plots(tmp_path):
+    import torch
+    from test_end_to_end import compose_config
+
+    from gdrdd.evaluation.coverage import group_sizes, main as coverage_main
+    from gdrdd.train import run
+
+    real = torch.tensor([[0.0, 0], [0.1, 0], [5, 5], [5.2, 5], [4.9, 5], [0, 0.2]])
+    labels = torch.tensor([0, 0, 0, 0, 0, 1])
+    synthetic = torch.tensor([[0.0, 0], [5, 5], [1, 1], [9, 9]])  # class-major: two per class
+    sizes = group_sizes(real, labels, synthetic, torch.tensor([0, 0, 1, 1]), num_classes=2)
+    assert sizes.tolist() == [2, 3, 1, 0] and int(sizes.sum()) == len(real)
+
+    for name, objective in (("plain", "cvar=none"), ("robust", "cvar.alpha=0.8")):
+        run(compose_config(tmp_path / name, "iterations=1", "eval.baseline=false", objective))
+    with Image.open(tmp_path / "plain" / "coverage.png") as img:
+        assert img.format == "PNG" and img.size[0] > 400
+    out = coverage_main([str(tmp_path / "plain"), str(tmp_path / "robust"), "--out", str(tmp_path / "both.png"),
+                         "--real", "300"])
+    assert out.stat().st_size > 20_000
+    with Image.open(out) as img:
+        assert img.size[0] > 1000  # two panels side by side

@@ -99,6 +99,7 @@ def robust_network(cfg: DictConfig, data: RealDataModule) -> RobustNetworkTraini
     if not robust_network_training(cfg):
         return None
     risk = CVaR(float(cfg.cvar.alpha), cfg.cvar.weighting)
+    # The whole real batch on every rank: each rank trains an identical copy of the network.
     return RobustNetworkTraining(data.sample_real, NearestSynthetic(), risk, batch_size=cfg.method.batch_train)
 
 

@@ -59,6 +59,14 @@ class DistillModule(L.LightningModule):
             return None
         return lr
 
+    def _real_batch(self) -> torch.Tensor | None:
+        """The class-balanced real batch of one update; in a distributed run this rank's slice of it, unless the
+        matcher works on the whole batch (``splits_real = False``); ``None`` if the matcher uses none."""
+        if not getattr(self.matcher, "uses_real", True):
+            return None
+        split = getattr(self.matcher, "splits_real", True)
+        return self.trainer.datamodule.sample_real(self.batch_real, split=split)
+
     def _finite(self, objective: torch.Tensor, iteration: int, update: int) -> bool:
         """True if the loss and every gradient are finite. Otherwise raise ``NonFiniteError`` (the images are
         still the last good ones), or with ``skip_nonfinite`` count the skip and return False."""
@@ -87,7 +95,7 @@ class DistillModule(L.LightningModule):
         self.matcher.start_iteration(self.device)
         updates = self.matcher.updates_per_iteration
         for update in range(updates):
-            real = self.trainer.datamodule.sample_real(self.batch_real) if getattr(self.matcher, "uses_real", True) else None
+            real = self._real_batch()
             out = self.matcher.group_losses(real, self.synthetic_by_class(), self.grouping)
             risk = self.risk(out.losses, out.counts)
             objective = risk.objective if out.base is None else risk.objective + out.base

@@ -9,6 +9,7 @@ import hydra
 import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from gdrdd import build
@@ -39,7 +40,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     refuse_finished_run(out, resuming=checkpoint is not None)
     out.mkdir(parents=True, exist_ok=True)
     config = OmegaConf.to_container(cfg, resolve=True)
-    write_text(out / "config.yaml", OmegaConf.to_yaml(config))
+    if rank_zero_only.rank == 0:
+        write_text(out / "config.yaml", OmegaConf.to_yaml(config))
     L.seed_everything(cfg.seed, workers=False, verbose=False)
 
     spec = build.dataset_spec(cfg)
@@ -65,6 +67,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         except NonFiniteError:  # keep the last good synthetic set beside the last good checkpoint
             save_distilled(out / "distilled.pt", module.images.detach(), module.labels, spec, config)
             raise
+        if not trainer.is_global_zero:
+            return {}  # in a distributed run, rank 0 evaluates and writes
         images, labels = module.images.detach(), module.labels
         if module.evaluation_lr() is not None:
             extra["learned_lr"] = module.evaluation_lr()

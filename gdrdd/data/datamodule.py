@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from gdrdd.data.preprocess import Preprocess
+from gdrdd.distributed import rank_slice
 from gdrdd.data.registry import load_real_data
 from gdrdd.data.spec import DatasetSpec, class_major_labels
 
@@ -53,11 +54,13 @@ class RealDataModule(L.LightningDataModule):
     def device(self) -> torch.device:
         return self.class_images[0].device
 
-    def sample_real(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``(C, m, ch, H, W)`` random real images per class, ``m = min(n, smallest class size)``."""
+    def sample_real(self, n: int, generator: torch.Generator | None = None, split: bool = False) -> torch.Tensor:
+        """``(C, m, ch, H, W)`` random real images per class, ``m = min(n, smallest class size)``. With ``split``,
+        in a distributed run, this rank's slice of that batch (every rank draws the same batch)."""
         m = min(n, *(len(x) for x in self.class_images))
         picks = [x[torch.randperm(len(x), generator=generator)[:m].to(x.device)] for x in self.class_images]
-        return torch.stack(picks)
+        batch = torch.stack(picks)
+        return rank_slice(batch, dim=1) if split else batch
 
     def random_subset(self, ipc: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``ipc`` random real images per class, flattened: images ``(C*ipc, ch, H, W)``, labels ``(C*ipc,)``."""

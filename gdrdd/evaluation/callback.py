@@ -8,7 +8,8 @@ from gdrdd.evaluation.evaluator import Evaluator
 
 
 class EvaluationCallback(L.Callback):
-    """Evaluates the module's synthetic set every ``every`` iterations (if > 0) and once at the end of training.
+    """Evaluates the module's synthetic set every ``every`` iterations (if > 0) and once at the end of training
+    (on rank 0 only in a distributed run).
 
     Metrics go to every logger under ``eval/``; the final ones are kept in ``final_metrics``.
     """
@@ -25,7 +26,9 @@ class EvaluationCallback(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.final_metrics = self._run(trainer, pl_module)
 
-    def _run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+    def _run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float] | None:
+        if not trainer.is_global_zero:  # in a distributed run, rank 0 evaluates
+            return None
         metrics = self.evaluator.evaluate(pl_module.images.detach(), pl_module.labels, lr=pl_module.evaluation_lr())
         for logger in trainer.loggers:
             logger.log_metrics({f"eval/{k}": v for k, v in metrics.items()}, step=trainer.global_step)

@@ -48,7 +48,7 @@ class DistributionMatcher:
         syn_emb = embed_classwise(net, synthetic)
         k = grouping.groups_per_class(ipc)
         ids = grouping.assign(real_emb, syn_emb.detach())
-        means, counts = group_means(real_emb, ids, k)
+        means, counts = group_means(real_emb, ids, k, across_ranks=True)
         losses = ((means - syn_emb.mean(dim=1, keepdim=True)) ** 2).sum(dim=-1)
         losses = torch.where(counts > 0, losses, torch.zeros_like(losses))
         return GroupLosses(losses.flatten(), counts.flatten(), k)

@@ -17,6 +17,7 @@ from torch import nn
 
 from gdrdd.augment.dsa import DSA
 from gdrdd.data.spec import class_major_labels
+from gdrdd.distributed import all_reduce_sum, is_distributed
 from gdrdd.matchers.base import GroupLosses
 from gdrdd.models import batchnorm_layers, has_batchnorm
 from gdrdd.robust.grouping import Grouping
@@ -72,15 +73,21 @@ def group_gradients(net: nn.Module, params: list[nn.Parameter], images: torch.Te
     """Detached gradients of each group's mean cross-entropy: entries ``(groups, *param_shape)``, and counts.
 
     One forward and backward per non-empty group on that group's images only, so the work adds up to one
-    pass over the batch (exact: the norm layers used during matching have no batch coupling).
+    pass over the batch (exact: the norm layers used during matching have no batch coupling). In a distributed
+    run each rank holds a slice of the batch: the groups' summed gradients and counts are summed over ranks,
+    then divided, which gives the global groups' mean gradients.
     """
     counts = torch.bincount(ids, minlength=groups)
     grads = [p.new_zeros(groups, *p.shape) for p in params]
+    reduction = "sum" if is_distributed() else "mean"
     for g in torch.nonzero(counts).flatten().tolist():
         x = images[ids == g]
-        loss = F.cross_entropy(net(x), torch.full((len(x),), label, device=x.device))
+        loss = F.cross_entropy(net(x), torch.full((len(x),), label, device=x.device), reduction=reduction)
         for acc, grad in zip(grads, torch.autograd.grad(loss, params)):
             acc[g] = grad
+    if is_distributed():
+        all_reduce_sum(counts, *grads)
+        grads = [g / counts.clamp(min=1).view(-1, *[1] * (g.dim() - 1)) for g in grads]
     return grads, counts
 
 

@@ -30,6 +30,7 @@ from torch.utils.checkpoint import checkpoint
 
 from gdrdd.augment.dsa import DSA
 from gdrdd.data.spec import class_major_labels
+from gdrdd.distributed import rank_and_world
 from gdrdd.experts.cache import ExpertCache
 from gdrdd.matchers.base import GroupLosses
 from gdrdd.robust.grouping import Grouping, group_means
@@ -73,6 +74,7 @@ class TrajectoryMatcher(nn.Module):
         self.lr_lr, self.batch_syn, self.augment = lr_lr, batch_syn, augment
         self.checkpoint, self.risk_term = checkpoint, risk_term
         self.uses_real = risk_term  # plain MTT needs no real batch
+        self.splits_real = False    # each rank matches its own segment, with the whole real batch
         self.start: Params = {}
         self.target: Params = {}
 
@@ -85,8 +87,9 @@ class TrajectoryMatcher(nn.Module):
         return [{"params": [self.syn_lr], "lr": self.lr_lr}]
 
     def start_iteration(self, device: torch.device | str) -> None:
-        expert = int(torch.randint(self.num_experts, (1,)))
-        start_epoch = int(torch.randint(self.max_start_epoch, (1,)))
+        rank, world = rank_and_world()  # every rank draws all ranks' segments (same RNG), then takes its own
+        expert = int(torch.randint(self.num_experts, (world,))[rank])
+        start_epoch = int(torch.randint(self.max_start_epoch, (world,))[rank])
         trajectory = self.experts.load(expert)  # on the CPU; only the two snapshots used go to the device
         start, target = trajectory[start_epoch], trajectory[start_epoch + self.expert_epochs]
         self.set_segment({k: v.to(device) for k, v in start.items()}, {k: v.to(device) for k, v in target.items()})

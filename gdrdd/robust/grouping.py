@@ -10,6 +10,8 @@ from typing import Protocol
 
 import torch
 
+from gdrdd.distributed import all_reduce_sum
+
 
 class Grouping(Protocol):
     def groups_per_class(self, ipc: int) -> int: ...
@@ -38,22 +40,27 @@ class NearestSynthetic:
         return torch.cdist(real.float(), synthetic.float()).argmin(dim=2)
 
 
-def group_means(features: torch.Tensor, ids: torch.Tensor, groups_per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
+def group_means(features: torch.Tensor, ids: torch.Tensor, groups_per_class: int,
+                across_ranks: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-group mean features ``(C, k, D)`` and counts ``(C, k)`` from features ``(C, n, D)`` and ids ``(C, n)``.
 
-    Empty groups get a zero mean and a count of 0. One scatter, no Python loop over groups.
+    Empty groups get a zero mean and a count of 0. One scatter, no Python loop over groups. ``across_ranks``:
+    sums and counts are summed over the ranks of a distributed run first (for features without gradient).
     """
     c, n, d = features.shape
     flat_ids = (ids + torch.arange(c, device=ids.device).view(c, 1) * groups_per_class).reshape(-1)
-    means, counts = segment_means(features.reshape(c * n, d), flat_ids, c * groups_per_class)
+    means, counts = segment_means(features.reshape(c * n, d), flat_ids, c * groups_per_class, across_ranks)
     return means.view(c, groups_per_class, d), counts.view(c, groups_per_class)
 
 
-def segment_means(values: torch.Tensor, ids: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+def segment_means(values: torch.Tensor, ids: torch.Tensor, num_groups: int,
+                  across_ranks: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Means ``(G, *rest)`` and counts ``(G,)`` of ``values`` ``(N, *rest)`` by global group id ``ids`` ``(N,)``;
-    an empty group has mean 0 and count 0."""
+    an empty group has mean 0 and count 0. ``across_ranks``: over the ranks' values together."""
     sums = values.new_zeros(num_groups, *values.shape[1:]).index_add_(0, ids, values)
     counts = torch.bincount(ids, minlength=num_groups).to(values.dtype)
+    if across_ranks:
+        all_reduce_sum(sums, counts)
     return sums / counts.clamp(min=1).view(-1, *[1] * (values.dim() - 1)), counts
 
 

@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["dm", "dsa", "dc"], choices=sorted(OBJECTIVES))
     parser.add_argument("--ipc", nargs="+", type=int, default=[1, 10, 50])
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--objectives", nargs="+", default=None, help="a subset of none, matching, network, both")
     parser.add_argument("--batch-real", type=int, default=256)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="outputs/bench/run.json")
@@ -75,7 +76,7 @@ def main() -> None:
     rows = []
     for method in args.methods:
         for ipc in args.ipc:
-            for objective in OBJECTIVES[method]:
+            for objective in (o for o in OBJECTIVES[method] if args.objectives is None or o in args.objectives):
                 row = run_worker(__file__, [method, str(ipc), objective, "--steps", str(args.steps),
                                             "--batch-real", str(args.batch_real), "--device", args.device])
                 plain = next((r for r in rows if r["method"] == method and r["ipc"] == ipc and r["objective"] == "none"), row)

@@ -8,6 +8,7 @@ iteration reseeds from ``(seed, iteration)``. Written atomically to ``<run>/chec
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning as L
@@ -18,6 +19,7 @@ from gdrdd.errors import ConfigError
 from gdrdd.outputs import atomic_write
 
 LAST = Path("checkpoints") / "last.ckpt"
+log = logging.getLogger(__name__)
 
 
 class IterationCheckpoint(L.Callback):
@@ -56,12 +58,24 @@ def resumed_config(cfg: DictConfig) -> tuple[DictConfig, Path | None]:
                           "it. Delete it to start that run over in a new folder.") from err
     resumed = OmegaConf.load(saved)
     resumed.paths.output_dir, resumed.resume = str(folder), str(folder)
+    resumed.trainer.default_root_dir = str(folder)  # the folder may have moved since
+    for logger in (resumed.get("logger") or {}).values():
+        if "save_dir" in logger:
+            logger.save_dir = str(folder)
+    if "csv" in (resumed.get("logger") or {}):  # a log of its own: Lightning's CSVLogger would replace the old one
+        resumed.logger.csv.version = f"resumed-{len(list((folder / 'csv').glob('resumed-*'))) + 1}"
+    log.warning("resuming %s with the config saved there; other command-line values are not applied", folder)
     return resumed, ckpt
 
 
 def refuse_finished_run(out: Path, resuming: bool) -> None:
     """A new run never writes over a finished run's outputs (Hydra gives each run a new folder; an explicit
     ``hydra.run.dir`` might not)."""
-    if not resuming and (out / "distilled.pt").exists():
+    if resuming:
+        return
+    if (out / "distilled.pt").exists():
         raise ConfigError(f"paths.output_dir={str(out)!r} already holds a finished run (distilled.pt); choose a new "
                           "folder, or resume=<folder> to continue an interrupted one")
+    if (out / LAST).exists():
+        raise ConfigError(f"paths.output_dir={str(out)!r} holds an interrupted run ({LAST}); continue it with "
+                          f"resume={out}, or choose a new folder")

@@ -35,6 +35,11 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     if tuple(distilled.images.shape[1:]) != expected:
         raise ConfigError(f"the images in {cfg.path} are {tuple(distilled.images.shape[1:])}, but dataset="
                           f"{spec.name} has {expected}; choose the data set they were distilled from")
+    labels = distilled.labels
+    top = int(labels.max()) + 1 if labels.dim() == 1 else labels.shape[1]
+    if top > spec.num_classes or (labels.dim() == 1 and int(labels.min()) < 0):
+        raise ConfigError(f"the labels in {cfg.path} need {top} classes, but dataset={spec.name} has "
+                          f"{spec.num_classes}; choose the data set they were distilled from")
     data = build.datamodule(cfg, spec)
     data.setup()
     device = build.device(cfg)

@@ -1,7 +1,8 @@
 """Sweep report: ``python -m gdrdd.report <multirun folder or run folders...> [--out DIR]``.
 
 Collects every ``metrics.json`` under the given folders (runs copied together from several machines work
-too), groups the runs by method, data set, IPC and objective (``none`` or ``cvar@alpha`` with its target),
+too), groups the runs by method, data set, IPC, iterations and objective (``none`` or ``cvar-<target>`` at
+each alpha),
 and writes ``report.md`` and ``report.csv`` (mean and std over seeds of accuracy, worst- and mean-group
 accuracy, corrupted accuracies and the CVaR of group test loss) and ``report.png`` (accuracy and worst-group
 accuracy against alpha, one line per method, data set and IPC; ``cvar=none`` as a dashed line).
@@ -20,7 +21,7 @@ from typing import Any
 from gdrdd.evaluation.evaluator import METRICS
 from gdrdd.outputs import atomic_write, write_text
 
-KEYS = ("method", "dataset", "ipc", "objective", "alpha")
+KEYS = ("method", "dataset", "ipc", "iterations", "objective", "alpha")
 
 
 def run_record(path: Path) -> dict[str, Any] | None:
@@ -28,23 +29,22 @@ def run_record(path: Path) -> dict[str, Any] | None:
     scored distilled set, e.g. a ``method=random`` run)."""
     data = json.loads(path.read_text())
     scored = data.get("scored", {}).get("distilled")
-    if scored is None:
+    if scored is None or "method" not in data:  # a random-subset run, or an evaluate.py result
         return None
     cvar = data.get("cvar", {})
     robust = cvar.get("name") == "cvar"
     alpha = float(cvar["alpha"]) if robust else None
     objective = f"cvar-{cvar.get('target', 'matching')}" if robust else "none"
-    return {"method": data["method"], "dataset": data["dataset"], "ipc": data["ipc"], "objective": objective,
+    return {"method": data["method"], "dataset": data["dataset"], "ipc": data["ipc"],
+            "iterations": data.get("iterations"), "objective": objective,
             "alpha": alpha, "seed": data.get("seed"), "metrics": {k: scored[k] for k in METRICS if k in scored},
             "path": str(path.parent)}
 
 
 def collect(folders: list[Path]) -> list[dict[str, Any]]:
-    records = []
-    for folder in folders:
-        files = [folder] if folder.is_file() else sorted(folder.rglob("metrics.json"))
-        records += [r for r in (run_record(f) for f in files) if r is not None]
-    return records
+    files = dict.fromkeys(f.resolve() for folder in folders
+                          for f in ([folder] if folder.is_file() else sorted(folder.rglob("metrics.json"))))
+    return [r for r in (run_record(f) for f in files) if r is not None]  # each file once, even if folders overlap
 
 
 def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -53,7 +53,7 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in records:
         groups[tuple(r[k] for k in KEYS)].append(r)
     rows = []
-    for key in sorted(groups, key=lambda k: (*k[:3], k[3] != "none", k[3], -1.0 if k[4] is None else k[4])):
+    for key in sorted(groups, key=lambda k: (*k[:3], k[3] or 0, k[4] != "none", k[4], -1.0 if k[5] is None else k[5])):
         runs = groups[key]
         row: dict[str, Any] = dict(zip(KEYS, key))
         row["seeds"] = len(runs)
@@ -67,10 +67,11 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    head = ["method", "dataset", "IPC", "objective", "alpha", "seeds", *METRICS]
+    head = ["method", "dataset", "IPC", "iterations", "objective", "alpha", "seeds", *METRICS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["method"], r["dataset"], str(r["ipc"]), r["objective"], "-" if r["alpha"] is None else f"{r['alpha']:g}",
+        cells = [r["method"], r["dataset"], str(r["ipc"]), "-" if r["iterations"] is None else str(r["iterations"]),
+                 r["objective"], "-" if r["alpha"] is None else f"{r['alpha']:g}",
                  str(r["seeds"])]
         cells += [f"{r[m]:.2f} ± {r[m + '_std']:.2f}" if m in r else "-" for m in METRICS]
         lines.append("| " + " | ".join(cells) + " |")

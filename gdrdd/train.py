@@ -50,7 +50,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     loggers = [hydra.utils.instantiate(c) for c in cfg.logger.values()] if cfg.get("logger") else []
     timer = StepTimer()
     evaluation = EvaluationCallback(build.evaluator(cfg, data, spec), every=cfg.eval.every)
-    callbacks = [timer, evaluation, IterationCheckpoint(out, cfg.checkpoint.every)]
+    # The checkpoint callback first: the final checkpoint is on disk before the (long) final evaluation.
+    callbacks = [timer, IterationCheckpoint(out, cfg.checkpoint.every), evaluation]
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     data.to(trainer.strategy.root_device)
 
@@ -65,7 +66,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         try:
             trainer.fit(module, datamodule=data, ckpt_path=checkpoint)
         except NonFiniteError:  # keep the last good synthetic set beside the last good checkpoint
-            save_distilled(out / "distilled.pt", module.images.detach(), module.labels, spec, config)
+            save_distilled(out / "distilled.pt", module.images.detach(), module.labels, spec, config,
+                           data.preprocess.state())
             raise
         if not trainer.is_global_zero:
             return {}  # in a distributed run, rank 0 evaluates and writes

@@ -28,7 +28,8 @@ def test_report_averages_seeds_per_setting_and_writes_table_csv_and_plot(tmp_pat
     write_run(other_machine, 0, 0.8, 80, 70, method="dsa")
     (tmp_path / "random").mkdir()
     (tmp_path / "random" / "metrics.json").write_text(json.dumps({"method": "random", "scored": {"random": {}}}))
-    rows = main([str(sweep), str(tmp_path / "copied"), str(tmp_path / "random"), "--out", str(tmp_path / "out")])
+    rows = main([str(sweep), str(sweep / "0"), str(tmp_path / "copied"), str(tmp_path / "random"), "--out",
+                 str(tmp_path / "out")])  # sweep/0 twice: counted once
     by_key = {(r["method"], r["objective"], r["alpha"]): r for r in rows}
     assert set(by_key) == {("dm", "none", None), ("dm", "cvar-matching", 0.5), ("dm", "cvar-matching", 0.8),
                            ("dsa", "cvar-matching", 0.8)}
@@ -36,7 +37,7 @@ def test_report_averages_seeds_per_setting_and_writes_table_csv_and_plot(tmp_pat
     assert robust["seeds"] == 3 and robust["acc"] == 87 and robust["acc_std"] == 1.0 and robust["worst_group_acc"] == 86
     assert by_key[("dm", "none", None)]["acc"] == 91 and by_key[("dm", "none", None)]["worst_group_acc_std"] > 1.4
     md = (tmp_path / "out" / "report.md").read_text()
-    assert "| dm | mnist_mini | 10 | cvar-matching | 0.8 | 3 | 87.00 ± 1.00 | 86.00 ± 1.00 |" in md
+    assert "| dm | mnist_mini | 10 | - | cvar-matching | 0.8 | 3 | 87.00 ± 1.00 | 86.00 ± 1.00 |" in md
     with open(tmp_path / "out" / "report.csv") as f:
         table = list(csv.DictReader(f))
     assert len(table) == 4 and table[0]["method"] == "dm" and float(table[0]["acc"]) == 91

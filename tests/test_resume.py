@@ -70,6 +70,9 @@ def test_resume_needs_a_run_folder_and_finished_runs_are_not_overwritten(tmp_pat
     with pytest.raises(ConfigError, match="already holds a finished run"):
         run(compose_config(tmp_path / "done", "iterations=1"))
     assert (tmp_path / "done" / "distilled.pt").read_bytes() == before
+    (tmp_path / "done" / "distilled.pt").rename(tmp_path / "done" / "kept.pt")  # now it looks interrupted
+    with pytest.raises(ConfigError, match="holds an interrupted run"):
+        run(compose_config(tmp_path / "done", "iterations=1"))
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_set(tmp_path):

@@ -63,7 +63,9 @@ def fetch(source: Source, data_dir: Path) -> Path:
     folder = data_dir / source.subdir
     target = folder / source.url.rsplit("/", 1)[-1]
     done_marker = target.with_name(f".{target.name}.unpacked")
-    if target.is_file() and md5sum(target) == source.md5 and (not source.unpack or done_marker.is_file()):
+    if source.unpack and done_marker.is_file():
+        return target  # verified and unpacked before (the archive itself may have been deleted since)
+    if not source.unpack and target.is_file() and md5sum(target) == source.md5:
         return target
     folder.mkdir(parents=True, exist_ok=True)
     if not (target.is_file() and md5sum(target) == source.md5):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +15,7 @@ from gdrdd.data.idx import load_fashion_mnist, load_mnist
 from gdrdd.data.spec import DatasetSpec, ImageSet, RealData
 from gdrdd.data.svhn import load_svhn
 from gdrdd.data.tinyimagenet import load_tinyimagenet, tinyimagenet_class_names
+from gdrdd.outputs import atomic_write
 
 # reader name -> (loader, whether its output is worth caching as a tensor file)
 READERS: dict[str, tuple[Callable[[Path, DatasetSpec], RealData], bool]] = {
@@ -54,8 +54,6 @@ def load_real_data(spec: DatasetSpec, data_dir: str | Path, cache_dir: str | Pat
         except Exception:  # a stale or truncated cache is rebuilt, never trusted
             cache.unlink(missing_ok=True)
     data = loader(data_dir, spec)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"train": (data.train.images, data.train.labels), "test": (data.test.images, data.test.labels)}, tmp)
-    os.replace(tmp, cache)
+    blob = {"train": (data.train.images, data.train.labels), "test": (data.test.images, data.test.labels)}
+    atomic_write(cache, lambda tmp: torch.save(blob, tmp))
     return data

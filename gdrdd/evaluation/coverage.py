@@ -77,12 +77,17 @@ def project(real_features: torch.Tensor, others: list[torch.Tensor], method: str
     return xy[:sizes[0]], [xy[a:b] for a, b in zip(sizes[:-1], sizes[1:])]
 
 
-def sample_real(images: torch.Tensor, labels: torch.Tensor, limit: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """At most ``limit`` real images, drawn uniformly with a fixed seed."""
-    if len(images) <= limit:
-        return images, labels
-    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:limit].to(images.device)
-    return images[pick], labels[pick]
+def sample_real(class_images: list[torch.Tensor], limit: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """About ``limit`` real images (each class in proportion to its size) and their labels, drawn with a fixed
+    seed from the per-class tensors, without copying the whole training set."""
+    generator = torch.Generator().manual_seed(seed)
+    total = sum(len(x) for x in class_images)
+    picks, labels = [], []
+    for c, x in enumerate(class_images):
+        k = min(len(x), max(1, round(limit * len(x) / total)))
+        picks.append(x[torch.randperm(len(x), generator=generator)[:k].to(x.device)])
+        labels.append(torch.full((k,), c, dtype=torch.long, device=x.device))
+    return torch.cat(picks), torch.cat(labels)
 
 
 def coverage_panels(net: nn.Module, real: torch.Tensor, real_labels: torch.Tensor,
@@ -132,7 +137,7 @@ def plot_run(path: str | Path, data, make_network: Callable[[], nn.Module], imag
              title: str, class_names: tuple[str, ...], real_limit: int = 2000) -> Path:
     """The coverage plot of one run's synthetic set against (up to ``real_limit``) real training images of
     ``data`` (a set-up RealDataModule)."""
-    real, real_labels = sample_real(*data.training_set(), real_limit, seed=0)
+    real, real_labels = sample_real(data.class_images, real_limit, seed=0)
     net = fixed_network(make_network, real.device)
     panels = coverage_panels(net, real, real_labels, {title: (images, labels)}, len(class_names))
     return draw(path, panels, class_names)
@@ -157,7 +162,7 @@ def main(argv: list[str] | None = None) -> Path:
     spec = build.dataset_spec(cfg)
     data = build.datamodule(cfg, spec)
     data.setup()
-    real, labels = sample_real(*data.training_set(), args.real, seed=0)
+    real, labels = sample_real(data.class_images, args.real, seed=0)
     sets = {f"{run.name}: {run_title(b['config'])}": (b["images"], b["labels"]) for run, b in zip(args.runs, blobs)}
     net = fixed_network(build.network_factory(cfg, spec), "cpu")
     path = draw(args.out, coverage_panels(net, real, labels, sets, spec.num_classes, args.method), spec.class_names)

@@ -26,7 +26,10 @@ import torch
 
 FORMATS = ("auto", "gdrdd", "pair", "dc")
 PAIR_FILES = ("images_best.pt", "labels_best.pt", "lr_best.pt")
-NUMPY_SCALARS = [np._core.multiarray.scalar, np.dtype, *{type(np.dtype(t)) for t in (np.float64, np.float32, np.int64)}]
+_NUMPY_CORE = getattr(np, "_core", None) or np.core  # NumPy 2 / NumPy 1
+# NumPy scalars as pickled by NumPy 2 (numpy._core...) and by NumPy 1 (numpy.core..., as old DC result files hold).
+NUMPY_SCALARS = [_NUMPY_CORE.multiarray.scalar, (_NUMPY_CORE.multiarray.scalar, "numpy.core.multiarray.scalar"),
+                 np.dtype, *{type(np.dtype(t)) for t in (np.float64, np.float32, np.int64)}]
 
 
 class DistilledFileError(ValueError):
@@ -79,7 +82,12 @@ def _pair_folder(folder: Path) -> DistilledSet:
     images, labels, lr = (folder / name for name in PAIR_FILES)
     if not (images.is_file() and labels.is_file()):
         raise DistilledFileError(f"folder {folder} lacks {PAIR_FILES[0]} and {PAIR_FILES[1]} (MTT/DATM layout)")
-    load = lambda p: torch.load(p, map_location="cpu", weights_only=True)  # noqa: E731
+    def load(path: Path) -> Any:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+            raise DistilledFileError(f"{path} is unreadable ({str(err).splitlines()[0]})") from err
+
     return _checked(load(images), load(labels), load(lr) if lr.is_file() else None, None, "pair", folder)
 
 

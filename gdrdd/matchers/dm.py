@@ -60,4 +60,4 @@ def embed_classwise(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
     c, n = images.shape[:2]
     if has_batchnorm(net):
         return torch.stack([net.embed(images[i]) for i in range(c)])
-    return net.embed(images.flatten(0, 1)).view(c, n, -1)
+    return net.embed(images.flatten(0, 1)).unflatten(0, (c, n))

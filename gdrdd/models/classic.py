@@ -57,9 +57,9 @@ class BasicBlock(nn.Module):
         super().__init__()
         pooled = downsample == "avgpool" and stride > 1
         conv_stride = 1 if pooled else stride
-        self.body = nn.Sequential(
-            nn.Conv2d(c_in, c_out, 3, conv_stride, 1, bias=False), *([nn.AvgPool2d(2, 2)] if pooled else []),
-            make_norm(norm, c_out), nn.ReLU(inplace=True),
+        self.body = nn.Sequential(  # AP variant: pool after the first conv's norm and ReLU, as the reference
+            nn.Conv2d(c_in, c_out, 3, conv_stride, 1, bias=False), make_norm(norm, c_out), nn.ReLU(inplace=True),
+            *([nn.AvgPool2d(2, 2)] if pooled else []),
             nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), make_norm(norm, c_out))
         self.shortcut: nn.Module = nn.Identity()
         if stride > 1 or c_in != c_out:

@@ -124,7 +124,8 @@ def expert_cache(cfg: DictConfig, spec: DatasetSpec) -> ExpertCache:
     d = cfg.dataset
     description = {
         "dataset": {"name": d.name, "classes": list(spec.class_names), "resolution": d.resolution,
-                    "channels": d.channels, "mean": list(d.mean), "std": list(d.std), "zca": d.zca},
+                    "channels": d.channels, "mean": list(d.mean), "std": list(d.std),
+                    "zca": "on [0, 1] pixels" if d.zca else False},
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "augment": cfg.experts.augment, "dsa_strategy": d.dsa_strategy,
         "training": vars(expert_settings(cfg)), "seed": cfg.experts.seed,

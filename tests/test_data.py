@@ -117,6 +117,9 @@ def test_zca_is_fitted_on_train_and_applied_alike_to_test(tmp_path):
     assert mean_abs_offdiag(train) < 0.5 * mean_abs_offdiag(torch.cat(plain.class_images))
     pixels = dm.preprocess.inverse(dm.test_images[:4])
     assert torch.allclose(pixels, plain.preprocess.inverse(plain.test_images[:4]), atol=1e-4)
+    # ZCA acts on [0, 1] pixels (MTT: ToTensor, then ZCA), without the mean/std normalisation.
+    raw = torch.full((1, 3, 32, 32), 128, dtype=torch.uint8)
+    assert torch.allclose(dm.preprocess(raw), dm.preprocess.zca(raw.float() / 255), atol=1e-6)
     state = dm.preprocess.state()["zca"]
     assert state["matrix"].shape == (3072, 3072) and state["eps"] == 0.1
 

@@ -1,8 +1,9 @@
-"""Pixels <-> network inputs: per-channel normalisation, then optional ZCA whitening (MTT's preprocessing).
+"""Pixels <-> network inputs: per-channel normalisation, or ZCA whitening instead of it (MTT's preprocessing).
 
 ``Preprocess(pixels)`` maps uint8 or [0, 1] images ``(N, ch, H, W)`` to network inputs; ``inverse`` maps
-inputs back to [0, 1] pixels (not clamped). ZCA (kornia ``ZCAWhitening``, eps 0.1 as in MTT) is fitted on the
-normalised training images and applied to training, synthetic and test images alike.
+inputs back to [0, 1] pixels (not clamped). With ZCA (kornia ``ZCAWhitening``, eps 0.1) the [0, 1] pixels are
+whitened directly, without the mean/std normalisation, as MTT's data loading does (ToTensor, then ZCA fitted on
+the training set); the same transform serves training, synthetic and test images alike.
 """
 
 from __future__ import annotations
@@ -15,26 +16,34 @@ from gdrdd.data.spec import DatasetSpec
 ZCA_EPS = 0.1
 
 
+def unit_pixels(images: torch.Tensor) -> torch.Tensor:
+    """uint8 or [0, 1] images as float32 in [0, 1]."""
+    return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+
+
 class Preprocess:
     def __init__(self, spec: DatasetSpec, zca: ZCAWhitening | None = None) -> None:
         self.spec, self.zca = spec, zca
 
     @classmethod
     def fit(cls, spec: DatasetSpec, train_pixels: torch.Tensor, zca: bool) -> "Preprocess":
-        """Normalisation only, or normalisation plus ZCA fitted on ``train_pixels`` ``(N, ch, H, W)``."""
+        """Normalisation, or ZCA fitted on the [0, 1] ``train_pixels`` ``(N, ch, H, W)``."""
         if not zca:
             return cls(spec)
         whitening = ZCAWhitening(eps=ZCA_EPS, compute_inv=True)
-        whitening.fit(spec.normalise(train_pixels))
+        whitening.fit(unit_pixels(train_pixels))
         return cls(spec, whitening)
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = self.spec.normalise(pixels)
-        return x if self.zca is None else self._zca_on(x)(x)
+        if self.zca is None:
+            return self.spec.normalise(pixels)
+        x = unit_pixels(pixels)
+        return self._zca_on(x)(x)
 
     def inverse(self, inputs: torch.Tensor) -> torch.Tensor:
-        x = inputs if self.zca is None else self._zca_on(inputs).inverse_transform(inputs)
-        return self.spec.denormalise(x)
+        if self.zca is None:
+            return self.spec.denormalise(inputs)
+        return self._zca_on(inputs).inverse_transform(inputs)
 
     def state(self) -> dict[str, object]:
         """What a user of saved images needs to map them back to pixels: the ZCA tensors, if any."""

@@ -11,14 +11,9 @@ from __future__ import annotations
 import torch
 from kornia.enhance import ZCAWhitening
 
-from gdrdd.data.spec import DatasetSpec
+from gdrdd.data.spec import DatasetSpec, unit_pixels
 
 ZCA_EPS = 0.1
-
-
-def unit_pixels(images: torch.Tensor) -> torch.Tensor:
-    """uint8 or [0, 1] images as float32 in [0, 1]."""
-    return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
 
 
 class Preprocess:

@@ -26,7 +26,7 @@ class DatasetSpec:
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 or [0, 1] float ``(N, C, H, W)`` -> normalised float32."""
-        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        x = unit_pixels(images)
         return (x - self._stat(self.mean, x)) / self._stat(self.std, x)
 
     def denormalise(self, images: torch.Tensor) -> torch.Tensor:
@@ -36,6 +36,11 @@ class DatasetSpec:
     @staticmethod
     def _stat(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
         return torch.tensor(values, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
+
+
+def unit_pixels(images: torch.Tensor) -> torch.Tensor:
+    """uint8 or [0, 1] images as float32 in [0, 1]."""
+    return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
 
 
 def class_major_labels(num_classes: int, per_class: int, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import resource
+import tempfile
 import subprocess
 import sys
 import time
@@ -62,3 +63,24 @@ def random_cifar_data(spec, device: str, per_class: int = 500):
     data.class_images = [torch.randn(per_class, 3, 32, 32, generator=g) for _ in range(spec.num_classes)]
     data.test_images, data.test_labels = torch.zeros(1, 3, 32, 32), torch.zeros(1, dtype=torch.long)
     return data.to(device)
+
+
+def mtt_module_with_one_expert(overrides: list[str], device: str):
+    """(module, data) for ``method=mtt`` with ``overrides``, over a one-expert cache of a single segment (random
+    start parameters and a perturbed target, in a temporary folder): what one distillation iteration costs does
+    not depend on the expert's values. The matcher has drawn its segment."""
+    from gdrdd import build
+    from gdrdd.experts.training import parameters_of
+
+    with tempfile.TemporaryDirectory() as cache_dir:
+        cfg = compose_config(["method=mtt", "dataset=cifar10", "method.max_start_epoch=1", "method.expert_epochs=1",
+                              f"paths.cache_dir={cache_dir}", *overrides])
+        spec = build.dataset_spec(cfg)
+        torch.manual_seed(0)
+        start = parameters_of(build.network_factory(cfg, spec)())
+        target = {k: v + 0.01 * torch.randn_like(v) for k, v in start.items()}
+        build.expert_cache(cfg, spec).save(0, [start, target])
+        data = random_cifar_data(spec, device)
+        module = build.distill_module(cfg, data, spec).to(device)
+        module.matcher.start_iteration(device)
+    return module, data

@@ -17,33 +17,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import compose_config, peak_memory_mb, random_cifar_data, run_worker, timed, write_report  # noqa: E402
+from common import mtt_module_with_one_expert, peak_memory_mb, run_worker, timed, write_report  # noqa: E402
 
 
 def worker(ipc: int, steps: int, checkpoint: bool, device: str) -> dict:
-    from gdrdd import build
-    from gdrdd.experts.training import parameters_of
     from gdrdd.runtime import tune_allocator
 
     tune_allocator()
-    with tempfile.TemporaryDirectory() as cache_dir:
-        cfg = compose_config(["method=mtt", "dataset=cifar10", f"ipc={ipc}", f"method.syn_steps={steps}",
-                              f"method.checkpoint={str(checkpoint).lower()}", "method.max_start_epoch=1",
-                              "method.expert_epochs=1", "cvar=none", f"paths.cache_dir={cache_dir}"])
-        spec = build.dataset_spec(cfg)
-        torch.manual_seed(0)
-        start = parameters_of(build.network_factory(cfg, spec)())
-        target = {k: v + 0.01 * torch.randn_like(v) for k, v in start.items()}
-        build.expert_cache(cfg, spec).save(0, [start, target])
-        data = random_cifar_data(spec, device)
-        module = build.distill_module(cfg, data, spec).to(device)
-        module.matcher.start_iteration(device)
+    module, data = mtt_module_with_one_expert([f"ipc={ipc}", f"method.syn_steps={steps}", "cvar=none",
+                                               f"method.checkpoint={str(checkpoint).lower()}"], device)
     optimizer = module.configure_optimizers()
     before = peak_memory_mb(device)
 

@@ -1,14 +1,18 @@
 """Seconds per distillation step and peak memory, plain against robust, on CIFAR-10-sized data.
 
-    python bench/run.py [--methods dm dsa dc] [--ipc 1 10 50] [--steps 3] [--batch-real 256]
-                        [--device cpu] [--out outputs/bench/run.json]
+    python bench/run.py [--methods dm dsa dc mtt] [--ipc 1 10 50] [--steps 3] [--batch-real 256]
+                        [--objectives none matching] [--eval-epochs 20] [--device cpu] [--out outputs/bench/run.json]
 
 Each (method, IPC, objective) runs in its own subprocess on random 3x32x32 data (10 classes, 500 images per
 class; speed does not depend on pixel values), so peak memory (max RSS on CPU, max allocated on CUDA) is
 per configuration. Objectives: ``cvar=none`` and ``cvar.alpha=0.8`` (for DC/DSA with target matching,
 network and both). After one warm-up step it times ``--steps`` matching steps (real batch -> group losses
 -> risk -> update), and for DC/DSA one inner-loop training of the network (``after_update``), from which
-seconds per iteration = outer_loop * step + (outer_loop - 1) * inner. Prints a table, writes a JSON report.
+seconds per iteration = outer_loop * step + (outer_loop - 1) * inner. MTT (objectives none and the risk term
+``matching``) runs its reference CIFAR-10 IPC 10 settings over a one-segment expert cache. Also reported: the
+share of the timed steps spent in the grouping (``grouping.assign``) and in the forward of the risk measure,
+and the evaluation cost (one fresh ConvNet trained ``--eval-epochs`` epochs on the synthetic set with DSA, then
+a 10,000-image test pass). Prints a table, writes a JSON report.
 """
 
 from __future__ import annotations
@@ -19,72 +23,136 @@ import statistics
 import sys
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import compose_config, peak_memory_mb, random_cifar_data, run_worker, timed, write_report  # noqa: E402
+from common import (compose_config, mtt_module_with_one_expert, peak_memory_mb, random_cifar_data, run_worker,  # noqa: E402
+                    timed, write_report)
 
 OBJECTIVES = {"dm": ["none", "matching"], "dc": ["none", "matching", "network", "both"],
-              "dsa": ["none", "matching", "network", "both"]}
+              "dsa": ["none", "matching", "network", "both"], "mtt": ["none", "matching"]}
 
 
-def worker(method: str, ipc: int, objective: str, steps: int, batch_real: int, device: str) -> dict:
+class Stopwatch:
+    """Accumulated seconds spent inside the wrapped callables (device-synchronised)."""
+
+    def __init__(self, device: str) -> None:
+        self.device, self.seconds = device, 0.0
+
+    def wrap(self, fn):
+        def timed_fn(*args, **kwargs):
+            result = None
+
+            def call() -> None:
+                nonlocal result
+                result = fn(*args, **kwargs)
+
+            self.seconds += timed(call, self.device)
+            return result
+
+        return timed_fn
+
+
+def distill_setup(method: str, ipc: int, objective: str, batch_real: int, device: str):
+    """(module, data) ready for a step: random CIFAR-10-sized data; MTT over a one-segment expert cache."""
     from gdrdd import build
-    from gdrdd.runtime import tune_allocator
 
-    tune_allocator()
-    overrides = [f"method={method}", "dataset=cifar10", f"ipc={ipc}", f"method.batch_real={batch_real}",
-                 "experiment=reference"]
+    overrides = [f"ipc={ipc}", f"method.batch_real={batch_real}"]
     overrides += ["cvar=none"] if objective == "none" else ["cvar.alpha=0.8", f"cvar.target={objective}"]
-    cfg = compose_config(overrides)
+    if method == "mtt":
+        return mtt_module_with_one_expert(overrides, device)
+    cfg = compose_config([f"method={method}", "dataset=cifar10", "experiment=reference", *overrides])
     spec = build.dataset_spec(cfg)
     data = random_cifar_data(spec, device)
     module = build.distill_module(cfg, data, spec).to(device)
+    module.matcher.start_iteration(device)
+    return module, data
+
+
+def evaluation_seconds(module, device: str, epochs: int) -> dict:
+    """Seconds to train one fresh evaluation network on the synthetic set for ``epochs`` epochs (protocol settings,
+    per-sample DSA) and to score it on 10,000 test images."""
+    from gdrdd.augment.dsa import DSA
+    from gdrdd.models import ConvNet
+    from gdrdd.training import TrainSettings, predict, train_network
+
+    images, labels = module.images.detach(), module.labels
+    net = ConvNet(3, 10, 32).to(device)
+    settings = TrainSettings(lr=0.01, momentum=0.9, weight_decay=0.0005, epochs=epochs, batch_size=256)
+    train_s = timed(lambda: train_network(net, images, labels, settings, DSA()), device)
+    test_x, test_y = torch.randn(10_000, 3, 32, 32, device=device), torch.randint(10, (10_000,), device=device)
+    with torch.no_grad():
+        test_s = timed(lambda: predict(net, test_x, test_y), device)
+    return {"eval_train_s_per_epoch": train_s / epochs, "eval_test_s": test_s}
+
+
+def worker(method: str, ipc: int, objective: str, steps: int, batch_real: int, device: str, eval_epochs: int) -> dict:
+    from gdrdd.runtime import tune_allocator
+
+    tune_allocator()
+    module, data = distill_setup(method, ipc, objective, batch_real, device)
     matcher, optimizer = module.matcher, module.configure_optimizers()
-    matcher.start_iteration(device)
+    grouping, risk = Stopwatch(device), Stopwatch(device)
+    module.grouping.assign = grouping.wrap(module.grouping.assign)
+    module.risk = risk.wrap(module.risk)
+    uses_real = getattr(matcher, "uses_real", True)
 
     def step() -> None:
-        real = data.sample_real(batch_real)
+        real = data.sample_real(batch_real) if uses_real else None
         out = matcher.group_losses(real, module.synthetic_by_class(), module.grouping)
         optimizer.zero_grad()
-        module.risk(out.losses, out.counts).objective.backward()
+        result = module.risk(out.losses, out.counts)
+        (result.objective if out.base is None else result.objective + out.base).backward()
         optimizer.step()
 
     step()  # warm-up
-    step_seconds = statistics.median(timed(step, device) for _ in range(steps))
+    grouping.seconds = risk.seconds = 0.0
+    times = [timed(step, device) for _ in range(steps)]
+    step_seconds = statistics.median(times)
     outer = matcher.updates_per_iteration
     inner = lambda: matcher.after_update(module.synthetic_by_class().detach(), is_last=False)  # noqa: E731
     inner_seconds = timed(inner, device) if outer > 1 else 0.0
-    return {"method": method, "ipc": ipc, "objective": objective, "step_s": step_seconds, "inner_s": inner_seconds,
-            "outer_loop": outer, "iteration_s": outer * step_seconds + (outer - 1) * inner_seconds,
-            "peak_mb": peak_memory_mb(device), "device": device, "batch_real": batch_real}
+    row = {"method": method, "ipc": ipc, "objective": objective, "step_s": step_seconds, "inner_s": inner_seconds,
+           "outer_loop": outer, "iteration_s": outer * step_seconds + (outer - 1) * inner_seconds,
+           "grouping_share": grouping.seconds / sum(times), "risk_share": risk.seconds / sum(times),
+           "peak_mb": peak_memory_mb(device), "device": device, "batch_real": batch_real}
+    if eval_epochs > 0:
+        row.update(evaluation_seconds(module, device, eval_epochs))
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", nargs="+", default=["dm", "dsa", "dc"], choices=sorted(OBJECTIVES))
+    parser.add_argument("--methods", nargs="+", default=["dm", "dsa", "dc", "mtt"], choices=sorted(OBJECTIVES))
     parser.add_argument("--ipc", nargs="+", type=int, default=[1, 10, 50])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--objectives", nargs="+", default=None, help="a subset of none, matching, network, both")
     parser.add_argument("--batch-real", type=int, default=256)
+    parser.add_argument("--eval-epochs", type=int, default=20, help="0: skip the evaluation timing")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="outputs/bench/run.json")
     parser.add_argument("--worker", nargs=3, metavar=("METHOD", "IPC", "OBJECTIVE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         method, ipc, objective = args.worker
-        print(json.dumps(worker(method, int(ipc), objective, args.steps, args.batch_real, args.device)))
+        print(json.dumps(worker(method, int(ipc), objective, args.steps, args.batch_real, args.device, args.eval_epochs)))
         return
     rows = []
     for method in args.methods:
         for ipc in args.ipc:
             for objective in (o for o in OBJECTIVES[method] if args.objectives is None or o in args.objectives):
                 row = run_worker(__file__, [method, str(ipc), objective, "--steps", str(args.steps),
-                                            "--batch-real", str(args.batch_real), "--device", args.device])
+                                            "--batch-real", str(args.batch_real), "--device", args.device,
+                                            "--eval-epochs", str(args.eval_epochs)])
                 plain = next((r for r in rows if r["method"] == method and r["ipc"] == ipc and r["objective"] == "none"), row)
                 row["ratio_to_none"] = row["iteration_s"] / plain["iteration_s"]
                 rows.append(row)
                 print(f"{method:<4} ipc {ipc:<3} {objective:<9} step {row['step_s']:7.3f} s  inner {row['inner_s']:7.3f} s  "
                       f"iteration {row['iteration_s']:8.2f} s  x{row['ratio_to_none']:.2f} vs none  "
-                      f"peak {row['peak_mb']:7.0f} MB", flush=True)
+                      f"grouping {100 * row['grouping_share']:4.1f} %  risk {100 * row['risk_share']:4.1f} %  "
+                      f"peak {row['peak_mb']:7.0f} MB" + (f"  eval {row['eval_train_s_per_epoch']:.3f} s/epoch + "
+                                                          f"{row['eval_test_s']:.2f} s test" if "eval_test_s" in row else ""),
+                      flush=True)
     write_report(args.out, {"rows": rows})
 
 

@@ -198,7 +198,8 @@ def evaluator(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Evalu
                              batch_size=e.batch_size)
     return Evaluator(spec, data.test_images, data.test_labels, network_factory(cfg, spec), settings, nets=e.nets,
                      augment=augmentation(e.augment, spec), num_groups=e.num_groups, cvar_alpha=e.cvar_alpha,
-                     seed=cfg.seed, preprocess=data.preprocess, architectures=cross_architectures(cfg, spec))
+                     seed=cfg.seed, preprocess=data.preprocess, architectures=cross_architectures(cfg, spec),
+                     precision=e.precision)
 
 
 def cross_architectures(cfg: DictConfig, spec: DatasetSpec) -> dict[str, Callable[[], nn.Module]]:

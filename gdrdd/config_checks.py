@@ -12,6 +12,8 @@ from gdrdd.errors import ConfigError
 from gdrdd.matchers.gradient import DISTANCES, LOOPS_BY_IPC
 from gdrdd.models import MODELS
 from gdrdd.robust.risk import WEIGHTINGS
+from gdrdd.runtime import PRECISIONS
+from gdrdd.schema import check_types
 
 GRADIENT_METHODS = ("dc", "dsa")
 METHODS = ("dm", *GRADIENT_METHODS, "mtt", "random")
@@ -83,13 +85,13 @@ def cfg_select(cfg: DictConfig, key: str) -> object:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError on the first invalid value."""
+    """Raise ConfigError on the first invalid value: types and keys by the schemas, then ranges and names."""
+    check_types(cfg)
     _require(cfg.task in TASKS, "task", cfg.task, ", ".join(TASKS))
     _positive_int(cfg, "ipc")
     _positive_int(cfg, "checkpoint.every", minimum=0)
-    _require(isinstance(cfg.guard.skip_nonfinite, bool), "guard.skip_nonfinite", cfg.guard.skip_nonfinite, "true or false")
+    _positive_int(cfg, "dashboard.group_stats_every", minimum=0)
     _positive_int(cfg, "iterations", minimum=0)
-    _require(isinstance(cfg.seed, int), "seed", cfg.seed, "an integer")
     _require(cfg.method.name in METHODS, "method", cfg.method.name, ", ".join(METHODS))
     check_dataset(cfg)
     _require(cfg.cvar.name in CVARS, "cvar", cfg.cvar.name, ", ".join(CVARS))
@@ -144,6 +146,7 @@ def check_evaluation(cfg: DictConfig) -> None:
     _positive_float(cfg, "eval.lr")
     _require(cfg.eval.augment in AUGMENTS, "eval.augment", cfg.eval.augment, ", ".join(AUGMENTS))
     _alpha(cfg, "eval.cvar_alpha")
+    _require(cfg.eval.precision in PRECISIONS, "eval.precision", cfg.eval.precision, ", ".join(PRECISIONS))
     known = sorted(p.stem for p in MODEL_CONFIG_DIR.glob("*.yaml"))
     for name in cfg.eval.get("models") or []:
         _require(name in known, "eval.models", name, f"names of conf/model/*.yaml: {', '.join(known)}")

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gdrdd import build
 from gdrdd.config_checks import check_dataset, check_evaluation
+from gdrdd.schema import check_types
 from gdrdd.errors import ConfigError
 from gdrdd.evaluation.loading import DistilledFileError, load_distilled
 from gdrdd.evaluation.report import comparison_table
@@ -24,6 +25,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(str(err)) from err
     if distilled.config is not None:  # gdrdd's own file: its data set (and preprocessing) decide
         cfg = OmegaConf.merge(cfg, {"dataset": distilled.config["dataset"]})
+    check_types(cfg)
     check_dataset(cfg)
     check_evaluation(cfg)
     build.fetch_data(cfg)

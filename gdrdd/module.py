@@ -8,9 +8,10 @@ import lightning as L
 import torch
 from torch import nn
 
+from gdrdd.dashboard import GroupStats
 from gdrdd.matchers.base import Matcher
 from gdrdd.robust.grouping import Grouping
-from gdrdd.robust.risk import RiskMeasure
+from gdrdd.robust.risk import CVaR, RiskMeasure
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class DistillModule(L.LightningModule):
         self.matcher, self.grouping, self.risk = matcher, grouping, risk
         self.lr_img, self.momentum, self.batch_real, self.seed = lr_img, momentum, batch_real, seed
         self.skip_nonfinite, self.skipped_updates = skip_nonfinite, 0
+        self.last_group_stats: GroupStats | None = None  # the last update's groups, for the dashboard
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         extra = self.matcher.param_groups() if hasattr(self.matcher, "param_groups") else []
@@ -111,6 +113,9 @@ class DistillModule(L.LightningModule):
         if hasattr(self.matcher, "learned_lr"):
             self.log("distill/learned_lr", self.matcher.learned_lr)
         nonempty = out.counts > 0
+        self.last_group_stats = GroupStats(out.losses.detach().cpu(), out.counts.detach().cpu(),
+                                           risk.tail_weights.detach().cpu() if isinstance(self.risk, CVaR) else None,
+                                           out.groups_per_class)
         if nonempty.any():
             group_losses = out.losses.detach()[nonempty]
             self.log_dict({

@@ -1,9 +1,14 @@
-"""Process-level speed settings that do not change numerics."""
+"""Speed settings: the process's allocator (numerics unchanged) and mixed precision (opt-in)."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import platform
+
+import torch
+
+PRECISIONS = ("32-true", "bf16-mixed")
 
 # glibc mallopt parameter numbers (malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -27,3 +32,13 @@ def tune_allocator() -> bool:
     mmap_ok = libc.mallopt(_M_MMAP_THRESHOLD, 2_000_000_000) == 1
     trim_ok = libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1  # mallopt takes a C int
     return mmap_ok and trim_ok
+
+
+def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast context of a Lightning-style ``precision`` name: ``32-true`` (none) or ``bf16-mixed``
+    (bfloat16 autocast on ``device``'s type)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is unknown; accepted: {', '.join(PRECISIONS)}")
+    if precision == "32-true":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from gdrdd import build
 from gdrdd.checkpointing import IterationCheckpoint, refuse_finished_run, resumed_config
 from gdrdd.config_checks import validate
+from gdrdd.dashboard import GroupStatsLogger, write_tables
 from gdrdd.module import NonFiniteError
 from gdrdd.evaluation import coverage
 from gdrdd.evaluation.callback import EvaluationCallback
@@ -29,7 +30,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     expert trajectories instead, see ``gdrdd.experts.task``).
 
     Writes to ``cfg.paths.output_dir``: ``config.yaml`` (resolved), ``distilled.pt``, ``distilled.png``,
-    ``metrics.json`` and the logs of the configured loggers (``csv/metrics.csv`` always).
+    ``coverage.png``, ``metrics.json``, ``table.md``, ``comparison.csv``, ``group_accuracy.csv``,
+    ``group_stats.jsonl`` and the logs of the configured loggers (``csv/metrics.csv`` always).
     """
     cfg, checkpoint = resumed_config(cfg)
     validate(cfg)
@@ -51,7 +53,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     timer = StepTimer()
     evaluation = EvaluationCallback(build.evaluator(cfg, data, spec), every=cfg.eval.every)
     # The checkpoint callback first: the final checkpoint is on disk before the (long) final evaluation.
-    callbacks = [timer, IterationCheckpoint(out, cfg.checkpoint.every), evaluation]
+    callbacks = [timer, IterationCheckpoint(out, cfg.checkpoint.every), evaluation,
+                 GroupStatsLogger(out, spec.class_names, cfg.dashboard.group_stats_every)]
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     data.to(trainer.strategy.root_device)
 
@@ -94,6 +97,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     result = {"method": cfg.method.name, "dataset": spec.name, "ipc": cfg.ipc, "seed": cfg.seed,
               "cvar": config["cvar"], "iterations": cfg.iterations, **timer.summary(), "scored": scored}
     write_json(out / "metrics.json", result)
+    write_tables(out, loggers, scored, evaluation.evaluator.group_sizes())
     table = comparison_table(scored)
     write_text(out / "table.md", table + "\n")
     print(f"\n{spec.name}, method={cfg.method.name}, cvar={cfg.cvar.name}, IPC {cfg.ipc}, "

@@ -27,7 +27,7 @@ def compose_config(tmp_path, *overrides, method="dm"):
 
 
 def test_tiny_run_writes_the_distilled_set_and_metrics(tmp_path):
-    result = run(compose_config(tmp_path, "cvar.alpha=0.8", "eval.every=2"))
+    result = run(compose_config(tmp_path, "cvar.alpha=0.8", "eval.every=2", "dashboard.group_stats_every=1"))
     blob = torch.load(tmp_path / "distilled.pt", weights_only=True)
     assert blob["images"].shape == (20, 1, 28, 28) and blob["labels"].tolist() == [c for c in range(10) for _ in range(2)]
     assert blob["config"]["cvar"]["alpha"] == 0.8 and blob["dataset"] == "mnist_mini" and blob["mean"] == [0.1307]
@@ -45,6 +45,26 @@ def test_tiny_run_writes_the_distilled_set_and_metrics(tmp_path):
     assert len([v for v in column("distill/loss") if v]) == 3
     assert len([v for v in column("eval/acc") if v]) == 2  # after step 2 (eval.every) and at the end
     assert (tmp_path / "config.yaml").is_file() and "| test accuracy (%) |" in (tmp_path / "table.md").read_text()
+    assert "robust/tail_share/0" in log[0]
+
+
+def test_dashboard_files_hold_group_stats_and_tables(tmp_path):
+    result = run(compose_config(tmp_path, "cvar.alpha=0.8", "dashboard.group_stats_every=2", "iterations=4"))
+    records = [json.loads(line) for line in (tmp_path / "group_stats.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [2, 4]
+    for r in records:
+        assert len(r["losses"]) == len(r["counts"]) == len(r["tail_weights"]) == 10 * r["groups_per_class"]
+        assert sum(r["tail_share_per_class"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert sum(w > 0 for w in r["tail_weights"]) < sum(c > 0 for c in r["counts"])  # the tail: the worst 20 %
+        assert sum(r["counts"]) == 16 * 10  # every real image of the batch is in one group
+    rows = (tmp_path / "group_accuracy.csv").read_text().splitlines()
+    assert rows[0] == "group,test_images,distilled,random" and len(rows) == 11
+    scored = result["scored"]["distilled"]
+    cells = [row.split(",") for row in rows[1:]]
+    assert [float(c[2]) for c in cells] == pytest.approx([scored[f"group{g}_acc"] for g in range(10)], abs=0.01)
+    assert min(float(c[2]) for c in cells) == pytest.approx(scored["worst_group_acc"], abs=0.01)
+    comparison = (tmp_path / "comparison.csv").read_text().splitlines()
+    assert comparison[0] == "metric,distilled,distilled_std,random,random_std" and len(comparison) == 8
 
 
 def test_distillation_changes_the_images_and_same_seed_repeats(tmp_path):
@@ -67,12 +87,15 @@ def test_wandb_offline_writes_its_run_files(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    run(compose_config(tmp_path, "logger=wandb", "eval.baseline=false"))
+    run(compose_config(tmp_path, "logger=wandb", "eval.baseline=false", "cvar.alpha=0.8", "dashboard.group_stats_every=1"))
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     records = b"".join(p.read_bytes() for p in runs[0].glob("*.wandb"))
     assert b"distill/loss" in records and b"robust/risk" in records and b"eval/acc" in records
+    assert b"robust/group_losses" in records and b"histogram" in records and b"robust/tail_share/0" in records
     assert list(runs[0].glob("files/media/images/distill/synthetic_images*.png"))  # the image grid
+    for table in ("group_accuracy", "comparison"):  # W&B tables are stored as table.json media files
+        assert list(runs[0].glob(f"files/media/table/eval/{table}*.table.json"))
     assert (tmp_path / "csv" / "metrics.csv").is_file()
 
 
@@ -86,7 +109,11 @@ def test_wandb_offline_writes_its_run_files(tmp_path, monkeypatch):
                                           ("cvar.scale=-2", "cvar.scale"), ("cvar.target=everything", "cvar.target"),
                                           ("dataset.dsa_strategy=color_blur", "dataset.dsa_strategy"),
                                           ("dataset.mean=[0.1,0.2]", "dataset.mean/std"), ("eval.lr=0", "eval.lr"),
-                                          ("eval.augment=mixup", "eval.augment"), ("cvar.alpha=nan_string", "cvar.alpha")])
+                                          ("eval.augment=mixup", "eval.augment"), ("cvar.alpha=nan_string", "cvar.alpha"),
+                                          ("+cvar.alpah=0.8", "cvar.alpah"), ("eval.nets=2.5", "eval.nets"),
+                                          ("dataset.mean=[a,b]", "dataset.mean"), ("eval.models=alexnet", "eval.models"),
+                                          ("experts.lr=fast", "experts.lr"), ("+method.lr_image=1", "method.lr_image"),
+                                          ("dashboard.group_stats_every=-1", "dashboard.group_stats_every")])
 def test_bad_values_are_refused_before_any_work(tmp_path, override, key):
     """Each bad value stops the run with a ConfigError naming the key, before anything is read or written."""
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

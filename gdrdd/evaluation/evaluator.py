@@ -3,7 +3,8 @@
 Reports, as mean and std over ``nets`` networks (the same network seeds for every set scored, so
 comparisons are paired): test accuracy; worst- and mean-group accuracy over the paper's groups (k-means
 with ``num_groups`` clusters on the flattened test pixels); accuracy under Gaussian noise, Gaussian blur
-and colour inversion; and the CVaR at ``cvar_alpha`` of the groups' mean test losses.
+and colour inversion; and the CVaR at ``cvar_alpha`` of the groups' mean test losses. The accuracy of
+each group ``g`` is also reported, as ``group<g>_acc`` (NaN for an empty group).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from gdrdd.data.spec import DatasetSpec
 from gdrdd.evaluation.corruptions import corrupted_copies
 from gdrdd.evaluation.groups import pixel_kmeans_groups
 from gdrdd.evaluation.metrics import accuracy, group_accuracies, group_loss_cvar, summarise
+from gdrdd.runtime import autocast
 from gdrdd.training import TrainSettings, predict, train_network
 
 METRICS = ("acc", "worst_group_acc", "mean_group_acc", "acc_noise", "acc_blur", "acc_invert", "test_cvar")
@@ -30,12 +32,14 @@ class Evaluator:
                  make_network: Callable[[], nn.Module], settings: TrainSettings, nets: int = 3,
                  augment: DSA | None = None, num_groups: int = 10, cvar_alpha: float = 0.8, seed: int = 0,
                  preprocess: Preprocess | None = None,
-                 architectures: dict[str, Callable[[], nn.Module]] | None = None) -> None:
+                 architectures: dict[str, Callable[[], nn.Module]] | None = None, precision: str = "32-true") -> None:
         """``test_images`` are network inputs; ``preprocess`` maps pixels to inputs (default: normalisation);
         ``architectures``: further networks to score the set with (cross-architecture evaluation), whose
-        metrics are reported as ``<name>/<metric>``."""
+        metrics are reported as ``<name>/<metric>``; ``precision``: ``32-true``, or ``bf16-mixed`` to train and
+        test the networks under bfloat16 autocast."""
         self.spec, self.make_network, self.settings = spec, make_network, settings
         self.architectures = architectures or {}
+        self.precision = precision
         preprocess = preprocess or Preprocess(spec)
         self.nets, self.augment, self.num_groups, self.cvar_alpha, self.seed = nets, augment, num_groups, cvar_alpha, seed
         self.test_labels = test_labels
@@ -43,6 +47,10 @@ class Evaluator:
         self.groups = pixel_kmeans_groups(pixels, num_groups, seed).to(test_labels.device)
         corrupted = {name: preprocess(x) for name, x in corrupted_copies(pixels, seed).items()}
         self.test_sets = {"clean": test_images, **corrupted}
+
+    def group_sizes(self) -> list[int]:
+        """Test images in each of the ``num_groups`` groups."""
+        return torch.bincount(self.groups.cpu(), minlength=self.num_groups).tolist()
 
     def _move_test_data(self, device: torch.device) -> None:
         """Keep the test tensors on the device of the sets being scored (moved once)."""
@@ -55,9 +63,10 @@ class Evaluator:
         ``lr`` replaces the protocol's learning rate (MTT evaluates with its learned step size)."""
         self._move_test_data(images.device)
         settings = self.settings if lr is None else replace(self.settings, lr=lr)
-        metrics = self._evaluate_with(self.make_network, images, labels, settings)
-        for name, make_network in self.architectures.items():
-            metrics.update({f"{name}/{k}": v for k, v in self._evaluate_with(make_network, images, labels, settings).items()})
+        with autocast(images.device, self.precision):
+            metrics = self._evaluate_with(self.make_network, images, labels, settings)
+            for name, make_network in self.architectures.items():
+                metrics.update({f"{name}/{k}": v for k, v in self._evaluate_with(make_network, images, labels, settings).items()})
         return metrics
 
     def _evaluate_with(self, make_network: Callable[[], nn.Module], images: torch.Tensor, labels: torch.Tensor,
@@ -82,6 +91,7 @@ class Evaluator:
             "acc": accuracy(preds, self.test_labels, c),
             "worst_group_acc": float(per_group.nan_to_num(float("inf")).min()),
             "mean_group_acc": float(per_group.nanmean()),
+            **{f"group{g}_acc": float(a) for g, a in enumerate(per_group)},
         }
         for name in ("noise", "blur", "invert"):
             metrics[f"acc_{name}"] = accuracy(predict(net, self.test_sets[name], self.test_labels)[0], self.test_labels, c)

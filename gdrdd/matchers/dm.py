@@ -55,9 +55,10 @@ class DistributionMatcher:
 
 
 def embed_classwise(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Embeddings ``(C, n, D)`` of ``(C, n, ch, H, W)``: one forward for all classes, or one per class when the
-    network has batch norm (so each class is normalised by its own statistics, as in the reference)."""
+    """Embeddings ``(C, n, D)`` in float32 of ``(C, n, ch, H, W)``: one forward for all classes, or one per class
+    when the network has batch norm (so each class is normalised by its own statistics, as in the reference).
+    Under autocast the convolutions run in low precision and the means and distances in float32."""
     c, n = images.shape[:2]
     if has_batchnorm(net):
-        return torch.stack([net.embed(images[i]) for i in range(c)])
-    return net.embed(images.flatten(0, 1)).unflatten(0, (c, n))
+        return torch.stack([net.embed(images[i]) for i in range(c)]).float()
+    return net.embed(images.flatten(0, 1)).unflatten(0, (c, n)).float()

@@ -1,0 +1,176 @@
+"""Typed schemas of the config groups (OmegaConf structured configs), checked before any work starts.
+
+``check_types(cfg)`` merges each section of the composed config onto its dataclass: a value of the wrong type
+(``seed=abc``, ``guard.skip_nonfinite=maybe``) or a key the section does not have (``+cvar.alpah=0.8``) is a
+``ConfigError`` naming the key, the value and what is accepted. Ranges and names (alpha in [0, 1), known
+methods) are checked afterwards by ``gdrdd.config_checks``. The YAML files in ``conf/`` stay the source of the
+defaults; these classes only state the types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from gdrdd.errors import ConfigError
+
+
+@dataclass
+class RunSchema:
+    task: str = "distill"
+    task_name: str = "distill"
+    ipc: int = 10
+    iterations: int = 1000
+    seed: int = 0
+    resume: Optional[str] = None
+
+
+@dataclass
+class CheckpointSchema:
+    every: int = 50
+
+
+@dataclass
+class GuardSchema:
+    skip_nonfinite: bool = False
+
+
+@dataclass
+class DashboardSchema:
+    group_stats_every: int = 10
+
+
+@dataclass
+class CvarSchema:
+    name: str = "cvar"
+    alpha: float = 0.8
+    weighting: str = "mass"
+    scale: Any = "classes"  # 'classes' or a number
+    target: str = "matching"
+    weight: float = 0.1
+
+
+@dataclass
+class DatasetSchema:
+    name: str = "?"
+    reader: str = "?"
+    channels: int = 3
+    resolution: int = 32
+    class_names: Optional[List[str]] = None
+    class_indices: Optional[List[int]] = None
+    mean: List[float] = field(default_factory=list)
+    std: List[float] = field(default_factory=list)
+    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    convnet_depth: int = 3
+    zca: bool = False
+    download: bool = False
+
+
+@dataclass
+class ModelSchema:
+    name: str = "convnet"
+    width: int = 128
+    depth: int = 3
+    norm: str = "instancenorm"
+    activation: str = "relu"
+    pooling: str = "avgpooling"
+    downsample: str = "stride"
+
+
+@dataclass
+class MethodSchema:
+    """Every method's keys; each method's YAML sets the ones it uses."""
+
+    name: str = "dm"
+    lr_img: float = 1.0
+    momentum: float = 0.5
+    batch_real: int = 256
+    init: str = "real"
+    augment: str = "dsa"
+    # DC / DSA
+    metric: str = "ours"
+    lr_net: float = 0.01
+    batch_train: int = 256
+    outer_loop: Optional[int] = None
+    inner_loop: Optional[int] = None
+    # MTT
+    lr_lr: float = 1e-5
+    lr_student: float = 1e-3
+    syn_steps: int = 30
+    expert_epochs: int = 2
+    max_start_epoch: int = 20
+    batch_syn: Optional[int] = None
+    checkpoint: bool = False
+
+
+@dataclass
+class ExpertsSchema:
+    num: int = 100
+    epochs: int = 50
+    lr: float = 0.01
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    augment: str = "dsa"
+    seed: int = 0
+
+
+@dataclass
+class EvalSchema:
+    nets: int = 3
+    epochs: int = 300
+    every: int = 0
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0005
+    batch_size: int = 256
+    augment: str = "dsa"
+    num_groups: int = 10
+    cvar_alpha: float = 0.8
+    baseline: bool = True
+    models: List[str] = field(default_factory=list)
+    coverage: bool = True
+    precision: str = "32-true"
+
+
+SECTIONS = {"checkpoint": CheckpointSchema, "guard": GuardSchema, "dashboard": DashboardSchema, "cvar": CvarSchema,
+            "dataset": DatasetSchema, "model": ModelSchema, "method": MethodSchema, "experts": ExpertsSchema,
+            "eval": EvalSchema}
+
+
+def check_types(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first value whose type or key does not fit its section's schema."""
+    top = {k: cfg[k] for k in vars(RunSchema()) if k in cfg}
+    _merge(RunSchema, OmegaConf.create(top), "")
+    for section, schema in SECTIONS.items():
+        if section in cfg:
+            _merge(schema, cfg[section], f"{section}.")
+
+
+def _merge(schema: type, node: DictConfig, prefix: str) -> None:
+    try:
+        OmegaConf.merge(OmegaConf.structured(schema), node)
+    except ConfigKeyError as err:
+        key = f"{prefix}{err.key}"
+        known = ", ".join(vars(schema())) if prefix else "the keys of conf/config.yaml"
+        raise ConfigError(f"{key} is not a known setting; {prefix.rstrip('.') or 'the top level'} accepts: {known}. "
+                          "Check the spelling of the override.") from None
+    except ValidationError as err:
+        field_name = str(err.full_key).split("[")[0]  # 'mean[0]' -> 'mean'
+        value = OmegaConf.select(node, field_name, throw_on_missing=False)
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value)
+        raise ConfigError(f"{prefix}{field_name}={value!r} is not valid; accepted: "
+                          f"{_type_name(schema, field_name)}.") from None
+
+
+def _type_name(schema: type, key: str) -> str:
+    annotation = str(schema.__dataclass_fields__[key].type) if key in schema.__dataclass_fields__ else "?"
+    names = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+             "Optional[int]": "an integer or null", "Optional[str]": "a string or null",
+             "List[float]": "a list of numbers", "List[str]": "a list of names",
+             "Optional[List[str]]": "a list of names or null", "Optional[List[int]]": "a list of integers or null"}
+    return names.get(annotation, annotation)

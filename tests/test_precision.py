@@ -1,0 +1,64 @@
+"""Mixed precision: bf16 autocast where asked (distillation via trainer.precision, evaluation via
+eval.precision), float32 otherwise."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from gdrdd.data.spec import DatasetSpec
+from gdrdd.evaluation.evaluator import Evaluator
+from gdrdd.runtime import autocast
+from gdrdd.train import run
+from gdrdd.training import TrainSettings
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+TINY = ["ipc=2", "iterations=3", "model.width=16", "eval.nets=1", "eval.epochs=2", "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false", "method.batch_real=16", "eval.baseline=false", "eval.coverage=false",
+        "cvar=none"]
+
+
+def test_autocast_names():
+    conv = torch.nn.Conv2d(3, 4, 3)
+    x = torch.randn(2, 3, 8, 8)
+    with autocast("cpu", "bf16-mixed"):
+        assert conv(x).dtype == torch.bfloat16
+    with autocast("cpu", "32-true"):
+        assert conv(x).dtype == torch.float32
+    with pytest.raises(ValueError, match="bf16-mixed"):
+        autocast("cpu", "fp8")
+
+
+def test_evaluator_trains_and_tests_under_bf16_when_asked(tiny_net_factory):
+    spec = DatasetSpec("toy", "none", 3, 16, ("a", "b", "c"), (0.5,) * 3, (0.5,) * 3, "flip")
+    images, labels = torch.randn(12, 3, 16, 16), torch.arange(3).repeat_interleave(4)
+    seen = []
+
+    def factory():
+        net = tiny_net_factory()
+        net.features[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+        return net
+
+    for precision, dtype in (("bf16-mixed", torch.bfloat16), ("32-true", torch.float32)):
+        seen.clear()
+        Evaluator(spec, images, labels, factory, TrainSettings(epochs=2), nets=1, num_groups=2,
+                  precision=precision).evaluate(images, labels)
+        assert seen and set(seen) == {dtype}
+
+
+def test_bf16_distillation_is_close_to_float32_but_not_equal(tmp_path):
+    images = {}
+    for precision in ("32-true", "bf16-mixed"):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("config", overrides=[*TINY, f"trainer.precision={precision}",
+                                               f"paths.output_dir={tmp_path / precision}"])
+        run(cfg)
+        images[precision] = torch.load(tmp_path / precision / "distilled.pt", weights_only=True)["images"]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        run(compose("config", overrides=[*TINY, "iterations=0", f"paths.output_dir={tmp_path / 'init'}"]))
+    init = torch.load(tmp_path / "init" / "distilled.pt", weights_only=True)["images"]
+    step32, step16 = images["32-true"] - init, images["bf16-mixed"] - init
+    assert not torch.equal(step32, step16)  # autocast was on
+    cosine = torch.nn.functional.cosine_similarity(step32.flatten(), step16.flatten(), dim=0)
+    assert cosine > 0.95, cosine

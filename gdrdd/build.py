@@ -14,6 +14,7 @@ from torch import nn
 from gdrdd.augment.dsa import DSA
 from gdrdd.config_checks import MODEL_CONFIG_DIR
 from gdrdd.data.datamodule import RealDataModule
+from gdrdd.data.subpopulation import Shift
 from gdrdd.data.download import download_dataset
 from gdrdd.data.registry import CLASS_NAME_READERS
 from gdrdd.data.spec import DatasetSpec
@@ -63,8 +64,9 @@ def augmentation(kind: str, spec: DatasetSpec) -> DSA | None:
 
 
 def datamodule(cfg: DictConfig, spec: DatasetSpec) -> RealDataModule:
+    shift = cfg.dataset.get("shift")
     return RealDataModule(spec, cfg.paths.data_dir, cfg.paths.cache_dir, iterations=cfg.get("iterations", 1),
-                          zca=cfg.dataset.zca)
+                          zca=cfg.dataset.zca, shift=None if shift is None else Shift(tuple(shift.keep), shift.seed))
 
 
 def device(cfg: DictConfig) -> torch.device:
@@ -199,7 +201,8 @@ def evaluator(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Evalu
     return Evaluator(spec, data.test_images, data.test_labels, network_factory(cfg, spec), settings, nets=e.nets,
                      augment=augmentation(e.augment, spec), num_groups=e.num_groups, cvar_alpha=e.cvar_alpha,
                      seed=cfg.seed, preprocess=data.preprocess, architectures=cross_architectures(cfg, spec),
-                     precision=e.precision)
+                     precision=e.precision, test_subgroups=data.test_subgroups,
+                     subgroup_keep=None if data.shift is None else data.shift.keep)
 
 
 def cross_architectures(cfg: DictConfig, spec: DatasetSpec) -> dict[str, Callable[[], nn.Module]]:

@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 
 from gdrdd.augment.dsa import FAMILIES
 from gdrdd.data.registry import READERS
+from gdrdd.data.subpopulation import Shift
 from gdrdd.errors import ConfigError
 from gdrdd.matchers.gradient import DISTANCES, LOOPS_BY_IPC
 from gdrdd.models import MODELS
@@ -133,6 +134,11 @@ def check_dataset(cfg: DictConfig) -> None:
     _require(cfg.model.name in MODELS, "model.name", cfg.model.name, ", ".join(sorted(MODELS)))
     _require(len(cfg.dataset.mean) == len(cfg.dataset.std) == cfg.dataset.channels, "dataset.mean/std",
              f"{list(cfg.dataset.mean)}/{list(cfg.dataset.std)}", f"one value per channel ({cfg.dataset.channels})")
+    if cfg.dataset.get("shift") is not None:
+        try:
+            Shift(tuple(cfg.dataset.shift.keep), cfg.dataset.shift.seed)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     strategy_families = str(cfg.dataset.dsa_strategy).split("_")
     _require(all(f in FAMILIES for f in strategy_families), "dataset.dsa_strategy", cfg.dataset.dsa_strategy,
              f"families joined by '_' from {', '.join(FAMILIES)}")

@@ -17,8 +17,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
-from gdrdd.evaluation.report import LABELS
-from gdrdd.evaluation.evaluator import METRICS
+from gdrdd.evaluation.report import metric_label, shown_metrics
 from gdrdd.outputs import write_text
 
 
@@ -84,8 +83,8 @@ def comparison_rows(scored: dict[str, dict[str, float]]) -> tuple[list[str], lis
     """Columns and rows of the evaluation table (one row per metric, mean and std of each scored set)."""
     columns = ["metric", *(f"{n}{s}" for n in scored for s in ("", "_std"))]
     first = next(iter(scored.values()))
-    rows = [[LABELS[k], *(round(scored[n][key], 4) for n in scored for key in (k, f"{k}_std"))]
-            for k in METRICS if k in first]
+    rows = [[metric_label(k), *(round(scored[n][key], 4) for n in scored for key in (k, f"{k}_std"))]
+            for k in shown_metrics(first)]
     return columns, rows
 
 

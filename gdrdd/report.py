@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from gdrdd.evaluation.evaluator import METRICS
+from gdrdd.evaluation.report import shown_metrics
 from gdrdd.outputs import atomic_write, write_text
 
 KEYS = ("method", "dataset", "ipc", "iterations", "objective", "alpha")
@@ -37,7 +37,7 @@ def run_record(path: Path) -> dict[str, Any] | None:
     objective = f"cvar-{cvar.get('target', 'matching')}" if robust else "none"
     return {"method": data["method"], "dataset": data["dataset"], "ipc": data["ipc"],
             "iterations": data.get("iterations"), "objective": objective,
-            "alpha": alpha, "seed": data.get("seed"), "metrics": {k: scored[k] for k in METRICS if k in scored},
+            "alpha": alpha, "seed": data.get("seed"), "metrics": {k: scored[k] for k in shown_metrics(scored)},
             "path": str(path.parent)}
 
 
@@ -57,7 +57,7 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         runs = groups[key]
         row: dict[str, Any] = dict(zip(KEYS, key))
         row["seeds"] = len(runs)
-        for metric in METRICS:
+        for metric in metric_columns(runs):
             values = [r["metrics"][metric] for r in runs if metric in r["metrics"]]
             if values:
                 row[metric] = statistics.fmean(values)
@@ -66,20 +66,27 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def metric_columns(records: list[dict[str, Any]]) -> list[str]:
+    """The metrics any of ``records`` (run records or summary rows) has, in table order."""
+    present = {m: 0.0 for r in records for m in r.get("metrics", r)}
+    return shown_metrics(present)
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
-    head = ["method", "dataset", "IPC", "iterations", "objective", "alpha", "seeds", *METRICS]
+    metrics = metric_columns(rows)
+    head = ["method", "dataset", "IPC", "iterations", "objective", "alpha", "seeds", *metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["method"], r["dataset"], str(r["ipc"]), "-" if r["iterations"] is None else str(r["iterations"]),
                  r["objective"], "-" if r["alpha"] is None else f"{r['alpha']:g}",
                  str(r["seeds"])]
-        cells += [f"{r[m]:.2f} ± {r[m + '_std']:.2f}" if m in r else "-" for m in METRICS]
+        cells += [f"{r[m]:.2f} ± {r[m + '_std']:.2f}" if m in r else "-" for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    fields = [*KEYS, "seeds", *(f for m in METRICS for f in (m, f"{m}_std"))]
+    fields = [*KEYS, "seeds", *(f for m in metric_columns(rows) for f in (m, f"{m}_std"))]
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as f:

@@ -54,6 +54,12 @@ class CvarSchema:
 
 
 @dataclass
+class ShiftSchema:
+    keep: List[float] = field(default_factory=lambda: [1.0, 0.25, 0.05])
+    seed: int = 0
+
+
+@dataclass
 class DatasetSchema:
     name: str = "?"
     reader: str = "?"
@@ -67,6 +73,7 @@ class DatasetSchema:
     convnet_depth: int = 3
     zca: bool = False
     download: bool = False
+    shift: Optional[ShiftSchema] = None
 
 
 @dataclass

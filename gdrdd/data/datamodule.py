@@ -12,6 +12,7 @@ from gdrdd.data.preprocess import Preprocess
 from gdrdd.distributed import rank_slice
 from gdrdd.data.registry import load_real_data
 from gdrdd.data.spec import DatasetSpec, class_major_labels
+from gdrdd.data.subpopulation import Shift, make_shift
 
 
 class RealDataModule(L.LightningDataModule):
@@ -20,24 +21,34 @@ class RealDataModule(L.LightningDataModule):
 
     The Lightning training loop iterates over step indices (``train_dataloader``); the DistillModule draws
     its real batch from ``sample_real`` on the device the images were moved to with ``to``.
+
+    With ``shift``, the training split is thinned by subgroup (``gdrdd.data.subpopulation``) and
+    ``test_subgroups`` ``(N_test,)`` labels every test image's subgroup; otherwise it is ``None``.
     """
 
     def __init__(self, spec: DatasetSpec, data_dir: str | Path, cache_dir: str | Path | None = None,
-                 iterations: int = 1, zca: bool = False) -> None:
+                 iterations: int = 1, zca: bool = False, shift: Shift | None = None) -> None:
         super().__init__()
         self.spec, self.data_dir, self.cache_dir, self.iterations, self.zca = spec, data_dir, cache_dir, iterations, zca
+        self.shift = shift
         self.preprocess = Preprocess(spec)
         self.class_images: list[torch.Tensor] = []
         self.test_images: torch.Tensor | None = None
         self.test_labels: torch.Tensor | None = None
+        self.test_subgroups: torch.Tensor | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.class_images:
             return
         data = load_real_data(self.spec, self.data_dir, self.cache_dir)
-        self.preprocess = Preprocess.fit(self.spec, data.train.images, self.zca)
-        train = self.preprocess(data.train.images)
-        self.class_images = [train[data.train.labels == c] for c in range(self.spec.num_classes)]
+        train_images, train_labels = data.train.images, data.train.labels
+        if self.shift is not None:
+            split = make_shift(train_images, train_labels, data.test.images, data.test.labels, self.shift)
+            train_images, train_labels = train_images[split.train_keep], train_labels[split.train_keep]
+            self.test_subgroups = split.test_subgroups
+        self.preprocess = Preprocess.fit(self.spec, train_images, self.zca)
+        train = self.preprocess(train_images)
+        self.class_images = [train[train_labels == c] for c in range(self.spec.num_classes)]
         empty = [self.spec.class_names[c] for c, x in enumerate(self.class_images) if len(x) == 0]
         if empty:
             raise ValueError(f"data set {self.spec.name!r} has no training images for classes {empty}")

@@ -32,17 +32,21 @@ class Evaluator:
                  make_network: Callable[[], nn.Module], settings: TrainSettings, nets: int = 3,
                  augment: DSA | None = None, num_groups: int = 10, cvar_alpha: float = 0.8, seed: int = 0,
                  preprocess: Preprocess | None = None,
-                 architectures: dict[str, Callable[[], nn.Module]] | None = None, precision: str = "32-true") -> None:
+                 architectures: dict[str, Callable[[], nn.Module]] | None = None, precision: str = "32-true",
+                 test_subgroups: torch.Tensor | None = None, subgroup_keep: tuple[float, ...] | None = None) -> None:
         """``test_images`` are network inputs; ``preprocess`` maps pixels to inputs (default: normalisation);
         ``architectures``: further networks to score the set with (cross-architecture evaluation), whose
         metrics are reported as ``<name>/<metric>``; ``precision``: ``32-true``, or ``bf16-mixed`` to train and
-        test the networks under bfloat16 autocast."""
+        test the networks under bfloat16 autocast. ``test_subgroups`` ``(N_test,)`` and ``subgroup_keep`` (the
+        training fraction kept of each subgroup) of a subpopulation-shift data set add ``acc_kept<percent>`` per
+        rarity level and ``worst_cell_acc`` (the worst class x subgroup cell)."""
         self.spec, self.make_network, self.settings = spec, make_network, settings
         self.architectures = architectures or {}
         self.precision = precision
         preprocess = preprocess or Preprocess(spec)
         self.nets, self.augment, self.num_groups, self.cvar_alpha, self.seed = nets, augment, num_groups, cvar_alpha, seed
         self.test_labels = test_labels
+        self.test_subgroups, self.subgroup_keep = test_subgroups, subgroup_keep
         pixels = preprocess.inverse(test_images).clamp(0, 1)
         self.groups = pixel_kmeans_groups(pixels, num_groups, seed).to(test_labels.device)
         corrupted = {name: preprocess(x) for name, x in corrupted_copies(pixels, seed).items()}
@@ -56,6 +60,8 @@ class Evaluator:
         """Keep the test tensors on the device of the sets being scored (moved once)."""
         if self.test_labels.device != device:
             self.test_labels, self.groups = self.test_labels.to(device), self.groups.to(device)
+            if self.test_subgroups is not None:
+                self.test_subgroups = self.test_subgroups.to(device)
             self.test_sets = {name: x.to(device) for name, x in self.test_sets.items()}
 
     def evaluate(self, images: torch.Tensor, labels: torch.Tensor, lr: float | None = None) -> dict[str, float]:
@@ -96,4 +102,26 @@ class Evaluator:
         for name in ("noise", "blur", "invert"):
             metrics[f"acc_{name}"] = accuracy(predict(net, self.test_sets[name], self.test_labels)[0], self.test_labels, c)
         metrics["test_cvar"] = group_loss_cvar(losses, self.groups, self.num_groups, self.cvar_alpha)
+        if self.test_subgroups is not None:
+            metrics.update(subgroup_metrics(preds, self.test_labels, self.test_subgroups, self.subgroup_keep, c))
         return metrics
+
+
+def subgroup_metrics(preds: torch.Tensor, labels: torch.Tensor, subgroups: torch.Tensor, keep: tuple[float, ...],
+                     num_classes: int) -> dict[str, float]:
+    """Accuracy over the test images of the subgroups kept at each training fraction (``acc_kept<percent>``)
+    and of the worst class x subgroup cell (``worst_cell_acc``), in percent."""
+    correct = (preds == labels).double()
+    kept = torch.tensor(keep, device=subgroups.device)[subgroups]
+    out = {}
+    for fraction in sorted(set(keep), reverse=True):
+        mask = kept == fraction
+        out[f"acc_kept{kept_percent(fraction)}"] = 100.0 * float(correct[mask].mean()) if mask.any() else float("nan")
+    cells = group_accuracies(preds, labels, labels * len(keep) + subgroups, num_classes * len(keep))
+    out["worst_cell_acc"] = float(cells.nan_to_num(float("inf")).min())
+    return out
+
+
+def kept_percent(fraction: float) -> str:
+    """``0.25`` -> ``'25'``, ``0.025`` -> ``'2.5'``: the name part of ``acc_kept<percent>``."""
+    return f"{100 * fraction:g}"

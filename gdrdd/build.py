@@ -29,7 +29,7 @@ from gdrdd.models import build_model
 from gdrdd.module import DistillModule
 from gdrdd.robust.grouping import ByClass, Grouping, NearestSynthetic
 from gdrdd.robust.risk import CVaR, RiskMeasure, SumOverGroups
-from gdrdd.training import GroupRobustLoss, LossFn, TrainSettings
+from gdrdd.training import GroupRobustLoss, LossFn, TrainSettings, train_network
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +90,30 @@ def robust_objective(cfg: DictConfig, num_classes: int) -> tuple[Grouping, RiskM
     per class and the plain sum (the base method)."""
     if not robust_matching(cfg):
         return ByClass(), SumOverGroups()
+    c = cfg.cvar
     if cfg.method.name == "mtt":  # the risk term is added to the trajectory loss with weight cvar.weight
-        return NearestSynthetic(), CVaR(float(cfg.cvar.alpha), cfg.cvar.weighting, float(cfg.cvar.weight))
-    scale = float(num_classes) if cfg.cvar.scale == "classes" else float(cfg.cvar.scale)
-    return NearestSynthetic(), CVaR(float(cfg.cvar.alpha), cfg.cvar.weighting, scale)
+        scale = float(c.weight)
+    else:
+        scale = float(num_classes) if c.scale == "classes" else float(c.scale)
+    return NearestSynthetic(), CVaR(float(c.alpha), c.weighting, scale, mix=float(c.get("mix", 1.0)),
+                                    min_count=c.get("min_count", 0), warmup=c.get("warmup", 0))
+
+
+def group_encoder(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> nn.Module | None:
+    """``cvar.features=encoder``: the run's network architecture trained ``cvar.encoder_epochs`` epochs on the whole
+    real training set (evaluation protocol SGD settings, DSA, seeded by the run seed), then frozen; else None."""
+    if not robust_matching(cfg) or cfg.cvar.get("features", "step") != "encoder":
+        return None
+    e = cfg.eval
+    settings = TrainSettings(epochs=cfg.cvar.encoder_epochs, lr=e.lr, momentum=e.momentum, weight_decay=e.weight_decay,
+                             batch_size=e.batch_size)
+    images, labels = data.training_set()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        net = network_factory(cfg, spec)().to(images.device)
+        log.info("training the grouping encoder: %d epochs on %d real images", settings.epochs, len(images))
+        train_network(net, images, labels, settings, augmentation("dsa", spec), torch.Generator().manual_seed(cfg.seed))
+    return net.eval().requires_grad_(False)
 
 
 def robust_network(cfg: DictConfig, data: RealDataModule) -> RobustNetworkTraining | None:
@@ -176,14 +196,16 @@ def matcher(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Matcher
     if m.name == "mtt":
         return trajectory_matcher(cfg, spec)
     make_network, augment = network_factory(cfg, spec), augmentation(m.augment, spec)
+    encoder, shrink = group_encoder(cfg, data, spec), float(cfg.cvar.get("shrink", 0.0))
     if m.name == "dm":
-        return DistributionMatcher(make_network, augment)
+        return DistributionMatcher(make_network, augment, group_encoder=encoder, shrink=shrink)
     outer, inner = loops_for_ipc(cfg.ipc, m.outer_loop, m.inner_loop)
     if outer == 1 and robust_network_training(cfg):
         log.warning("cvar.target=%s has no effect with outer_loop=1 (the reference schedule at IPC 1): the network "
                     "is never trained between matching steps; set method.outer_loop > 1", cfg.cvar.target)
     return GradientMatcher(make_network, augment, metric=m.metric, outer_loop=outer, inner_loop=inner,
-                           lr_net=m.lr_net, batch_train=m.batch_train, robust_network=robust_network(cfg, data))
+                           lr_net=m.lr_net, batch_train=m.batch_train, robust_network=robust_network(cfg, data),
+                           group_encoder=encoder, shrink=shrink)
 
 
 def distill_module(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> DistillModule:

@@ -25,6 +25,7 @@ CVARS = ("cvar", "none")
 INITS = ("real", "noise")
 TARGETS = ("matching", "network", "both")
 AUGMENTS = ("dsa", "none")
+GROUP_FEATURES = ("step", "encoder")
 
 
 def _require(ok: bool, key: str, value: object, accepted: str) -> None:
@@ -104,6 +105,7 @@ def validate(cfg: DictConfig) -> None:
                  "cvar.target", cfg.cvar.target, f"'matching' for method={cfg.method.name} ('network' and 'both' "
                  f"need a trained network: {', '.join(ROBUST_NETWORK_METHODS)})")
         _require(_is_number(cfg.cvar.weight) and cfg.cvar.weight >= 0, "cvar.weight", cfg.cvar.weight, "a number >= 0")
+        _check_design_choices(cfg)
         scale = cfg.cvar.scale
         _require(scale == "classes" or (isinstance(scale, (int, float)) and scale > 0), "cvar.scale", scale,
                  "'classes' or a number > 0")
@@ -126,6 +128,22 @@ def validate(cfg: DictConfig) -> None:
     if cfg.method.name == "mtt" or cfg.task == "experts":
         _check_trajectory_settings(cfg)
     check_evaluation(cfg)
+
+
+def _check_design_choices(cfg: DictConfig) -> None:
+    """The robust objective's options (mix, min_count, shrink, warmup, features)."""
+    c = cfg.cvar
+    _require(_is_number(c.mix) and 0 <= c.mix <= 1, "cvar.mix", c.mix, "a number in [0, 1] (0: the mean, 1: CVaR alone)")
+    for key in ("cvar.min_count", "cvar.warmup"):
+        _positive_int(cfg, key, minimum=0)
+    _require(_is_number(c.shrink) and c.shrink >= 0, "cvar.shrink", c.shrink, "a number >= 0 (images of prior)")
+    _require(c.features in GROUP_FEATURES, "cvar.features", c.features, ", ".join(GROUP_FEATURES))
+    _positive_int(cfg, "cvar.encoder_epochs")
+    if c.features == "encoder" or c.shrink > 0:
+        key = "cvar.features" if c.features == "encoder" else "cvar.shrink"
+        _require(cfg.method.name in ("dm", *GRADIENT_METHODS), key, cfg_select(cfg, key),
+                 f"the default ({'step' if key == 'cvar.features' else 0}) for method={cfg.method.name}: only dm, dc "
+                 "and dsa form groups of real images in network features")
 
 
 def check_dataset(cfg: DictConfig) -> None:

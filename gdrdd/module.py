@@ -95,6 +95,7 @@ class DistillModule(L.LightningModule):
         optimizer = self.optimizers()
         torch.manual_seed(iteration_seed(self.seed, batch_idx))
         self.matcher.start_iteration(self.device)
+        self.risk.start_iteration(batch_idx)
         updates = self.matcher.updates_per_iteration
         for update in range(updates):
             real = self._real_batch()

@@ -51,6 +51,12 @@ class CvarSchema:
     scale: Any = "classes"  # 'classes' or a number
     target: str = "matching"
     weight: float = 0.1
+    mix: float = 1.0
+    min_count: int = 0
+    shrink: float = 0.0
+    warmup: int = 0
+    features: str = "step"
+    encoder_epochs: int = 3
 
 
 @dataclass

@@ -6,6 +6,9 @@ real and synthetic images with one shared DSA draw, and embeds both. Group ``g``
     L_g = || mean embedding of group g's real images - mean embedding of S_c ||^2.
 
 With ``ByClass`` grouping there is one group per class and the sum of the losses is plain DM's loss.
+
+Robust options: ``group_encoder`` (a fixed network) forms the groups in its features instead of the step's
+network's; ``shrink`` pulls each group's real mean toward its class mean with a prior of that many images.
 """
 
 from __future__ import annotations
@@ -18,15 +21,17 @@ from torch import nn
 from gdrdd.augment.dsa import DSA
 from gdrdd.matchers.base import GroupLosses
 from gdrdd.models import has_batchnorm
-from gdrdd.robust.grouping import Grouping, group_means
+from gdrdd.robust.grouping import Grouping, group_means, shrink_to_pooled
 
 
 class DistributionMatcher:
     updates_per_iteration = 1
 
-    def __init__(self, make_network: Callable[[], nn.Module], augment: DSA | None = None) -> None:
+    def __init__(self, make_network: Callable[[], nn.Module], augment: DSA | None = None,
+                 group_encoder: nn.Module | None = None, shrink: float = 0.0) -> None:
         self.make_network = make_network
         self.augment = augment
+        self.group_encoder, self.shrink = group_encoder, shrink
         self.net: nn.Module | None = None
 
     def start_iteration(self, device: torch.device | str) -> None:
@@ -47,8 +52,14 @@ class DistributionMatcher:
             real_emb = embed_classwise(net, real)
         syn_emb = embed_classwise(net, synthetic)
         k = grouping.groups_per_class(ipc)
-        ids = grouping.assign(real_emb, syn_emb.detach())
+        if self.group_encoder is not None and k > 1:
+            with torch.no_grad():
+                ids = grouping.assign(embed_classwise(self.group_encoder, real), embed_classwise(self.group_encoder, synthetic))
+        else:
+            ids = grouping.assign(real_emb, syn_emb.detach())
         means, counts = group_means(real_emb, ids, k, across_ranks=True)
+        if self.shrink > 0:
+            means = torch.stack([shrink_to_pooled(m, n, self.shrink) for m, n in zip(means, counts)])
         losses = ((means - syn_emb.mean(dim=1, keepdim=True)) ** 2).sum(dim=-1)
         losses = torch.where(counts > 0, losses, torch.zeros_like(losses))
         return GroupLosses(losses.flatten(), counts.flatten(), k)

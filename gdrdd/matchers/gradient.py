@@ -20,7 +20,7 @@ from gdrdd.data.spec import class_major_labels
 from gdrdd.distributed import all_reduce_sum, is_distributed
 from gdrdd.matchers.base import GroupLosses
 from gdrdd.models import batchnorm_layers, has_batchnorm
-from gdrdd.robust.grouping import Grouping
+from gdrdd.robust.grouping import Grouping, shrink_to_pooled
 from gdrdd.robust.risk import RiskMeasure
 from gdrdd.training import GroupRobustLoss, run_epochs
 
@@ -131,17 +131,21 @@ class RobustNetworkTraining:
 
 class GradientMatcher:
     """DC/DSA. ``robust_network`` (if given) replaces the network's training on the synthetic set between
-    matching steps by ``inner_loop`` robust steps on real data (``cvar.target=network`` or ``both``)."""
+    matching steps by ``inner_loop`` robust steps on real data (``cvar.target=network`` or ``both``).
+    ``group_encoder`` (a fixed network) forms the groups in its features instead of the step's network's;
+    ``shrink`` pulls each group's real gradient toward the class's with a prior of that many images."""
 
     def __init__(self, make_network: Callable[[], nn.Module], augment: DSA | None = None, metric: str = "ours",
                  outer_loop: int = 10, inner_loop: int = 50, lr_net: float = 0.01, batch_train: int = 256,
-                 robust_network: RobustNetworkTraining | None = None) -> None:
+                 robust_network: RobustNetworkTraining | None = None, group_encoder: nn.Module | None = None,
+                 shrink: float = 0.0) -> None:
         if metric not in DISTANCES:
             raise ValueError(f"method.metric={metric!r} is unknown; accepted: {', '.join(DISTANCES)}")
         self.make_network, self.augment, self.metric = make_network, augment, metric
         self.updates_per_iteration, self.inner_loop = outer_loop, inner_loop
         self.lr_net, self.batch_train = lr_net, batch_train
         self.robust_network = robust_network
+        self.group_encoder, self.shrink = group_encoder, shrink
         self.net: nn.Module | None = None
 
     def start_iteration(self, device: torch.device | str) -> None:
@@ -161,11 +165,14 @@ class GradientMatcher:
             if self.augment is not None:
                 r, s = self.augment.siamese(r, s)
             if k > 1:
+                features = self.group_encoder or net
                 with torch.no_grad():
-                    ids = grouping.assign(net.embed(r)[None], net.embed(s)[None])[0]
+                    ids = grouping.assign(features.embed(r)[None], features.embed(s)[None])[0]
             else:
                 ids = torch.zeros(len(r), dtype=torch.long, device=r.device)
             g_real, n_real = group_gradients(net, self.params, r, cls, ids, k)
+            if self.shrink > 0:
+                g_real = [shrink_to_pooled(g, n_real, self.shrink) for g in g_real]
             syn_loss = F.cross_entropy(net(s), torch.full((len(s),), cls, device=s.device))
             g_syn = torch.autograd.grad(syn_loss, self.params, create_graph=True)
             distance = gradient_distance(g_real, list(g_syn), self.metric)

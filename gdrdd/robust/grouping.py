@@ -64,6 +64,17 @@ def segment_means(values: torch.Tensor, ids: torch.Tensor, num_groups: int,
     return sums / counts.clamp(min=1).view(-1, *[1] * (values.dim() - 1)), counts
 
 
+def shrink_to_pooled(values: torch.Tensor, counts: torch.Tensor, prior: float) -> torch.Tensor:
+    """Group means ``values`` ``(k, *rest)`` with real-image ``counts`` ``(k,)`` pulled toward their pooled mean:
+    ``(n_g * v_g + prior * pooled) / (n_g + prior)``, as if each group also held ``prior`` images at the pooled
+    mean (small groups move most; ``prior = 0`` leaves them unchanged)."""
+    if prior <= 0:
+        return values
+    w = counts.to(values.dtype).view(-1, *[1] * (values.dim() - 1))
+    pooled = (values * w).sum(0, keepdim=True) / w.sum().clamp(min=1)
+    return (w * values + prior * pooled) / (w + prior)
+
+
 @torch.no_grad()
 def assign_labelled(grouping: Grouping, features: torch.Tensor, labels: torch.Tensor,
                     synthetic: torch.Tensor) -> torch.Tensor:

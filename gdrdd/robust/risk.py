@@ -66,11 +66,16 @@ class RiskOutput:
 
 
 class RiskMeasure(Protocol):
+    def start_iteration(self, iteration: int) -> None: ...
+
     def __call__(self, losses: torch.Tensor, counts: torch.Tensor) -> RiskOutput: ...
 
 
 class SumOverGroups:
     """The base methods' objective: the plain sum of the (per-class) losses. Used by ``cvar=none``."""
+
+    def start_iteration(self, iteration: int) -> None:
+        """Nothing depends on the iteration."""
 
     def __call__(self, losses: torch.Tensor, counts: torch.Tensor) -> RiskOutput:
         total = losses.sum()
@@ -78,21 +83,40 @@ class SumOverGroups:
 
 
 class CVaR:
-    """CVaR at level ``alpha`` over groups.
+    """CVaR at level ``alpha`` over groups, optionally mixed with the mean.
 
-    ``objective = scale * CVaR``. The base matchers sum their loss over C classes; with ``scale = C`` and
-    mass weights over class-balanced batches, alpha = 0 gives exactly the base method's gradient, so the
-    reference learning rates keep their meaning.
+    ``objective = scale * ((1 - mix) * mean + mix * CVaR)`` (``mix = 1``: CVaR alone), where the mean and the
+    CVaR use the same group weights. The base matchers sum their loss over C classes; with ``scale = C`` and
+    mass weights over class-balanced batches, alpha = 0 (or mix = 0) gives exactly the base method's gradient,
+    so the reference learning rates keep their meaning.
+
+    ``min_count``: groups with fewer real images get weight 0 (tiny groups have noisy losses that can fill
+    the tail). ``warmup``: alpha rises linearly from 0 to ``alpha`` over the first ``warmup`` iterations
+    (``start_iteration`` sets the iteration).
     """
 
-    def __init__(self, alpha: float, weighting: str = "mass", scale: float = 1.0) -> None:
+    def __init__(self, alpha: float, weighting: str = "mass", scale: float = 1.0, mix: float = 1.0,
+                 min_count: int = 0, warmup: int = 0) -> None:
         if not 0.0 <= alpha < 1.0:
             raise ValueError(f"cvar.alpha={alpha} is outside [0, 1); alpha 0 is the mean, 0.8 the worst 20 %")
         if weighting not in WEIGHTINGS:
             raise ValueError(f"cvar.weighting={weighting!r} is unknown; accepted: {', '.join(WEIGHTINGS)}")
+        if not 0.0 <= mix <= 1.0:
+            raise ValueError(f"cvar.mix={mix} is outside [0, 1]; 0 is the mean, 1 the CVaR alone")
         self.alpha, self.weighting, self.scale = alpha, weighting, scale
+        self.mix, self.min_count, self.warmup = mix, min_count, warmup
+        self.current_alpha = alpha if warmup == 0 else 0.0
+
+    def start_iteration(self, iteration: int) -> None:
+        self.current_alpha = self.alpha * min(1.0, iteration / self.warmup) if self.warmup > 0 else self.alpha
 
     def __call__(self, losses: torch.Tensor, counts: torch.Tensor) -> RiskOutput:
-        tail = cvar_tail_weights(losses, group_weights(counts, self.weighting).to(losses.dtype), self.alpha)
-        value = (tail * losses).sum()
-        return RiskOutput(self.scale * value, value, tail)
+        """``tail_weights`` are the effective group weights of the (mixed) objective; they sum to one."""
+        eligible = torch.where(counts >= self.min_count, counts, torch.zeros_like(counts))
+        if not bool((eligible > 0).any()):  # no group is large enough: fall back to every group
+            eligible = counts
+        weights = group_weights(eligible, self.weighting).to(losses.dtype)
+        tail = cvar_tail_weights(losses, weights, self.current_alpha)
+        effective = self.mix * tail + (1.0 - self.mix) * weights
+        value = (effective * losses).sum()
+        return RiskOutput(self.scale * value, value, effective)

@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
 from gdrdd import __version__
-from gdrdd.data.spec import DatasetSpec
+
+if TYPE_CHECKING:  # gdrdd.data imports this module (atomic writes of its caches)
+    from gdrdd.data.spec import DatasetSpec
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:

@@ -28,8 +28,9 @@ class DistributionMatcher:
     updates_per_iteration = 1
 
     def __init__(self, make_network: Callable[[], nn.Module], augment: DSA | None = None,
-                 group_encoder: nn.Module | None = None, shrink: float = 0.0) -> None:
+                 group_encoder: nn.Module | None = None, shrink: float = 0.0, embed_batch: int | None = None) -> None:
         self.make_network = make_network
+        self.embed_batch = embed_batch
         self.augment = augment
         self.group_encoder, self.shrink = group_encoder, shrink
         self.net: nn.Module | None = None
@@ -49,12 +50,13 @@ class DistributionMatcher:
             real = torch.stack([p[0] for p in pairs])
             synthetic = torch.stack([p[1] for p in pairs])
         with torch.no_grad():
-            real_emb = embed_classwise(net, real)
-        syn_emb = embed_classwise(net, synthetic)
+            real_emb = embed_classwise(net, real, self.embed_batch)
+        syn_emb = embed_classwise(net, synthetic, self.embed_batch)
         k = grouping.groups_per_class(ipc)
         if self.group_encoder is not None and k > 1:
             with torch.no_grad():
-                ids = grouping.assign(embed_classwise(self.group_encoder, real), embed_classwise(self.group_encoder, synthetic))
+                ids = grouping.assign(embed_classwise(self.group_encoder, real, self.embed_batch),
+                                      embed_classwise(self.group_encoder, synthetic, self.embed_batch))
         else:
             ids = grouping.assign(real_emb, syn_emb.detach())
         means, counts = group_means(real_emb, ids, k, across_ranks=True)
@@ -65,11 +67,18 @@ class DistributionMatcher:
         return GroupLosses(losses.flatten(), counts.flatten(), k)
 
 
-def embed_classwise(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Embeddings ``(C, n, D)`` in float32 of ``(C, n, ch, H, W)``: one forward for all classes, or one per class
-    when the network has batch norm (so each class is normalised by its own statistics, as in the reference).
-    Under autocast the convolutions run in low precision and the means and distances in float32."""
+def embed_classwise(net: nn.Module, images: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+    """Embeddings ``(C, n, D)`` in float32 of ``(C, n, ch, H, W)``.
+
+    Without batch norm, the images of all classes go through the network together, in forward passes of at most
+    ``batch`` images (``None``: one pass; on a CPU, passes of a few hundred images keep the activations in cache
+    and are faster than one huge pass). With batch norm, one pass per class, so each class is normalised by
+    its own statistics, as in the reference. Under autocast the convolutions run in low precision and the
+    means and distances in float32.
+    """
     c, n = images.shape[:2]
     if has_batchnorm(net):
         return torch.stack([net.embed(images[i]) for i in range(c)]).float()
-    return net.embed(images.flatten(0, 1)).unflatten(0, (c, n)).float()
+    flat = images.flatten(0, 1)
+    chunks = [flat] if batch is None else flat.split(batch)
+    return torch.cat([net.embed(x) for x in chunks]).unflatten(0, (c, n)).float()

@@ -8,9 +8,9 @@ DSA, a mini-batch of ``batch_syn`` images per step, all of them when ``None``) w
     ||theta_N - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2        (M = expert_epochs)
 
 The student is unrolled with ``torch.func.functional_call`` on a parameter dict, differentiated through every
-step (synthetic gradients with ``create_graph``). ``checkpoint=True`` recomputes each step's graph during the
-backward pass (activation checkpointing per student step), so memory no longer grows with the activations of
-all ``N`` steps; the gradient is the same.
+step (synthetic gradients with ``create_graph``). ``checkpoint=True`` keeps only the N + 1 parameter vectors
+and replays one step at a time in the backward pass (``gdrdd.matchers.unroll.bounded_unroll``), so memory
+stays at one step's graph whatever N; the gradient is the same.
 
 Robust risk term (``group_losses``): the cross-entropy of the student's final parameters on each real group
 (real images of a class grouped by nearest synthetic image in the final student's embedding); the module's
@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
-from torch.utils.checkpoint import checkpoint
 
 from gdrdd.augment.dsa import DSA
 from gdrdd.data.spec import class_major_labels
 from gdrdd.distributed import rank_and_world
 from gdrdd.experts.cache import ExpertCache
 from gdrdd.matchers.base import GroupLosses
+from gdrdd.matchers.unroll import StudentSteps, bounded_unroll, plain_unroll
 from gdrdd.robust.grouping import Grouping, group_means
 
 Params = dict[str, torch.Tensor]
@@ -102,20 +102,11 @@ class TrajectoryMatcher(nn.Module):
     def unroll(self, images: torch.Tensor, labels: torch.Tensor) -> Params:
         """``syn_steps`` differentiable SGD steps of the student from ``self.start`` on ``images`` ``(N, ...)``."""
         names = list(self.start)
-        params = tuple(v.clone().requires_grad_(True) for v in self.start.values())
-
-        def step(x: torch.Tensor, y: torch.Tensor, lr: torch.Tensor, *current: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            logits = functional_call(self.net, dict(zip(names, current)), (x,))[1]
-            grads = torch.autograd.grad(F.cross_entropy(logits, y), current, create_graph=True)
-            return tuple(p - lr * g for p, g in zip(current, grads))
-
-        for idx in self._batches(len(images), images.device):
-            x = images[idx] if self.augment is None else self.augment(images[idx])
-            if self.checkpoint:
-                params = checkpoint(step, x, labels[idx], self.syn_lr, *params, use_reentrant=False)
-            else:
-                params = step(x, labels[idx], self.syn_lr, *params)
-        return dict(zip(names, params))
+        steps = StudentSteps.draw(self.net, names, labels, self._batches(len(images), images.device), self.augment,
+                                  images.shape[-1])
+        start = tuple(v.clone().requires_grad_(True) for v in self.start.values())
+        unroll = bounded_unroll if self.checkpoint else plain_unroll
+        return dict(zip(names, unroll(steps, images, self.syn_lr, start)))
 
     def _batches(self, n: int, device: torch.device) -> list[torch.Tensor]:
         """Index batches of the ``syn_steps`` student steps: consecutive chunks of random permutations."""

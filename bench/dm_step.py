@@ -5,8 +5,9 @@
 
 Setting (issue 9): CIFAR-10 sizes (10 classes, 3x32x32, random pixels), ConvNet-3 width 128 with instance norm,
 IPC 10, 256 real images per class, DSA. Every variant runs in its own subprocess (so the allocator setting and
-peak memory are per variant) and reports the median seconds of ``--steps`` steps after one warm-up step; a step
-includes drawing the fresh network. Variants:
+peak memory are per variant) and reports the median seconds of its timed steps: ``--rounds`` rounds, each
+running every variant once (``--steps`` steps after one warm-up step), so slow phases of a shared machine hit
+every variant alike. A step includes drawing the fresh network. Variants:
 
 - ``reference`` / ``reference+alloc``: the step as the original DM code structures it, re-created here for timing
   (not numerics): per class, draw the real batch by index, augment real and synthetic images with one seed (one
@@ -15,7 +16,12 @@ includes drawing the fresh network. Variants:
   mean-embedding distances; then one backward and SGD step. ``+alloc``: with gdrdd's allocator setting.
 - ``gdrdd`` (allocator tuned, as ``train.py``), ``gdrdd-noalloc``: gdrdd's DM step (``cvar=none``).
 - ``gdrdd-cvar``: the robust objective at alpha 0.8 (grouping and risk measure).
-- ``gdrdd+channels_last``, ``gdrdd+bf16``, ``gdrdd+compile``: one option each (``runtime.*`` where kept).
+- ``gdrdd+whole`` / ``+chunk512`` / ``+chunk256``: the real images embedded in one forward pass, or in passes of
+  512 / 256 images (``method.embed_batch``; ``gdrdd`` uses the configured default).
+- ``gdrdd+channels_last``, ``gdrdd+bf16`` (``trainer.precision=bf16-mixed``), ``gdrdd+compile``
+  (``torch.compile`` of each step's fresh network): one option each. ``gdrdd`` itself runs the network in the
+  configured memory format (``method.channels_last``), as do the other variants unless they force it with
+  ``+channels_last`` or ``+channels_first``.
 """
 
 from __future__ import annotations
@@ -33,8 +39,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import compose_config, peak_memory_mb, random_cifar_data, run_worker, timed, write_report  # noqa: E402
 
-VARIANTS = ["reference", "reference+alloc", "gdrdd-noalloc", "gdrdd", "gdrdd-cvar", "gdrdd+channels_last",
-            "gdrdd+bf16", "gdrdd-cvar+bf16", "gdrdd+compile"]
+VARIANTS = ["reference", "reference+alloc", "gdrdd-noalloc", "gdrdd", "gdrdd-cvar", "gdrdd+whole", "gdrdd+chunk512",
+            "gdrdd+chunk256", "gdrdd+channels_first", "gdrdd+channels_last", "gdrdd+bf16", "gdrdd-cvar+bf16",
+            "gdrdd+compile"]
 
 
 class ReferenceStyleDSA:
@@ -170,8 +177,12 @@ def gdrdd_step_fn(ipc: int, batch_real: int, device: str, robust: bool, options:
     module = build.distill_module(cfg, data, spec).to(device)
     matcher, optimizer = module.matcher, module.configure_optimizers()
     make_network = matcher.make_network
-    if "channels_last" in options:
-        matcher.make_network = lambda: make_network().to(memory_format=torch.channels_last)
+    if "whole" in options:
+        matcher.embed_batch = None
+    for size in (o[len("chunk"):] for o in options if o.startswith("chunk")):
+        matcher.embed_batch = int(size)
+    if "channels_last" in options or "channels_first" in options:
+        matcher.memory_format = torch.channels_last if "channels_last" in options else torch.contiguous_format
     if "compile" in options:
         matcher.make_network = lambda: torch.compile(make_network())
     autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled="bf16" in options)
@@ -179,12 +190,8 @@ def gdrdd_step_fn(ipc: int, batch_real: int, device: str, robust: bool, options:
     def step() -> None:
         matcher.start_iteration(device)
         real = data.sample_real(batch_real)
-        synthetic = module.synthetic_by_class()
-        if "channels_last" in options:
-            real, synthetic = (x.contiguous(memory_format=torch.channels_last) for x in (real.flatten(0, 1), synthetic.flatten(0, 1)))
-            real, synthetic = real.view(10, -1, *real.shape[1:]), synthetic.view(10, ipc, *synthetic.shape[1:])
         with autocast:
-            out = matcher.group_losses(real, synthetic, module.grouping)
+            out = matcher.group_losses(real, module.synthetic_by_class(), module.grouping)
         optimizer.zero_grad()
         module.risk(out.losses.float(), out.counts).objective.backward()
         optimizer.step()
@@ -212,7 +219,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ipc", type=int, default=10)
     parser.add_argument("--batch-real", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="outputs/bench/dm_step.json")
@@ -223,19 +231,26 @@ def main() -> None:
 
         print(json.dumps(worker(args.worker, args.ipc, args.batch_real, args.steps, args.device)))
         return
+    runs: dict[str, list[dict]] = {v: [] for v in args.variants}
+    for round_index in range(args.rounds):
+        for variant in args.variants:
+            runs[variant].append(run_worker(__file__, [variant, "--ipc", str(args.ipc), "--batch-real", str(args.batch_real),
+                                                       "--steps", str(args.steps), "--device", args.device]))
+            print(f"round {round_index + 1}: {variant:<22} {runs[variant][-1]['step_s']:6.3f} s", flush=True)
     rows = []
-    for variant in args.variants:
-        row = run_worker(__file__, [variant, "--ipc", str(args.ipc), "--batch-real", str(args.batch_real),
-                                    "--steps", str(args.steps), "--device", args.device])
-        rows.append(row)
-        print(f"{variant:<22} step {row['step_s']:6.3f} s  peak {row['peak_mb']:6.0f} MB", flush=True)
+    for variant, results in runs.items():
+        seconds = [t for r in results for t in r["steps"]]
+        rows.append({"variant": variant, "step_s": statistics.median(seconds), "steps": seconds,
+                     "peak_mb": max(r["peak_mb"] for r in results), "ipc": args.ipc, "batch_real": args.batch_real,
+                     "device": args.device})
     by_name = {r["variant"]: r["step_s"] for r in rows}
     for r in rows:
         for ref in ("reference", "gdrdd"):
             if ref in by_name:
                 r[f"ratio_to_{ref}"] = r["step_s"] / by_name[ref]
-    print("\nratios: " + ", ".join(f"{r['variant']} {r.get('ratio_to_reference', float('nan')):.2f}x reference"
-                                   for r in rows))
+    for r in rows:
+        print(f"{r['variant']:<22} median {r['step_s']:6.3f} s over {len(r['steps'])} steps  peak {r['peak_mb']:6.0f} MB  "
+              + "  ".join(f"x{r[k]:.2f} vs {k[9:]}" for k in ("ratio_to_reference", "ratio_to_gdrdd") if k in r))
     write_report(args.out, {"rows": rows})
 
 

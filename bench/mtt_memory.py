@@ -1,8 +1,8 @@
 """MTT: peak memory and seconds of one distillation iteration against the number of student steps N,
-plain unroll against the checkpointed one (``method.checkpoint=true``), on CIFAR-10-sized data.
+plain unroll against the memory-bounded one (``method.checkpoint=true``), on CIFAR-10-sized data.
 
-    python bench/mtt_memory.py [--ipc 10 50] [--steps 10 20 40 80] [--max-mb 12000] [--max-seconds 300]
-                               [--device cpu] [--out outputs/bench/mtt_memory.json]
+    python bench/mtt_memory.py [--ipc 10 50] [--steps 10 20 40 80] [--variants plain bounded] [--max-mb 12000]
+                               [--max-seconds 300] [--device cpu] [--out outputs/bench/mtt_memory.json]
 
 Each (IPC, N, checkpoint) runs in its own subprocess: a ConvNet expert segment (random start parameters and
 a perturbed target), the synthetic set of IPC random images per class (all of them per student step, as the
@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--steps", nargs="+", type=int, default=[10, 20, 40, 80])
     parser.add_argument("--max-mb", type=float, default=12000)
     parser.add_argument("--max-seconds", type=float, default=300)
+    parser.add_argument("--variants", nargs="+", default=["plain", "bounded"], choices=["plain", "bounded"],
+                        help="plain: the full unroll; bounded: method.checkpoint=true")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="outputs/bench/mtt_memory.json")
     parser.add_argument("--worker", nargs=3, metavar=("IPC", "STEPS", "CHECKPOINT"), help=argparse.SUPPRESS)
@@ -65,7 +67,7 @@ def main() -> None:
     for ipc in args.ipc:
         last: dict[bool, dict] = {}
         for steps in sorted(args.steps):
-            for checkpoint in (False, True):
+            for checkpoint in [v == "bounded" for v in args.variants]:
                 prev = last.get(checkpoint)
                 if prev is not None:
                     grow = steps / prev["syn_steps"]

@@ -198,7 +198,8 @@ def matcher(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Matcher
     make_network, augment = network_factory(cfg, spec), augmentation(m.augment, spec)
     encoder, shrink = group_encoder(cfg, data, spec), float(cfg.cvar.get("shrink", 0.0))
     if m.name == "dm":
-        return DistributionMatcher(make_network, augment, group_encoder=encoder, shrink=shrink)
+        return DistributionMatcher(make_network, augment, group_encoder=encoder, shrink=shrink,
+                                   embed_batch=m.get("embed_batch"), channels_last=m.get("channels_last", False))
     outer, inner = loops_for_ipc(cfg.ipc, m.outer_loop, m.inner_loop)
     if outer == 1 and robust_network_training(cfg):
         log.warning("cvar.target=%s has no effect with outer_loop=1 (the reference schedule at IPC 1): the network "

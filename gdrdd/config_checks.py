@@ -114,6 +114,8 @@ def validate(cfg: DictConfig) -> None:
         _positive_int(cfg, "method.batch_real")
         _require(cfg.method.init in INITS, "method.init", cfg.method.init, ", ".join(INITS))
         _require(cfg.method.augment in AUGMENTS, "method.augment", cfg.method.augment, ", ".join(AUGMENTS))
+    if cfg.method.get("embed_batch") is not None:
+        _positive_int(cfg, "method.embed_batch")
     if cfg.method.name in GRADIENT_METHODS:
         _require(cfg.method.metric in DISTANCES, "method.metric", cfg.method.metric, ", ".join(DISTANCES))
         _positive_float(cfg, "method.lr_net")

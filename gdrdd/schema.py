@@ -103,6 +103,9 @@ class MethodSchema:
     batch_real: int = 256
     init: str = "real"
     augment: str = "dsa"
+    # DM
+    embed_batch: Optional[int] = None
+    channels_last: bool = False
     # DC / DSA
     metric: str = "ours"
     lr_net: float = 0.01

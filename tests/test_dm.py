@@ -97,3 +97,15 @@ def test_batchnorm_network_embeds_each_class_separately():
     torch.manual_seed(0)
     out = matcher(make).group_losses(real, syn, ByClass())
     assert torch.allclose(out.losses.sum(), ref, rtol=1e-5)
+
+
+def test_embedding_in_passes_of_a_few_images_equals_one_pass(tiny_net_factory):
+    real, syn = batches()
+    torch.manual_seed(0)
+    whole = matcher(tiny_net_factory).group_losses(real, syn, NearestSynthetic())
+    torch.manual_seed(0)
+    chunked_matcher = DistributionMatcher(tiny_net_factory, embed_batch=5)
+    chunked_matcher.start_iteration("cpu")
+    chunked = chunked_matcher.group_losses(real, syn, NearestSynthetic())
+    assert torch.equal(whole.counts, chunked.counts)
+    assert torch.allclose(whole.losses, chunked.losses, rtol=1e-5, atol=1e-7)

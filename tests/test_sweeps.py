@@ -67,3 +67,20 @@ def test_multirun_writes_one_complete_folder_and_one_wandb_run_per_job(tmp_path)
         assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
     ids = {next((tmp_path / j / "wandb").glob("offline-run-*")).name.split("-")[-1] for j in ("0", "1")}
     assert len(ids) == 2  # separate W&B runs
+
+
+def test_ablation_sweep_and_every_variant_compose_and_validate():
+    from gdrdd.config_checks import validate
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        sweep = compose("config", overrides=[f"hydra.searchpath=[file://{ROOT / 'sweeps'}]", "+sweep=ablation_shift"],
+                        return_hydra_config=True)
+        assert sweep.dataset.name == "cifar10_shift" and sweep.ipc == 10
+        variants = sweep.hydra.sweeper.params["+ablation"].split(",")
+        assert sorted(variants) == sorted(p.stem for p in (ROOT / "sweeps" / "ablation").glob("*.yaml"))
+        for variant in variants:
+            for method in ("dm", "dsa"):
+                cfg = compose("config", overrides=[f"hydra.searchpath=[file://{ROOT / 'sweeps'}]", "dataset=cifar10_shift",
+                                                   f"method={method}", f"+ablation={variant}", "ipc=10"])
+                validate(cfg)
+                assert (cfg.cvar.name == "none") == (variant == "plain")

@@ -51,6 +51,8 @@ class GroupStatsLogger(L.Callback):
         done = batch_idx + 1
         if stats is None or stats.losses.numel() == 0 or self.every <= 0 or done % self.every or not trainer.is_global_zero:
             return
+        stats = GroupStats(stats.losses.cpu(), stats.counts.cpu(),
+                           None if stats.tail_weights is None else stats.tail_weights.cpu(), stats.groups_per_class)
         nonempty = stats.counts > 0
         share = stats.tail_share_per_class()
         record = {"iteration": done, "groups_per_class": stats.groups_per_class, "losses": stats.losses.tolist(),

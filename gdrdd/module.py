@@ -114,8 +114,8 @@ class DistillModule(L.LightningModule):
         if hasattr(self.matcher, "learned_lr"):
             self.log("distill/learned_lr", self.matcher.learned_lr)
         nonempty = out.counts > 0
-        self.last_group_stats = GroupStats(out.losses.detach().cpu(), out.counts.detach().cpu(),
-                                           risk.tail_weights.detach().cpu() if isinstance(self.risk, CVaR) else None,
+        self.last_group_stats = GroupStats(out.losses.detach(), out.counts.detach(),  # moved to the CPU when logged
+                                           risk.tail_weights.detach() if isinstance(self.risk, CVaR) else None,
                                            out.groups_per_class)
         if nonempty.any():
             group_losses = out.losses.detach()[nonempty]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +28,7 @@ from gdrdd.matchers.gradient import GradientMatcher, RobustNetworkTraining, loop
 from gdrdd.matchers.mtt import TrajectoryMatcher
 from gdrdd.models import build_model
 from gdrdd.module import DistillModule
+from gdrdd.robust.evaluation_features import EvaluationFeatures
 from gdrdd.robust.grouping import ByClass, Grouping, NearestSynthetic
 from gdrdd.robust.risk import CVaR, RiskMeasure, SumOverGroups
 from gdrdd.training import GroupRobustLoss, LossFn, TrainSettings, train_network
@@ -104,9 +106,7 @@ def group_encoder(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> n
     real training set (evaluation protocol SGD settings, DSA, seeded by the run seed), then frozen; else None."""
     if not robust_matching(cfg) or cfg.cvar.get("features", "step") != "encoder":
         return None
-    e = cfg.eval
-    settings = TrainSettings(epochs=cfg.cvar.encoder_epochs, lr=e.lr, momentum=e.momentum, weight_decay=e.weight_decay,
-                             batch_size=e.batch_size)
+    settings = replace(evaluation_settings(cfg), epochs=cfg.cvar.encoder_epochs)
     images, labels = data.training_set()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -114,6 +114,22 @@ def group_encoder(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> n
         log.info("training the grouping encoder: %d epochs on %d real images", settings.epochs, len(images))
         train_network(net, images, labels, settings, augmentation("dsa", spec), torch.Generator().manual_seed(cfg.seed))
     return net.eval().requires_grad_(False)
+
+
+def evaluation_features(cfg: DictConfig, spec: DatasetSpec) -> EvaluationFeatures | None:
+    """``cvar.features=evaluation``: the callback that keeps an evaluation network of the synthetic set (re-trained
+    every ``cvar.refresh`` iterations) as the matcher's grouping network; else None."""
+    if not robust_matching(cfg) or cfg.cvar.get("features", "step") != "evaluation":
+        return None
+    return EvaluationFeatures(network_factory(cfg, spec), evaluation_settings(cfg), augmentation(cfg.eval.augment, spec),
+                              seed=cfg.seed, refresh=cfg.cvar.refresh)
+
+
+def evaluation_settings(cfg: DictConfig) -> TrainSettings:
+    """The evaluation protocol's SGD settings (``eval.*``)."""
+    e = cfg.eval
+    return TrainSettings(epochs=e.epochs, lr=e.lr, momentum=e.momentum, weight_decay=e.weight_decay,
+                         batch_size=e.batch_size)
 
 
 def robust_network(cfg: DictConfig, data: RealDataModule) -> RobustNetworkTraining | None:
@@ -219,9 +235,8 @@ def distill_module(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> 
 
 def evaluator(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Evaluator:
     e = cfg.eval
-    settings = TrainSettings(epochs=e.epochs, lr=e.lr, momentum=e.momentum, weight_decay=e.weight_decay,
-                             batch_size=e.batch_size)
-    return Evaluator(spec, data.test_images, data.test_labels, network_factory(cfg, spec), settings, nets=e.nets,
+    return Evaluator(spec, data.test_images, data.test_labels, network_factory(cfg, spec), evaluation_settings(cfg),
+                     nets=e.nets,
                      augment=augmentation(e.augment, spec), num_groups=e.num_groups, cvar_alpha=e.cvar_alpha,
                      seed=cfg.seed, preprocess=data.preprocess, architectures=cross_architectures(cfg, spec),
                      precision=e.precision, test_subgroups=data.test_subgroups,

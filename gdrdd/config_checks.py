@@ -25,7 +25,7 @@ CVARS = ("cvar", "none")
 INITS = ("real", "noise")
 TARGETS = ("matching", "network", "both")
 AUGMENTS = ("dsa", "none")
-GROUP_FEATURES = ("step", "encoder")
+GROUP_FEATURES = ("step", "encoder", "evaluation")
 
 
 def _require(ok: bool, key: str, value: object, accepted: str) -> None:
@@ -141,8 +141,9 @@ def _check_design_choices(cfg: DictConfig) -> None:
     _require(_is_number(c.shrink) and c.shrink >= 0, "cvar.shrink", c.shrink, "a number >= 0 (images of prior)")
     _require(c.features in GROUP_FEATURES, "cvar.features", c.features, ", ".join(GROUP_FEATURES))
     _positive_int(cfg, "cvar.encoder_epochs")
-    if c.features == "encoder" or c.shrink > 0:
-        key = "cvar.features" if c.features == "encoder" else "cvar.shrink"
+    _positive_int(cfg, "cvar.refresh")
+    if c.features != "step" or c.shrink > 0:
+        key = "cvar.features" if c.features != "step" else "cvar.shrink"
         _require(cfg.method.name in ("dm", *GRADIENT_METHODS), key, cfg_select(cfg, key),
                  f"the default ({'step' if key == 'cvar.features' else 0}) for method={cfg.method.name}: only dm, dc "
                  "and dsa form groups of real images in network features")

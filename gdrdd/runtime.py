@@ -36,9 +36,13 @@ def tune_allocator() -> bool:
 
 def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:
     """The autocast context of a Lightning-style ``precision`` name: ``32-true`` (none) or ``bf16-mixed``
-    (bfloat16 autocast on ``device``'s type)."""
+    (bfloat16 autocast on ``device``'s type).
+
+    The weight-cast cache is off: autocast otherwise keeps the first bfloat16 copy of every weight until the
+    context exits, so a training loop inside one context would run every forward with the initial weights.
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r} is unknown; accepted: {', '.join(PRECISIONS)}")
     if precision == "32-true":
         return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, cache_enabled=False)

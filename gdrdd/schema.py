@@ -57,6 +57,7 @@ class CvarSchema:
     warmup: int = 0
     features: str = "step"
     encoder_epochs: int = 3
+    refresh: int = 50
 
 
 @dataclass

@@ -55,6 +55,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # The checkpoint callback first: the final checkpoint is on disk before the (long) final evaluation.
     callbacks = [timer, IterationCheckpoint(out, cfg.checkpoint.every), evaluation,
                  GroupStatsLogger(out, spec.class_names, cfg.dashboard.group_stats_every)]
+    grouping_network = build.evaluation_features(cfg, spec)
+    if grouping_network is not None:
+        callbacks.insert(0, grouping_network)  # trains before the step timer starts
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     data.to(trainer.strategy.root_device)
 

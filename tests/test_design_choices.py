@@ -1,5 +1,5 @@
 """The robust objective's design options: mean/CVaR mix, minimum group count, alpha warm-up, shrinkage of small
-groups, and groups formed in a fixed encoder's features."""
+groups, and groups formed in a fixed encoder's features or in an evaluation network of the synthetic set."""
 
 from pathlib import Path
 
@@ -102,7 +102,8 @@ def test_strong_shrinkage_makes_every_group_loss_the_class_loss():
 
 @pytest.mark.parametrize("override,key", [("cvar.mix=1.5", "cvar.mix"), ("cvar.features=pixels", "cvar.features"),
                                           ("cvar.shrink=-1", "cvar.shrink"), ("cvar.warmup=-3", "cvar.warmup"),
-                                          ("cvar.encoder_epochs=0", "cvar.encoder_epochs")])
+                                          ("cvar.encoder_epochs=0", "cvar.encoder_epochs"),
+                                          ("cvar.refresh=0", "cvar.refresh")])
 def test_bad_design_choices_are_refused(tmp_path, override, key):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=[override, f"paths.output_dir={tmp_path}"])
@@ -126,3 +127,56 @@ def test_a_run_with_every_option_trains_the_encoder_and_finishes(tmp_path):
                                            "cvar.min_count=2", f"paths.output_dir={tmp_path}"])
     result = run(cfg)
     assert result["cvar"]["features"] == "encoder" and (tmp_path / "distilled.pt").is_file()
+
+
+class _Module:
+    """What EvaluationFeatures reads of the LightningModule."""
+
+    def __init__(self, images, labels):
+        self.images, self.labels, self.device = images, labels, torch.device("cpu")
+        self.matcher = DistributionMatcher(lambda: ChannelSplit())
+
+
+def _tiny_classifier():
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+
+
+def test_evaluation_features_retrain_on_the_current_synthetic_set_every_refresh_iterations():
+    from gdrdd.robust.evaluation_features import EvaluationFeatures
+    from gdrdd.training import TrainSettings
+
+    torch.manual_seed(0)
+    module = _Module(torch.randn(4, 3, 4, 4), torch.tensor([0, 0, 1, 1]))
+    refresher = EvaluationFeatures(_tiny_classifier, TrainSettings(epochs=5), None, seed=3, refresh=3)
+    networks, snapshots = [], []
+    for iteration in range(7):
+        snapshots.append(module.images)
+        refresher.on_train_batch_start(None, module, None, iteration)
+        networks.append(module.matcher.group_encoder)
+        module.images = module.images + 1.0  # the synthetic set moves every iteration
+    assert [n is networks[0] for n in networks] == [True, True, True, False, False, False, False]
+    assert networks[3] is networks[5] and networks[6] is not networks[3]
+    assert not any(p.requires_grad for p in networks[6].parameters()) and not networks[6].training
+    # The network of iteration 3 is the evaluation protocol run on the synthetic set as it stood at iteration 3.
+    again = refresher.train_on(snapshots[3], module.labels, 3)
+    for a, b in zip(again.parameters(), networks[3].parameters()):
+        assert torch.equal(a, b)
+    # A resumed run restores the network of the last refresh instead of training one on the current images.
+    state = refresher.state_dict()
+    resumed = EvaluationFeatures(_tiny_classifier, TrainSettings(epochs=5), None, seed=3, refresh=3)
+    resumed.load_state_dict(state)
+    resumed.on_train_batch_start(None, module, None, 7)
+    for a, b in zip(module.matcher.group_encoder.parameters(), networks[6].parameters()):
+        assert torch.equal(a, b)
+
+
+def test_a_run_with_evaluation_features_finishes_and_checkpoints_its_grouping_network(tmp_path):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["ipc=2", "iterations=4", "model.width=16", "eval.nets=1", "eval.epochs=2",
+                                           "method.batch_real=16", "trainer.enable_progress_bar=false",
+                                           "eval.coverage=false", "eval.baseline=false", "cvar.features=evaluation",
+                                           "cvar.refresh=2", "checkpoint.every=1", f"paths.output_dir={tmp_path}"])
+    assert run(cfg)["cvar"]["features"] == "evaluation"
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    saved = [v for k, v in state["callbacks"].items() if "EvaluationFeatures" in k]
+    assert saved and saved[0]["trained_at"] == 2 and saved[0]["weights"]

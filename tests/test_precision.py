@@ -62,3 +62,22 @@ def test_bf16_distillation_is_close_to_float32_but_not_equal(tmp_path):
     assert not torch.equal(step32, step16)  # autocast was on
     cosine = torch.nn.functional.cosine_similarity(step32.flatten(), step16.flatten(), dim=0)
     assert cosine > 0.95, cosine
+
+
+def test_training_inside_one_bf16_context_uses_the_updated_weights():
+    """Regression: with autocast's weight-cast cache on, every forward inside one context reused the first
+    bfloat16 copy of the weights, so evaluation networks trained under eval.precision=bf16-mixed never learned."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8, 2))
+    x = torch.randn(64, 8)
+    y = (x[:, 0] > 0).long()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    with autocast("cpu", "bf16-mixed"):
+        first = torch.nn.functional.cross_entropy(net(x), y).item()
+        for _ in range(30):
+            loss = torch.nn.functional.cross_entropy(net(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        last = torch.nn.functional.cross_entropy(net(x), y).item()
+    assert last < 0.6 * first, (first, last)

@@ -35,6 +35,7 @@ def iterations_done(ckpt: Path) -> int:
     return state["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["processed"]
 
 
+@pytest.mark.slow  # ~1 min: three subprocess runs
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     reference = train(tmp_path / "whole")
     assert reference.wait(timeout=600) == 0, reference.stderr.read()

@@ -1,11 +1,12 @@
 """Sweep report: ``python -m gdrdd.report <multirun folder or run folders...> [--out DIR]``.
 
 Collects every ``metrics.json`` under the given folders (runs copied together from several machines work
-too), groups the runs by method, data set, IPC, iterations and objective (``none`` or ``cvar-<target>`` at
-each alpha),
-and writes ``report.md`` and ``report.csv`` (mean and std over seeds of accuracy, worst- and mean-group
+too), groups the runs by method, data set, IPC, iterations, objective (``none`` or ``cvar-<target>`` at
+each alpha) and the robust objective's design options that differ from their defaults (``options``, e.g.
+``mix=0.5 shrink=16``), and writes ``report.md`` and ``report.csv`` (mean and std over seeds of accuracy, worst- and mean-group
 accuracy, corrupted accuracies and the CVaR of group test loss) and ``report.png`` (accuracy and worst-group
-accuracy against alpha, one line per method, data set and IPC; ``cvar=none`` as a dashed line).
+accuracy against alpha, one line per method, data set, IPC, objective and options; ``cvar=none`` as a dashed
+line).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from typing import Any
 from gdrdd.evaluation.report import shown_metrics
 from gdrdd.outputs import atomic_write, write_text
 
-KEYS = ("method", "dataset", "ipc", "iterations", "objective", "alpha")
+KEYS = ("method", "dataset", "ipc", "iterations", "objective", "alpha", "options")
+# The design options of the robust objective (conf/cvar/default.yaml) at their defaults: not shown in ``options``.
+OPTION_DEFAULTS = {"weighting": "mass", "mix": 1.0, "min_count": 0, "shrink": 0.0, "warmup": 0, "features": "step"}
 
 
 def run_record(path: Path) -> dict[str, Any] | None:
@@ -37,8 +40,18 @@ def run_record(path: Path) -> dict[str, Any] | None:
     objective = f"cvar-{cvar.get('target', 'matching')}" if robust else "none"
     return {"method": data["method"], "dataset": data["dataset"], "ipc": data["ipc"],
             "iterations": data.get("iterations"), "objective": objective,
-            "alpha": alpha, "seed": data.get("seed"), "metrics": {k: scored[k] for k in shown_metrics(scored)},
+            "alpha": alpha, "options": design_options(cvar) if robust else "", "seed": data.get("seed"), "metrics": {k: scored[k] for k in shown_metrics(scored)},
             "path": str(path.parent)}
+
+
+def design_options(cvar: dict[str, Any]) -> str:
+    """The robust objective's design options that differ from their defaults, as ``key=value`` words."""
+    changed = {k: cvar[k] for k, default in OPTION_DEFAULTS.items() if k in cvar and cvar[k] != default}
+    if changed.get("features") == "encoder":
+        changed["encoder_epochs"] = cvar.get("encoder_epochs")
+    if changed.get("features") == "evaluation":
+        changed["refresh"] = cvar.get("refresh")
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in changed.items())
 
 
 def collect(folders: list[Path]) -> list[dict[str, Any]]:
@@ -48,12 +61,13 @@ def collect(folders: list[Path]) -> list[dict[str, Any]]:
 
 
 def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (method, data set, IPC, objective, alpha): ``<metric>`` mean, ``<metric>_std``, ``seeds``."""
+    """One row per (method, data set, IPC, iterations, objective, alpha, options): ``<metric>`` mean,
+    ``<metric>_std``, ``seeds``."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         groups[tuple(r[k] for k in KEYS)].append(r)
     rows = []
-    for key in sorted(groups, key=lambda k: (*k[:3], k[3] or 0, k[4] != "none", k[4], -1.0 if k[5] is None else k[5])):
+    for key in sorted(groups, key=lambda k: (*k[:3], k[3] or 0, k[4] != "none", k[4], -1.0 if k[5] is None else k[5], k[6])):
         runs = groups[key]
         row: dict[str, Any] = dict(zip(KEYS, key))
         row["seeds"] = len(runs)
@@ -74,11 +88,11 @@ def metric_columns(records: list[dict[str, Any]]) -> list[str]:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     metrics = metric_columns(rows)
-    head = ["method", "dataset", "IPC", "iterations", "objective", "alpha", "seeds", *metrics]
+    head = ["method", "dataset", "IPC", "iterations", "objective", "alpha", "options", "seeds", *metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["method"], r["dataset"], str(r["ipc"]), "-" if r["iterations"] is None else str(r["iterations"]),
-                 r["objective"], "-" if r["alpha"] is None else f"{r['alpha']:g}",
+                 r["objective"], "-" if r["alpha"] is None else f"{r['alpha']:g}", r["options"] or "-",
                  str(r["seeds"])]
         cells += [f"{r[m]:.2f} ± {r[m + '_std']:.2f}" if m in r else "-" for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
@@ -107,7 +121,7 @@ def plot(path: Path, rows: list[dict[str, Any]]) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     series: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
-        series[(r["method"], r["dataset"], r["ipc"], r["objective"])].append(r)
+        series[(r["method"], r["dataset"], r["ipc"], f"{r['objective']} {r['options']}".strip())].append(r)
     for ax, metric, title in zip(axes, ("acc", "worst_group_acc"), ("test accuracy (%)", "worst-group accuracy (%)")):
         for (method, dataset, ipc, objective), points in series.items():
             label = f"{method} {dataset} IPC {ipc}"

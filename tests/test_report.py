@@ -10,9 +10,10 @@ from gdrdd.report import main
 METRICS = ("acc", "worst_group_acc", "mean_group_acc", "acc_noise", "acc_blur", "acc_invert", "test_cvar")
 
 
-def write_run(folder, seed, alpha, acc, worst, method="dm"):
+def write_run(folder, seed, alpha, acc, worst, method="dm", **options):
     folder.mkdir(parents=True)
-    cvar = {"name": "none"} if alpha is None else {"name": "cvar", "alpha": alpha, "target": "matching"}
+    cvar = {"name": "none"} if alpha is None else {"name": "cvar", "alpha": alpha, "target": "matching",
+                                                   "mix": 1.0, "shrink": 0.0, "features": "step", **options}
     scored = {m: acc for m in METRICS}
     scored.update({f"{m}_std": 0.0 for m in METRICS}, worst_group_acc=worst)
     (folder / "metrics.json").write_text(json.dumps({"method": method, "dataset": "mnist_mini", "ipc": 10, "seed": seed,
@@ -37,7 +38,7 @@ def test_report_averages_seeds_per_setting_and_writes_table_csv_and_plot(tmp_pat
     assert robust["seeds"] == 3 and robust["acc"] == 87 and robust["acc_std"] == 1.0 and robust["worst_group_acc"] == 86
     assert by_key[("dm", "none", None)]["acc"] == 91 and by_key[("dm", "none", None)]["worst_group_acc_std"] > 1.4
     md = (tmp_path / "out" / "report.md").read_text()
-    assert "| dm | mnist_mini | 10 | - | cvar-matching | 0.8 | 3 | 87.00 ± 1.00 | 86.00 ± 1.00 |" in md
+    assert "| dm | mnist_mini | 10 | - | cvar-matching | 0.8 | - | 3 | 87.00 ± 1.00 | 86.00 ± 1.00 |" in md
     with open(tmp_path / "out" / "report.csv") as f:
         table = list(csv.DictReader(f))
     assert len(table) == 4 and table[0]["method"] == "dm" and float(table[0]["acc"]) == 91
@@ -45,6 +46,18 @@ def test_report_averages_seeds_per_setting_and_writes_table_csv_and_plot(tmp_pat
     assert png.stat().st_size > 10_000
     with Image.open(png) as img:
         assert img.format == "PNG" and img.size[0] > 600
+
+
+def test_runs_that_differ_in_design_options_get_rows_of_their_own(tmp_path):
+    write_run(tmp_path / "a", 0, 0.8, 80, 70)
+    write_run(tmp_path / "b", 0, 0.8, 82, 75, mix=0.5, shrink=16.0)
+    write_run(tmp_path / "c", 1, 0.8, 84, 77, mix=0.5, shrink=16.0)
+    write_run(tmp_path / "d", 0, 0.8, 81, 71, features="evaluation", refresh=100)
+    rows = main([str(tmp_path), "--out", str(tmp_path / "out")])
+    by_options = {r["options"]: r for r in rows}
+    assert set(by_options) == {"", "mix=0.5 shrink=16", "features=evaluation refresh=100"}
+    assert by_options["mix=0.5 shrink=16"]["seeds"] == 2 and by_options["mix=0.5 shrink=16"]["acc"] == 83
+    assert "| cvar-matching | 0.8 | mix=0.5 shrink=16 | 2 | 83.00 ± 1.41 |" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_coverage_group_sizes_and_plots(tmp_path):

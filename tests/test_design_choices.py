@@ -180,3 +180,13 @@ def test_a_run_with_evaluation_features_finishes_and_checkpoints_its_grouping_ne
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     saved = [v for k, v in state["callbacks"].items() if "EvaluationFeatures" in k]
     assert saved and saved[0]["trained_at"] == 2 and saved[0]["weights"]
+
+
+def test_the_mixed_preset_is_half_mean_half_cvar():
+    from gdrdd import build
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["cvar=mixed", "paths.output_dir=unused"])
+    _, risk = build.robust_objective(cfg, num_classes=2)
+    expected = 2 * (0.5 * (LOSSES * COUNTS / COUNTS.sum()).sum() + 0.5 * cvar(LOSSES, COUNTS, 0.8))
+    assert float(risk(LOSSES.detach(), COUNTS).objective) == pytest.approx(float(expected))

@@ -42,7 +42,7 @@ class EvaluationFeatures(L.Callback):
         due = batch_idx - batch_idx % self.refresh
         if self._restored is not None and self.trained_at == due:
             self.net = self._frozen(self._network(pl_module.device), self._restored)
-        elif self.trained_at != due or self.net is None:
+        elif self.trained_at != due:
             self.net = self.train_on(pl_module.images.detach(), pl_module.labels, due)
             self.trained_at = due
         self._restored = None

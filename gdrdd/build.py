@@ -236,8 +236,7 @@ def distill_module(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> 
 def evaluator(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Evaluator:
     e = cfg.eval
     return Evaluator(spec, data.test_images, data.test_labels, network_factory(cfg, spec), evaluation_settings(cfg),
-                     nets=e.nets,
-                     augment=augmentation(e.augment, spec), num_groups=e.num_groups, cvar_alpha=e.cvar_alpha,
+                     nets=e.nets, augment=augmentation(e.augment, spec), num_groups=e.num_groups, cvar_alpha=e.cvar_alpha,
                      seed=cfg.seed, preprocess=data.preprocess, architectures=cross_architectures(cfg, spec),
                      precision=e.precision, test_subgroups=data.test_subgroups,
                      subgroup_keep=None if data.shift is None else data.shift.keep)

@@ -3,8 +3,8 @@
 Collects every ``metrics.json`` under the given folders (runs copied together from several machines work
 too), groups the runs by method, data set, IPC, iterations, objective (``none`` or ``cvar-<target>`` at
 each alpha) and the robust objective's design options that differ from their defaults (``options``, e.g.
-``mix=0.5 shrink=16``), and writes ``report.md`` and ``report.csv`` (mean and std over seeds of accuracy, worst- and mean-group
-accuracy, corrupted accuracies and the CVaR of group test loss) and ``report.png`` (accuracy and worst-group
+``mix=0.5 shrink=16``), and writes ``report.md`` and ``report.csv`` (mean and std over seeds of accuracy,
+worst- and mean-group accuracy, corrupted accuracies and the CVaR of group test loss) and ``report.png`` (accuracy and worst-group
 accuracy against alpha, one line per method, data set, IPC, objective and options; ``cvar=none`` as a dashed
 line).
 """
@@ -21,10 +21,11 @@ from typing import Any
 
 from gdrdd.evaluation.report import shown_metrics
 from gdrdd.outputs import atomic_write, write_text
+from gdrdd.schema import CvarSchema
 
 KEYS = ("method", "dataset", "ipc", "iterations", "objective", "alpha", "options")
-# The design options of the robust objective (conf/cvar/default.yaml) at their defaults: not shown in ``options``.
-OPTION_DEFAULTS = {"weighting": "mass", "mix": 1.0, "min_count": 0, "shrink": 0.0, "warmup": 0, "features": "step"}
+# The robust objective's design options; at their schema defaults they are not shown in ``options``.
+OPTION_DEFAULTS = {k: getattr(CvarSchema(), k) for k in ("weighting", "mix", "min_count", "shrink", "warmup", "features")}
 
 
 def run_record(path: Path) -> dict[str, Any] | None:
@@ -40,8 +41,8 @@ def run_record(path: Path) -> dict[str, Any] | None:
     objective = f"cvar-{cvar.get('target', 'matching')}" if robust else "none"
     return {"method": data["method"], "dataset": data["dataset"], "ipc": data["ipc"],
             "iterations": data.get("iterations"), "objective": objective,
-            "alpha": alpha, "options": design_options(cvar) if robust else "", "seed": data.get("seed"), "metrics": {k: scored[k] for k in shown_metrics(scored)},
-            "path": str(path.parent)}
+            "alpha": alpha, "options": design_options(cvar) if robust else "", "seed": data.get("seed"),
+            "metrics": {k: scored[k] for k in shown_metrics(scored)}, "path": str(path.parent)}
 
 
 def design_options(cvar: dict[str, Any]) -> str:

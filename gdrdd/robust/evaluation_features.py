@@ -36,17 +36,13 @@ class EvaluationFeatures(L.Callback):
         self.seed, self.refresh = seed, refresh
         self.net: nn.Module | None = None
         self.trained_at: int | None = None
-        self._restored: dict[str, torch.Tensor] | None = None
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         due = batch_idx - batch_idx % self.refresh
-        if self._restored is not None and self.trained_at == due:
-            self.net = self._frozen(self._network(pl_module.device), self._restored)
-        elif self.trained_at != due:
+        if self.trained_at != due:
             self.net = self.train_on(pl_module.images.detach(), pl_module.labels, due)
             self.trained_at = due
-        self._restored = None
-        pl_module.matcher.group_encoder = self.net
+        pl_module.matcher.group_encoder = self.net.to(pl_module.device)  # a restored network starts on the CPU
 
     def train_on(self, images: torch.Tensor, labels: torch.Tensor, iteration: int) -> nn.Module:
         """A frozen network trained with the evaluation protocol on ``images`` / ``labels``, seeded by ``iteration``."""
@@ -64,7 +60,8 @@ class EvaluationFeatures(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict:
-            self.trained_at, self._restored = state_dict["trained_at"], state_dict["weights"]
+            self.trained_at = state_dict["trained_at"]
+            self.net = self._frozen(self._network("cpu"), state_dict["weights"])
 
     def _seed(self, iteration: int) -> int:
         return 7_919 * (self.seed + 1) + iteration

@@ -60,6 +60,21 @@ def test_runs_that_differ_in_design_options_get_rows_of_their_own(tmp_path):
     assert "| cvar-matching | 0.8 | mix=0.5 shrink=16 | 2 | 83.00 ± 1.41 |" in (tmp_path / "out" / "report.md").read_text()
 
 
+def test_paired_differences_match_robust_and_plain_runs_by_seed(tmp_path):
+    for i, (alpha, seed, acc, worst) in enumerate([(None, 0, 90, 80), (None, 1, 92, 82), (0.8, 0, 88, 85),
+                                                   (0.8, 1, 86, 87), (0.8, 2, 99, 99)]):  # seed 2 has no plain run
+        write_run(tmp_path / "sweep" / str(i), seed, alpha, acc, worst)
+    write_run(tmp_path / "sweep" / "other", 0, 0.8, 50, 50, method="dsa")  # no dsa baseline: no paired row
+    main([str(tmp_path / "sweep"), "--out", str(tmp_path / "out")])
+    with open(tmp_path / "out" / "paired_differences.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row["method"], row["seeds"]) == ("dm", "2")
+    assert float(row["acc"]) == -4 and abs(float(row["acc_std"]) - 8 ** 0.5) < 1e-9  # 88 - 90, 86 - 92
+    assert float(row["worst_group_acc"]) == 5 and float(row["worst_group_acc_std"]) == 0
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "Paired differences" in md and "| 2 | -4.00 ± 2.83 | +5.00 ± 0.00 |" in md
+
+
 def test_coverage_group_sizes_and_plots(tmp_path):
     import torch
     from test_end_to_end import compose_config

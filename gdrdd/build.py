@@ -68,7 +68,7 @@ def augmentation(kind: str, spec: DatasetSpec) -> DSA | None:
 def datamodule(cfg: DictConfig, spec: DatasetSpec) -> RealDataModule:
     shift = cfg.dataset.get("shift")
     return RealDataModule(spec, cfg.paths.data_dir, cfg.paths.cache_dir, iterations=cfg.get("iterations", 1),
-                          zca=cfg.dataset.zca, shift=None if shift is None else Shift(tuple(shift.keep), shift.seed))
+                          zca=cfg.dataset.zca, shift=None if shift is None else Shift.from_config(shift))
 
 
 def device(cfg: DictConfig) -> torch.device:
@@ -178,7 +178,7 @@ def expert_loss(cfg: DictConfig, data: RealDataModule) -> LossFn | None:
     images per class, drawn with ``experts.seed``); otherwise ``None`` (cross-entropy)."""
     if not robust_network_training(cfg):
         return None
-    synthetic = data.sample_real(cfg.ipc, torch.Generator().manual_seed(cfg.experts.seed))
+    synthetic = data.sample_real(cfg.ipc, torch.Generator().manual_seed(cfg.experts.seed), uniform=True)
     return GroupRobustLoss(synthetic, NearestSynthetic(), CVaR(float(cfg.cvar.alpha), cfg.cvar.weighting))
 
 

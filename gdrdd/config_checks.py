@@ -157,7 +157,7 @@ def check_dataset(cfg: DictConfig) -> None:
              f"{list(cfg.dataset.mean)}/{list(cfg.dataset.std)}", f"one value per channel ({cfg.dataset.channels})")
     if cfg.dataset.get("shift") is not None:
         try:
-            Shift(tuple(cfg.dataset.shift.keep), cfg.dataset.shift.seed)
+            Shift.from_config(cfg.dataset.shift)
         except ValueError as err:
             raise ConfigError(str(err)) from None
     strategy_families = str(cfg.dataset.dsa_strategy).split("_")

@@ -44,9 +44,12 @@ def run_record(path: Path) -> dict[str, Any] | None:
     robust = cvar.get("name") == "cvar"
     alpha = float(cvar["alpha"]) if robust else None
     objective = f"cvar-{cvar.get('target', 'matching')}" if robust else "none"
+    options = design_options(cvar) if robust else ""
+    if (data.get("shift") or {}).get("balanced_batches"):
+        options = f"{options} balanced_batches".strip()  # the oracle control of the shift benchmark
     return {"method": data["method"], "dataset": data["dataset"], "ipc": data["ipc"],
             "iterations": data.get("iterations"), "objective": objective,
-            "alpha": alpha, "options": design_options(cvar) if robust else "", "seed": data.get("seed"),
+            "alpha": alpha, "options": options, "seed": data.get("seed"),
             "metrics": {k: scored[k] for k in shown_metrics(scored)}, "path": str(path.parent)}
 
 
@@ -87,19 +90,20 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def paired_differences(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per robust setting with a ``cvar=none`` baseline (same method, data set, IPC, iterations):
-    ``<metric>`` = mean over the shared seeds of (robust - plain), ``<metric>_std``, ``seeds`` = shared seeds."""
-    plain = {(r["method"], r["dataset"], r["ipc"], r["iterations"], r["seed"]): r
-             for r in records if r["objective"] == "none"}
+    """One row per setting other than plain ``cvar=none`` that has plain runs of the same method, data set, IPC and
+    iterations: ``<metric>`` = mean over the shared seeds of (setting - plain), ``<metric>_std``, ``seeds``."""
+    def is_plain(r: dict[str, Any]) -> bool:
+        return r["objective"] == "none" and not r["options"]
+
+    plain = {(r["method"], r["dataset"], r["ipc"], r["iterations"], r["seed"]): r for r in records if is_plain(r)}
     pairs: dict[tuple, list[tuple[dict, dict]]] = defaultdict(list)
     for r in records:
         base = plain.get((r["method"], r["dataset"], r["ipc"], r["iterations"], r["seed"]))
-        if r["objective"] != "none" and base is not None:
+        if not is_plain(r) and base is not None:
             pairs[tuple(r[k] for k in KEYS)].append((r, base))
-    deltas = [{**dict(zip(KEYS, key)), "seed": robust["seed"],
-               "metrics": {m: robust["metrics"][m] - base["metrics"][m]
-                           for m in robust["metrics"] if m in base["metrics"]}}
-              for key, matched in pairs.items() for robust, base in matched]
+    deltas = [{**dict(zip(KEYS, key)), "seed": run["seed"],
+               "metrics": {m: run["metrics"][m] - base["metrics"][m] for m in run["metrics"] if m in base["metrics"]}}
+              for key, matched in pairs.items() for run, base in matched]
     return summarise(deltas)
 
 

@@ -64,6 +64,7 @@ class CvarSchema:
 class ShiftSchema:
     keep: List[float] = field(default_factory=lambda: [1.0, 0.25, 0.05])
     seed: int = 0
+    balanced_batches: bool = False
 
 
 @dataclass

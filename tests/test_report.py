@@ -10,14 +10,14 @@ from gdrdd.report import main
 METRICS = ("acc", "worst_group_acc", "mean_group_acc", "acc_noise", "acc_blur", "acc_invert", "test_cvar")
 
 
-def write_run(folder, seed, alpha, acc, worst, method="dm", **options):
+def write_run(folder, seed, alpha, acc, worst, method="dm", shift=None, **options):
     folder.mkdir(parents=True)
     cvar = {"name": "none"} if alpha is None else {"name": "cvar", "alpha": alpha, "target": "matching",
                                                    "mix": 1.0, "shrink": 0.0, "features": "step", **options}
     scored = {m: acc for m in METRICS}
     scored.update({f"{m}_std": 0.0 for m in METRICS}, worst_group_acc=worst)
     (folder / "metrics.json").write_text(json.dumps({"method": method, "dataset": "mnist_mini", "ipc": 10, "seed": seed,
-                                                     "cvar": cvar, "scored": {"distilled": scored, "random": scored}}))
+                                                     "cvar": cvar, "shift": shift, "scored": {"distilled": scored, "random": scored}}))
 
 
 def test_report_averages_seeds_per_setting_and_writes_table_csv_and_plot(tmp_path):
@@ -65,9 +65,12 @@ def test_paired_differences_match_robust_and_plain_runs_by_seed(tmp_path):
                                                    (0.8, 1, 86, 87), (0.8, 2, 99, 99)]):  # seed 2 has no plain run
         write_run(tmp_path / "sweep" / str(i), seed, alpha, acc, worst)
     write_run(tmp_path / "sweep" / "other", 0, 0.8, 50, 50, method="dsa")  # no dsa baseline: no paired row
+    write_run(tmp_path / "sweep" / "oracle", 1, None, 93, 90, shift={"keep": [1, 0.5], "balanced_batches": True})
     main([str(tmp_path / "sweep"), "--out", str(tmp_path / "out")])
     with open(tmp_path / "out" / "paired_differences.csv") as f:
-        (row,) = list(csv.DictReader(f))
+        oracle, row = list(csv.DictReader(f))  # plain-objective settings first
+    assert (oracle["objective"], oracle["options"], oracle["seeds"], float(oracle["acc"])) == (
+        "none", "balanced_batches", "1", 1.0)  # 93 - 92: a plain-objective setting, paired with plain runs
     assert (row["method"], row["seeds"]) == ("dm", "2")
     assert float(row["acc"]) == -4 and abs(float(row["acc_std"]) - 8 ** 0.5) < 1e-9  # 88 - 90, 86 - 92
     assert float(row["worst_group_acc"]) == 5 and float(row["worst_group_acc_std"]) == 0

@@ -1,12 +1,15 @@
-"""The subpopulation-shift benchmark: subgroups, thinning, and the metrics per rarity level."""
+"""The subpopulation-shift benchmark: subgroups, thinning, the oracle control, and the metrics per rarity level."""
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from gdrdd.data.subpopulation import Shift, make_shift
+from gdrdd import build
+from gdrdd.data.datamodule import draw
+from gdrdd.data.subpopulation import Shift, balanced_weights, make_shift
 from gdrdd.errors import ConfigError
 from gdrdd.evaluation.evaluator import subgroup_metrics
 from gdrdd.train import run
@@ -62,8 +65,43 @@ def test_shift_run_reports_rarity_metrics(tmp_path):
         cfg = compose("config", overrides=["dataset=mnist_mini_shift", "ipc=2", "iterations=2", "model.width=16",
                                            "eval.nets=1", "eval.epochs=2", "method.batch_real=16",
                                            "trainer.enable_progress_bar=false", "eval.coverage=false",
-                                           f"paths.output_dir={tmp_path}"])
+                                           "dataset.shift.balanced_batches=true", f"paths.output_dir={tmp_path}"])
     scored = run(cfg)["scored"]["distilled"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["shift"]["balanced_batches"] is True
     assert {"acc_kept100", "acc_kept25", "acc_kept5", "worst_cell_acc"} <= set(scored)
     assert scored["worst_cell_acc"] <= min(scored["acc_kept100"], scored["acc_kept25"], scored["acc_kept5"])
     assert "subgroups kept at 5 %" in (tmp_path / "table.md").read_text()
+
+
+def test_balanced_weights_give_every_subgroup_the_same_total():
+    weights = balanced_weights(torch.tensor([0, 0, 0, 0, 1, 2, 2]))
+    totals = torch.zeros(3, dtype=weights.dtype).index_add_(0, torch.tensor([0, 0, 0, 0, 1, 2, 2]), weights)
+    assert torch.allclose(totals, torch.ones(3, dtype=weights.dtype))
+
+
+def test_weighted_draw_is_without_replacement_and_favours_the_rare_subgroup():
+    weights = balanced_weights(torch.tensor([0] * 8 + [1]))  # one rare image among nine
+    torch.manual_seed(0)
+    picks = [draw(9, 3, weights, None) for _ in range(400)]
+    assert all(len(set(p.tolist())) == 3 for p in picks)
+    rare_share = sum(8 in p.tolist() for p in picks) / len(picks)
+    assert rare_share > 0.6  # a uniform draw of 3 of 9 holds it a third of the time
+    assert torch.equal(draw(9, 9, None, torch.Generator().manual_seed(1)).sort().values, torch.arange(9))
+
+
+def datamodule(balanced: bool):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["dataset=mnist_mini_shift", f"dataset.shift.balanced_batches={balanced}"])
+    data = build.datamodule(cfg, build.dataset_spec(cfg))
+    data.setup()
+    return data
+
+
+def test_balanced_batches_change_only_the_distillation_batches():
+    plain, balanced = datamodule(False), datamodule(True)
+    assert plain.batch_weights is None and len(balanced.batch_weights) == 10
+    for weights, images in zip(balanced.batch_weights, balanced.class_images):
+        assert len(weights) == len(images) and abs(float(weights.sum()) - 3) < 1e-9  # three subgroups, each 1
+    generator = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    assert torch.equal(plain.random_subset(4, generator())[0], balanced.random_subset(4, generator())[0])
+    assert not torch.equal(plain.sample_real(16, generator()), balanced.sample_real(16, generator()))

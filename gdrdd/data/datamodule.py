@@ -12,7 +12,7 @@ from gdrdd.data.preprocess import Preprocess
 from gdrdd.distributed import rank_slice
 from gdrdd.data.registry import load_real_data
 from gdrdd.data.spec import DatasetSpec, class_major_labels
-from gdrdd.data.subpopulation import Shift, make_shift
+from gdrdd.data.subpopulation import Shift, balanced_weights, make_shift
 
 
 class RealDataModule(L.LightningDataModule):
@@ -23,7 +23,9 @@ class RealDataModule(L.LightningDataModule):
     its real batch from ``sample_real`` on the device the images were moved to with ``to``.
 
     With ``shift``, the training split is thinned by subgroup (``gdrdd.data.subpopulation``) and
-    ``test_subgroups`` ``(N_test,)`` labels every test image's subgroup; otherwise it is ``None``.
+    ``test_subgroups`` ``(N_test,)`` labels every test image's subgroup; otherwise it is ``None``. With
+    ``shift.balanced_batches`` (an oracle control), ``sample_real`` draws every training subgroup of a class
+    equally often.
     """
 
     def __init__(self, spec: DatasetSpec, data_dir: str | Path, cache_dir: str | Path | None = None,
@@ -36,6 +38,7 @@ class RealDataModule(L.LightningDataModule):
         self.test_images: torch.Tensor | None = None
         self.test_labels: torch.Tensor | None = None
         self.test_subgroups: torch.Tensor | None = None
+        self.batch_weights: list[torch.Tensor] | None = None  # per class, (n_c,): balanced_batches only
 
     def setup(self, stage: str | None = None) -> None:
         if self.class_images:
@@ -46,6 +49,10 @@ class RealDataModule(L.LightningDataModule):
             split = make_shift(train_images, train_labels, data.test.images, data.test.labels, self.shift)
             train_images, train_labels = train_images[split.train_keep], train_labels[split.train_keep]
             self.test_subgroups = split.test_subgroups
+            if self.shift.balanced_batches:
+                kept_subgroups = split.train_subgroups[split.train_keep]
+                self.batch_weights = [balanced_weights(kept_subgroups[train_labels == c])
+                                      for c in range(self.spec.num_classes)]
         self.preprocess = Preprocess.fit(self.spec, train_images, self.zca)
         train = self.preprocess(train_images)
         self.class_images = [train[train_labels == c] for c in range(self.spec.num_classes)]
@@ -65,17 +72,21 @@ class RealDataModule(L.LightningDataModule):
     def device(self) -> torch.device:
         return self.class_images[0].device
 
-    def sample_real(self, n: int, generator: torch.Generator | None = None, split: bool = False) -> torch.Tensor:
-        """``(C, m, ch, H, W)`` random real images per class, ``m = min(n, smallest class size)``. With ``split``,
-        in a distributed run, this rank's slice of that batch (every rank draws the same batch)."""
+    def sample_real(self, n: int, generator: torch.Generator | None = None, split: bool = False,
+                    uniform: bool = False) -> torch.Tensor:
+        """``(C, m, ch, H, W)`` random real images per class (without replacement), ``m = min(n, smallest class
+        size)``. With ``split``, in a distributed run, this rank's slice of that batch (every rank draws the same
+        batch). Images are equally likely unless ``shift.balanced_batches`` is on and ``uniform`` is False."""
         m = min(n, *(len(x) for x in self.class_images))
-        picks = [x[torch.randperm(len(x), generator=generator)[:m].to(x.device)] for x in self.class_images]
+        weights = self.batch_weights if not uniform else None
+        weights = weights or [None] * len(self.class_images)
+        picks = [x[draw(len(x), m, w, generator).to(x.device)] for x, w in zip(self.class_images, weights)]
         batch = torch.stack(picks)
         return rank_slice(batch, dim=1) if split else batch
 
     def random_subset(self, ipc: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``ipc`` random real images per class, flattened: images ``(C*ipc, ch, H, W)``, labels ``(C*ipc,)``."""
-        images = self.sample_real(ipc, generator).flatten(0, 1).clone()
+        images = self.sample_real(ipc, generator, uniform=True).flatten(0, 1).clone()
         return images, self.synthetic_labels(len(images) // self.spec.num_classes)
 
     def synthetic_labels(self, ipc: int) -> torch.Tensor:
@@ -90,3 +101,11 @@ class RealDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(range(self.iterations), batch_size=None, shuffle=False)
+
+
+def draw(n: int, m: int, weights: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
+    """``m`` distinct indices in ``[0, n)``: a random permutation's first ``m``, or, with ``weights`` ``(n,)``,
+    a weighted draw without replacement."""
+    if weights is None:
+        return torch.randperm(n, generator=generator)[:m]
+    return torch.multinomial(weights, m, replacement=False, generator=generator)

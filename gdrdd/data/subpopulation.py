@@ -12,6 +12,13 @@ Construction (deterministic for a given data set and ``seed``):
 3. **Evaluation.** The test split is unchanged and labelled by subgroup, so the evaluator reports accuracy per
    rarity level (``acc_kept<percent>``: over the test images of the subgroups kept at that fraction) and the
    worst class x subgroup cell (``worst_cell_acc``).
+4. **Oracle control** (``balanced_batches``, off by default). The distillation's real batches are drawn with
+   every training subgroup of a class equally likely (each image with probability proportional to one over
+   its subgroup's kept size) instead of every image alike. It uses the benchmark's subgroup labels, which a
+   robust method does not have. For DM, a CVaR over groups with the class-mean reference changes only the
+   weights of the real images in the target mean, so this is the reweighting such an objective would reach if
+   its groups were the true subgroups: an upper bound for that family, not a method. Initial and baseline
+   real subsets stay uniform draws.
 """
 
 from __future__ import annotations
@@ -28,10 +35,17 @@ from gdrdd.data.spec import unit_pixels
 
 @dataclass(frozen=True)
 class Shift:
-    """``keep[s]``: the fraction of subgroup ``s`` kept in training, for ``s`` in ``[0, subgroups)``."""
+    """``keep[s]``: the fraction of subgroup ``s`` kept in training, for ``s`` in ``[0, subgroups)``;
+    ``balanced_batches``: the oracle control (module docstring, 4)."""
 
     keep: tuple[float, ...] = (1.0, 0.25, 0.05)
     seed: int = 0
+    balanced_batches: bool = False
+
+    @classmethod
+    def from_config(cls, shift) -> "Shift":
+        """From a ``dataset.shift`` config node."""
+        return cls(tuple(shift.keep), shift.seed, bool(shift.get("balanced_batches", False)))
 
     @property
     def subgroups(self) -> int:
@@ -51,6 +65,13 @@ class ShiftedSplit:
     train_keep: torch.Tensor
     train_subgroups: torch.Tensor
     test_subgroups: torch.Tensor
+
+
+def balanced_weights(subgroups: torch.Tensor) -> torch.Tensor:
+    """Sampling weights ``(n,)`` for one class's images with subgroup ids ``subgroups`` ``(n,)``: one over the
+    image's subgroup size, so every subgroup present has the same total weight."""
+    sizes = torch.bincount(subgroups)
+    return 1.0 / sizes[subgroups].to(torch.float64)
 
 
 def thumbnails(images: torch.Tensor) -> np.ndarray:

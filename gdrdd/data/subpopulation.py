@@ -16,8 +16,9 @@ Construction (deterministic for a given data set and ``seed``):
    every training subgroup of a class equally likely (each image with probability proportional to one over
    its subgroup's kept size) instead of every image alike. It uses the benchmark's subgroup labels, which a
    robust method does not have. For DM, a CVaR over groups with the class-mean reference changes only the
-   weights of the real images in the target mean, so this is the reweighting such an objective would reach if
-   its groups were the true subgroups: an upper bound for that family, not a method. Initial and baseline
+   weights of the real images in each class's target mean (and the classes' step sizes), so this is the
+   within-class reweighting such an objective would reach if its groups were the true subgroups: a reference
+   point for that family, not a method. Initial and baseline
    real subsets stay uniform draws.
 """
 

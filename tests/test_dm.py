@@ -1,4 +1,4 @@
-"""Distribution matching: plain equivalence, the alpha-0 gradient identity, gradient flow."""
+"""Distribution matching: plain equivalence, the alpha-0 and re-weighting gradient identities, gradient flow."""
 
 import pytest
 import torch
@@ -7,6 +7,7 @@ from gdrdd.augment import DSA
 from gdrdd.matchers import DistributionMatcher
 from gdrdd.models import ConvNet
 from gdrdd.robust import ByClass, CVaR, NearestSynthetic, SumOverGroups
+from gdrdd.robust.grouping import group_means
 
 C, N, IPC = 3, 12, 4
 
@@ -73,6 +74,28 @@ def test_alpha_zero_mass_weights_gives_plain_gradient_times_constant(tiny_net_fa
     grouped = matcher(tiny_net_factory).group_losses(real, syn, NearestSynthetic())
     (g_scaled,) = torch.autograd.grad(CVaR(0.0, "mass", scale=C)(grouped.losses, grouped.counts).objective, syn)
     assert torch.allclose(g_scaled, g_plain, rtol=1e-4, atol=1e-7)
+
+
+def test_cvar_of_dm_is_dm_toward_a_reweighted_real_mean(tiny_net_factory):
+    """With the class-mean reference, CVaR's gradient for class c is 2 s_c (m_c - mu~_c) dm_c/dS: plain DM toward
+    the tail-weighted mean mu~_c of the class's group means, scaled by the class's tail share s_c (README)."""
+    real, syn = batches(4)
+    torch.manual_seed(5)
+    m = matcher(tiny_net_factory)
+    out = m.group_losses(real, syn, NearestSynthetic())
+    risk = CVaR(0.8, "mass")(out.losses, out.counts)
+    (g_cvar,) = torch.autograd.grad(risk.objective, syn)
+    with torch.no_grad():
+        real_emb = torch.stack([m.net.embed(r) for r in real])
+        ids = NearestSynthetic().assign(real_emb, torch.stack([m.net.embed(s) for s in syn]))
+        means, _ = group_means(real_emb, ids, IPC)
+    weights = risk.tail_weights.view(C, IPC)
+    share = weights.sum(1)
+    assert 0 < int((share > 0).sum())  # some class holds the tail
+    target = (weights[..., None] * means).sum(1) / share.clamp(min=1e-12)[:, None]
+    syn_mean = torch.stack([m.net.embed(s) for s in syn]).mean(1)
+    (g_reweighted,) = torch.autograd.grad((share * ((syn_mean - target) ** 2).sum(-1)).sum(), syn)
+    assert torch.allclose(g_cvar, g_reweighted, rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.5, 0.8, 0.95])

@@ -9,7 +9,7 @@ accuracy against alpha, one line per method, data set, IPC, objective and option
 line).
 
 Where a setting has ``cvar=none`` runs of the same method, data set, IPC and iterations, ``report.md`` also holds
-its *paired* differences from them: robust minus plain per seed (same seed: same initial images, real batches
+its *paired* differences from them: the setting minus plain, per seed (same seed: same initial images, real batches
 and evaluation networks), mean and std over the seeds both have (``paired_differences.csv``). Pairing removes
 the variance the two runs share, which dominates small cells such as the worst class x subgroup accuracy.
 """
@@ -95,10 +95,13 @@ def paired_differences(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     def is_plain(r: dict[str, Any]) -> bool:
         return r["objective"] == "none" and not r["options"]
 
-    plain = {(r["method"], r["dataset"], r["ipc"], r["iterations"], r["seed"]): r for r in records if is_plain(r)}
+    def partner(r: dict[str, Any]) -> tuple:
+        return r["method"], r["dataset"], r["ipc"], r["iterations"], r["seed"]
+
+    plain = {partner(r): r for r in records if is_plain(r)}
     pairs: dict[tuple, list[tuple[dict, dict]]] = defaultdict(list)
     for r in records:
-        base = plain.get((r["method"], r["dataset"], r["ipc"], r["iterations"], r["seed"]))
+        base = plain.get(partner(r))
         if not is_plain(r) and base is not None:
             pairs[tuple(r[k] for k in KEYS)].append((r, base))
     deltas = [{**dict(zip(KEYS, key)), "seed": run["seed"],
@@ -182,7 +185,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     table = markdown(rows)
     paired = paired_differences(records)
     if paired:
-        table += ("\n\nPaired differences from `cvar=none` (robust minus plain, per seed; mean ± std over the "
+        table += ("\n\nPaired differences from `cvar=none` (the setting minus plain, per seed; mean ± std over the "
                   "shared seeds, counted in `seeds`):\n\n" + markdown(paired, signed=True))
         write_csv(out / "paired_differences.csv", paired)
     write_text(out / "report.md", table + "\n")

@@ -18,8 +18,7 @@ Construction (deterministic for a given data set and ``seed``):
    robust method does not have. For DM, a CVaR over groups with the class-mean reference changes only the
    weights of the real images in each class's target mean (and the classes' step sizes), so this is the
    within-class reweighting such an objective would reach if its groups were the true subgroups: a reference
-   point for that family, not a method. Initial and baseline
-   real subsets stay uniform draws.
+   point for that family, not a method. Initial and baseline real subsets stay uniform draws.
 """
 
 from __future__ import annotations

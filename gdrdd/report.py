@@ -4,9 +4,9 @@ Collects every ``metrics.json`` under the given folders (runs copied together fr
 too), groups the runs by method, data set, IPC, iterations, objective (``none`` or ``cvar-<target>`` at
 each alpha) and the robust objective's design options that differ from their defaults (``options``, e.g.
 ``mix=0.5 shrink=16``), and writes ``report.md`` and ``report.csv`` (mean and std over seeds of accuracy,
-worst- and mean-group accuracy, corrupted accuracies and the CVaR of group test loss) and ``report.png`` (accuracy and worst-group
-accuracy against alpha, one line per method, data set, IPC, objective and options; ``cvar=none`` as a dashed
-line).
+worst- and mean-group accuracy, corrupted accuracies and the CVaR of group test loss) and ``report.png``
+(accuracy and worst-group accuracy against alpha, one line per method, data set, IPC, objective and options;
+``cvar=none`` as a dashed line).
 
 Where a setting has ``cvar=none`` runs of the same method, data set, IPC and iterations, ``report.md`` also holds
 its *paired* differences from them: the setting minus plain, per seed (same seed: same initial images, real batches

@@ -98,7 +98,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             for key, path in figures.items():
                 logger.log_image(key=key, images=[str(path)])
     result = {"method": cfg.method.name, "dataset": spec.name, "ipc": cfg.ipc, "seed": cfg.seed,
-              "cvar": config["cvar"], "shift": config["dataset"].get("shift"), "iterations": cfg.iterations, **timer.summary(), "scored": scored}
+              "cvar": config["cvar"], "shift": config["dataset"].get("shift"), "iterations": cfg.iterations,
+              **timer.summary(), "scored": scored}
     write_json(out / "metrics.json", result)
     write_tables(out, loggers, scored, evaluation.evaluator.group_sizes())
     table = comparison_table(scored)

@@ -45,7 +45,7 @@ class Shift:
     @classmethod
     def from_config(cls, shift) -> "Shift":
         """From a ``dataset.shift`` config node."""
-        return cls(tuple(shift.keep), shift.seed, bool(shift.get("balanced_batches", False)))
+        return cls(tuple(shift.keep), shift.seed, bool(shift.get("balanced_batches", cls.balanced_batches)))
 
     @property
     def subgroups(self) -> int:

@@ -15,6 +15,7 @@ from torch import nn
 from gdrdd.augment.dsa import DSA
 from gdrdd.config_checks import MODEL_CONFIG_DIR
 from gdrdd.data.datamodule import RealDataModule
+from gdrdd.data.rarity import Rarity
 from gdrdd.data.subpopulation import Shift
 from gdrdd.data.download import download_dataset
 from gdrdd.data.registry import CLASS_NAME_READERS
@@ -68,7 +69,14 @@ def augmentation(kind: str, spec: DatasetSpec) -> DSA | None:
 def datamodule(cfg: DictConfig, spec: DatasetSpec) -> RealDataModule:
     shift = cfg.dataset.get("shift")
     return RealDataModule(spec, cfg.paths.data_dir, cfg.paths.cache_dir, iterations=cfg.get("iterations", 1),
-                          zca=cfg.dataset.zca, shift=None if shift is None else Shift.from_config(shift))
+                          zca=cfg.dataset.zca, shift=None if shift is None else Shift.from_config(shift),
+                          rarity=rarity_sampling(cfg))
+
+
+def rarity_sampling(cfg: DictConfig) -> Rarity | None:
+    """``cvar.sampling=rarity`` (robust runs): the real batches' label-free rarity weights; else None."""
+    c = cfg.cvar
+    return Rarity.from_config(c.rarity) if c.name != "none" and c.get("sampling") == "rarity" else None
 
 
 def device(cfg: DictConfig) -> torch.device:

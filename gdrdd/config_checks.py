@@ -7,6 +7,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from gdrdd.augment.dsa import FAMILIES
+from gdrdd.data.rarity import Rarity
 from gdrdd.data.registry import READERS
 from gdrdd.data.subpopulation import Shift
 from gdrdd.errors import ConfigError
@@ -26,6 +27,7 @@ INITS = ("real", "noise")
 TARGETS = ("matching", "network", "both")
 AUGMENTS = ("dsa", "none")
 GROUP_FEATURES = ("step", "encoder", "evaluation")
+SAMPLINGS = ("uniform", "rarity")
 
 
 def _require(ok: bool, key: str, value: object, accepted: str) -> None:
@@ -142,11 +144,27 @@ def _check_design_choices(cfg: DictConfig) -> None:
     _require(c.features in GROUP_FEATURES, "cvar.features", c.features, ", ".join(GROUP_FEATURES))
     _positive_int(cfg, "cvar.encoder_epochs")
     _positive_int(cfg, "cvar.refresh")
+    _check_sampling(cfg)
     if c.features != "step" or c.shrink > 0:
         key = "cvar.features" if c.features != "step" else "cvar.shrink"
         _require(cfg.method.name in ("dm", *GRADIENT_METHODS), key, cfg_select(cfg, key),
                  f"the default ({'step' if key == 'cvar.features' else 0}) for method={cfg.method.name}: only dm, dc "
                  "and dsa form groups of real images in network features")
+
+
+def _check_sampling(cfg: DictConfig) -> None:
+    """``cvar.sampling`` and its ``cvar.rarity`` settings; the oracle control cannot be combined with it."""
+    c = cfg.cvar
+    _require(c.sampling in SAMPLINGS, "cvar.sampling", c.sampling, ", ".join(SAMPLINGS))
+    if c.sampling != "rarity":
+        return
+    try:
+        Rarity.from_config(c.rarity)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    shift = cfg.dataset.get("shift")
+    _require(shift is None or not shift.get("balanced_batches", False), "dataset.shift.balanced_batches", True,
+             "false with cvar.sampling=rarity (both set the real batches' sampling weights)")
 
 
 def check_dataset(cfg: DictConfig) -> None:

@@ -30,7 +30,8 @@ from gdrdd.schema import CvarSchema
 
 KEYS = ("method", "dataset", "ipc", "iterations", "objective", "alpha", "options")
 # The robust objective's design options; at their schema defaults they are not shown in ``options``.
-OPTION_DEFAULTS = {k: getattr(CvarSchema(), k) for k in ("weighting", "mix", "min_count", "shrink", "warmup", "features")}
+OPTION_DEFAULTS = {k: getattr(CvarSchema(), k) for k in ("weighting", "mix", "min_count", "shrink", "warmup", "features",
+                                                          "sampling")}
 
 
 def run_record(path: Path) -> dict[str, Any] | None:
@@ -60,6 +61,8 @@ def design_options(cvar: dict[str, Any]) -> str:
         changed["encoder_epochs"] = cvar.get("encoder_epochs")
     if changed.get("features") == "evaluation":
         changed["refresh"] = cvar.get("refresh")
+    if changed.get("sampling") == "rarity":
+        changed["rarity_power"] = cvar.get("rarity", {}).get("power")
     return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in changed.items())
 
 

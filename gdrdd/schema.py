@@ -44,6 +44,13 @@ class DashboardSchema:
 
 
 @dataclass
+class RaritySchema:
+    resolution: int = 8
+    neighbours: int = 10
+    power: float = 8.0
+
+
+@dataclass
 class CvarSchema:
     name: str = "cvar"
     alpha: float = 0.8
@@ -58,6 +65,8 @@ class CvarSchema:
     features: str = "step"
     encoder_epochs: int = 3
     refresh: int = 50
+    sampling: str = "uniform"
+    rarity: RaritySchema = field(default_factory=RaritySchema)
 
 
 @dataclass

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from gdrdd.data.preprocess import Preprocess
+from gdrdd.data.rarity import Rarity, rarity_weights
 from gdrdd.distributed import rank_slice
 from gdrdd.data.registry import load_real_data
 from gdrdd.data.spec import DatasetSpec, class_major_labels
@@ -25,20 +26,25 @@ class RealDataModule(L.LightningDataModule):
     With ``shift``, the training split is thinned by subgroup (``gdrdd.data.subpopulation``) and
     ``test_subgroups`` ``(N_test,)`` labels every test image's subgroup; otherwise it is ``None``. With
     ``shift.balanced_batches`` (an oracle control), ``sample_real`` draws every training subgroup of a class
-    equally often.
+    equally often. With ``rarity`` (``cvar.sampling=rarity``), it draws each image with its label-free rarity
+    weight (``gdrdd.data.rarity``). The two are exclusive.
     """
 
     def __init__(self, spec: DatasetSpec, data_dir: str | Path, cache_dir: str | Path | None = None,
-                 iterations: int = 1, zca: bool = False, shift: Shift | None = None) -> None:
+                 iterations: int = 1, zca: bool = False, shift: Shift | None = None,
+                 rarity: Rarity | None = None) -> None:
         super().__init__()
+        if rarity is not None and shift is not None and shift.balanced_batches:
+            raise ValueError("cvar.sampling=rarity and dataset.shift.balanced_batches=true both set the real batches' "
+                             "sampling weights; accepted: at most one of them")
         self.spec, self.data_dir, self.cache_dir, self.iterations, self.zca = spec, data_dir, cache_dir, iterations, zca
-        self.shift = shift
+        self.shift, self.rarity = shift, rarity
         self.preprocess = Preprocess(spec)
         self.class_images: list[torch.Tensor] = []
         self.test_images: torch.Tensor | None = None
         self.test_labels: torch.Tensor | None = None
         self.test_subgroups: torch.Tensor | None = None
-        self.batch_weights: list[torch.Tensor] | None = None  # per class, (n_c,): balanced_batches only
+        self.batch_weights: list[torch.Tensor] | None = None  # per class, (n_c,): balanced_batches or rarity
 
     def setup(self, stage: str | None = None) -> None:
         if self.class_images:
@@ -59,6 +65,8 @@ class RealDataModule(L.LightningDataModule):
         empty = [self.spec.class_names[c] for c, x in enumerate(self.class_images) if len(x) == 0]
         if empty:
             raise ValueError(f"data set {self.spec.name!r} has no training images for classes {empty}")
+        if self.rarity is not None:
+            self.batch_weights = [rarity_weights(x, self.rarity) for x in self.class_images]
         self.test_images = self.preprocess(data.test.images)
         self.test_labels = data.test.labels
 
@@ -76,7 +84,8 @@ class RealDataModule(L.LightningDataModule):
                     uniform: bool = False) -> torch.Tensor:
         """``(C, m, ch, H, W)`` random real images per class (without replacement), ``m = min(n, smallest class
         size)``. With ``split``, in a distributed run, this rank's slice of that batch (every rank draws the same
-        batch). Images are equally likely unless ``shift.balanced_batches`` is on and ``uniform`` is False."""
+        batch). Images are equally likely unless ``batch_weights`` are set (``shift.balanced_batches`` or
+        ``rarity``) and ``uniform`` is False."""
         m = min(n, *(len(x) for x in self.class_images))
         weights = self.batch_weights if not uniform else None
         weights = weights or [None] * len(self.class_images)

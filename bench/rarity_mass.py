@@ -1,0 +1,86 @@
+"""Where label-free rarity sampling puts the real batches' mass, on a subpopulation-shift benchmark.
+
+    python bench/rarity_mass.py --data-dir ~/data [--dataset cifar10_shift] [--powers 0 4 8 16]
+                                [--resolutions 8 16] [--out outputs/bench/rarity_mass.json]
+
+For each setting of ``cvar.rarity`` (pooled-pixel resolution, power; k = ``--neighbours``) it prints, averaged
+over classes, the share of a class's sampling weight on each true training subgroup (subgroup 0 is kept whole,
+the others thinned; uniform sampling gives their kept sizes' shares, the oracle ``balanced_batches`` one over
+the number of subgroups each) and the effective batch fraction ``(sum w)^2 / (n * sum w^2)`` (1 for uniform
+weights; smaller means the batches repeat fewer distinct images). ``--features convnet`` measures distances in
+a freshly initialised ConvNet's embedding (DM's feature family) instead of pooled pixels, for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import compose_config, write_report  # noqa: E402
+
+from gdrdd import build  # noqa: E402
+from gdrdd.data.rarity import kth_neighbour_distance, pooled_pixels  # noqa: E402
+from gdrdd.data.registry import load_real_data  # noqa: E402
+from gdrdd.data.subpopulation import balanced_weights, make_shift  # noqa: E402
+
+
+def mass_and_size(weights: list[torch.Tensor], subgroups: list[torch.Tensor], count: int) -> dict:
+    """Class-averaged share of weight per subgroup and effective batch fraction."""
+    shares, fractions = [], []
+    for w, s in zip(weights, subgroups):
+        w = w.double() / w.double().sum()
+        shares.append(torch.zeros(count, dtype=torch.float64).index_add_(0, s, w))
+        fractions.append(float(1.0 / (w ** 2).sum() / len(w)))
+    return {"subgroup_share": [round(float(v), 4) for v in torch.stack(shares).mean(0)],
+            "effective_fraction": round(sum(fractions) / len(fractions), 4)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--dataset", default="cifar10_shift")
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--features", choices=("pixels", "convnet"), default="pixels")
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[8, 16])
+    parser.add_argument("--powers", type=float, nargs="+", default=[0, 4, 8, 16])
+    parser.add_argument("--neighbours", type=int, default=10)
+    parser.add_argument("--out", default="outputs/bench/rarity_mass.json")
+    args = parser.parse_args()
+
+    cfg = compose_config([f"dataset={args.dataset}", f"paths.data_dir={args.data_dir}",
+                          f"paths.cache_dir={args.cache_dir}" if args.cache_dir else "paths.cache_dir=null"])
+    spec = build.dataset_spec(cfg)
+    data = build.datamodule(cfg, spec)
+    data.setup()
+    raw = load_real_data(spec, cfg.paths.data_dir, cfg.paths.cache_dir)
+    split = make_shift(raw.train.images, raw.train.labels, raw.test.images, raw.test.labels, data.shift)
+    kept, labels = split.train_subgroups[split.train_keep], raw.train.labels[split.train_keep]
+    subgroups = [kept[labels == c] for c in range(spec.num_classes)]
+    count = data.shift.subgroups
+
+    rows = {"uniform": mass_and_size([torch.ones(len(s)) for s in subgroups], subgroups, count),
+            "oracle balanced_batches": mass_and_size([balanced_weights(s) for s in subgroups], subgroups, count)}
+    if args.features == "convnet":
+        torch.manual_seed(0)
+        net = build.network_factory(cfg, spec)().eval()
+        with torch.no_grad():
+            spaces = {"convnet": [torch.cat([net.embed(b) for b in x.split(512)]) for x in data.class_images]}
+    else:
+        spaces = {f"pixels {r}x{r}": [pooled_pixels(x, r) for x in data.class_images] for r in args.resolutions}
+    for name, features in spaces.items():
+        distances = [kth_neighbour_distance(f, args.neighbours).double() for f in features]
+        for power in args.powers:
+            weights = [(d / d.median()).clamp(min=1e-3) ** power for d in distances]
+            rows[f"{name}, power {power:g}"] = mass_and_size(weights, subgroups, count)
+    for name, row in rows.items():
+        print(f"{name:28s} share per subgroup {row['subgroup_share']}  effective fraction {row['effective_fraction']}")
+    write_report(args.out, {"dataset": args.dataset, "neighbours": args.neighbours, "features": args.features,
+                            "keep": list(data.shift.keep), "rows": rows})
+
+
+if __name__ == "__main__":
+    main()

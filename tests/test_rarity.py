@@ -1,0 +1,87 @@
+"""Label-free rarity sampling (``cvar.sampling=rarity``): k-NN distances, the weights, and the real batches."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from gdrdd import build
+from gdrdd.data.rarity import Rarity, kth_neighbour_distance, rarity_weights
+from gdrdd.data.registry import load_real_data
+from gdrdd.data.subpopulation import make_shift
+from gdrdd.errors import ConfigError
+from gdrdd.report import design_options
+from gdrdd.train import run
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def test_kth_neighbour_distance_matches_brute_force_in_any_block_size():
+    features = torch.randn(37, 5, generator=torch.Generator().manual_seed(0))
+    brute = torch.cdist(features, features).sort(dim=1).values[:, 3]  # column 0 is the row itself
+    assert torch.allclose(kth_neighbour_distance(features, 3, chunk=8), brute)
+    assert torch.allclose(kth_neighbour_distance(features, 100), torch.cdist(features, features).max(dim=1).values)
+    assert torch.equal(kth_neighbour_distance(features[:1], 3), torch.ones(1))
+
+
+def test_isolated_images_weigh_more_and_power_zero_is_uniform():
+    g = torch.Generator().manual_seed(1)
+    common = 0.05 * torch.randn(60, 1, 8, 8, generator=g)  # a dense mode near 0
+    rare = 3.0 + 0.05 * torch.randn(3, 1, 8, 8, generator=g)  # three images far away, close to each other
+    images = torch.cat([common, common[:1], rare])  # with a duplicate: its distance is floored, weight > 0
+    weights = rarity_weights(images, Rarity(resolution=4, neighbours=3, power=4))
+    assert weights.dtype == torch.float64 and bool((weights > 0).all())
+    assert float(weights[-3:].min()) > 100 * float(weights[:61].max())
+    assert torch.equal(rarity_weights(images, Rarity(power=0)), torch.ones(len(images), dtype=torch.float64))
+
+
+def test_bad_rarity_settings_are_named():
+    with pytest.raises(ValueError, match=r"power >= 0"):
+        Rarity(power=-1)
+
+
+def compose_shift(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=["dataset=mnist_mini_shift", *overrides])
+
+
+def test_rarity_batches_draw_the_thinned_subgroups_more_often_without_their_labels():
+    cfg = compose_shift("cvar.sampling=rarity")
+    spec = build.dataset_spec(cfg)
+    data = build.datamodule(cfg, spec)
+    data.setup()
+    raw = load_real_data(spec, cfg.paths.data_dir, cfg.paths.cache_dir)
+    split = make_shift(raw.train.images, raw.train.labels, raw.test.images, raw.test.labels, data.shift)
+    subgroups, labels = split.train_subgroups[split.train_keep], raw.train.labels[split.train_keep]
+    thinned_mass, thinned_share = [], []
+    for c, weights in enumerate(data.batch_weights):
+        thinned = subgroups[labels == c] > 0
+        assert len(weights) == len(thinned) == len(data.class_images[c])
+        thinned_mass.append(float(weights[thinned].sum() / weights.sum()))
+        thinned_share.append(float(thinned.double().mean()))
+    assert sum(thinned_mass) > 1.5 * sum(thinned_share)
+    generator = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    uniform = build.datamodule(compose_shift(), spec)
+    uniform.setup()
+    assert uniform.batch_weights is None
+    assert torch.equal(uniform.random_subset(4, generator())[0], data.random_subset(4, generator())[0])
+    assert not torch.equal(uniform.sample_real(16, generator()), data.sample_real(16, generator()))
+
+
+def test_plain_runs_ignore_rarity_and_the_oracle_cannot_be_combined(tmp_path):
+    assert build.rarity_sampling(compose_shift("cvar=none")) is None
+    assert build.rarity_sampling(compose_shift("cvar.sampling=rarity")) == Rarity()
+    cfg = compose_shift("cvar.sampling=rarity", "dataset.shift.balanced_batches=true", f"paths.output_dir={tmp_path}")
+    with pytest.raises(ConfigError, match=r"dataset\.shift\.balanced_batches=True is not valid; accepted: false"):
+        run(cfg)
+    for bad, message in (("cvar.sampling=rare", r"cvar\.sampling='rare' is not valid; accepted: uniform, rarity"),
+                         ("cvar.rarity.neighbours=0", r"neighbours >= 1")):
+        with pytest.raises(ConfigError, match=message):
+            run(compose_shift("cvar.sampling=rarity", bad, f"paths.output_dir={tmp_path}"))
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
+def test_report_names_the_sampling_and_its_power():
+    assert design_options({"sampling": "rarity", "rarity": {"power": 8.0}}) == "sampling=rarity rarity_power=8"
+    assert design_options({"sampling": "uniform"}) == ""

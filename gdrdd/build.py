@@ -30,7 +30,7 @@ from gdrdd.matchers.mtt import TrajectoryMatcher
 from gdrdd.models import build_model
 from gdrdd.module import DistillModule
 from gdrdd.robust.evaluation_features import EvaluationFeatures
-from gdrdd.robust.grouping import ByClass, Grouping, NearestSynthetic
+from gdrdd.robust.grouping import ByClass, Grouping, KnownGroups, NearestSynthetic
 from gdrdd.robust.risk import CVaR, RiskMeasure, SumOverGroups
 from gdrdd.training import GroupRobustLoss, LossFn, TrainSettings, train_network
 
@@ -96,8 +96,9 @@ def robust_network_training(cfg: DictConfig) -> bool:
 
 
 def robust_objective(cfg: DictConfig, num_classes: int) -> tuple[Grouping, RiskMeasure]:
-    """The synthetic set's objective: nearest-synthetic groups and CVaR when ``robust_matching``, else one group
-    per class and the plain sum (the base method)."""
+    """The synthetic set's objective: CVaR over groups when ``robust_matching`` (nearest-synthetic groups, or the
+    shift benchmark's known subgroups with ``cvar.groups=known``), else one group per class and the plain sum
+    (the base method)."""
     if not robust_matching(cfg):
         return ByClass(), SumOverGroups()
     c = cfg.cvar
@@ -105,7 +106,8 @@ def robust_objective(cfg: DictConfig, num_classes: int) -> tuple[Grouping, RiskM
         scale = float(c.weight)
     else:
         scale = float(num_classes) if c.scale == "classes" else float(c.scale)
-    return NearestSynthetic(), CVaR(float(c.alpha), c.weighting, scale, mix=float(c.get("mix", 1.0)),
+    grouping = KnownGroups(len(cfg.dataset.shift.keep)) if c.get("groups") == "known" else NearestSynthetic()
+    return grouping, CVaR(float(c.alpha), c.weighting, scale, mix=float(c.get("mix", 1.0)),
                                     min_count=c.get("min_count", 0), warmup=c.get("warmup", 0))
 
 

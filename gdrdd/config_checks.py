@@ -28,6 +28,7 @@ TARGETS = ("matching", "network", "both")
 AUGMENTS = ("dsa", "none")
 GROUP_FEATURES = ("step", "encoder", "evaluation")
 SAMPLINGS = ("uniform", "rarity")
+GROUPS = ("nearest", "known")
 
 
 def _require(ok: bool, key: str, value: object, accepted: str) -> None:
@@ -145,11 +146,26 @@ def _check_design_choices(cfg: DictConfig) -> None:
     _positive_int(cfg, "cvar.encoder_epochs")
     _positive_int(cfg, "cvar.refresh")
     _check_sampling(cfg)
+    _check_known_groups(cfg)
     if c.features != "step" or c.shrink > 0:
         key = "cvar.features" if c.features != "step" else "cvar.shrink"
         _require(cfg.method.name in ("dm", *GRADIENT_METHODS), key, cfg_select(cfg, key),
                  f"the default ({'step' if key == 'cvar.features' else 0}) for method={cfg.method.name}: only dm, dc "
                  "and dsa form groups of real images in network features")
+
+
+def _check_known_groups(cfg: DictConfig) -> None:
+    """``cvar.groups=known`` needs subgroup labels (a shift benchmark) and a matcher that groups its real batch."""
+    c = cfg.cvar
+    _require(c.groups in GROUPS, "cvar.groups", c.groups, ", ".join(GROUPS))
+    if c.groups != "known":
+        return
+    _require(cfg.dataset.get("shift") is not None, "cvar.groups", c.groups, "'nearest' unless the data set has known "
+             "subgroups (a dataset.shift benchmark such as dataset=cifar10_shift)")
+    _require(cfg.method.name in ("dm", *GRADIENT_METHODS), "cvar.groups", c.groups,
+             f"'nearest' for method={cfg.method.name} (known groups: dm, dc, dsa)")
+    _require(c.target == "matching", "cvar.target", c.target, "'matching' with cvar.groups=known")
+    _require(c.features == "step", "cvar.features", c.features, "'step' with cvar.groups=known (no features are used)")
 
 
 def _check_sampling(cfg: DictConfig) -> None:

@@ -10,7 +10,7 @@ from torch import nn
 
 from gdrdd.dashboard import GroupStats
 from gdrdd.matchers.base import Matcher
-from gdrdd.robust.grouping import Grouping
+from gdrdd.robust.grouping import Grouping, KnownGroups
 from gdrdd.robust.risk import CVaR, RiskMeasure
 
 log = logging.getLogger(__name__)
@@ -63,10 +63,15 @@ class DistillModule(L.LightningModule):
 
     def _real_batch(self) -> torch.Tensor | None:
         """The class-balanced real batch of one update; in a distributed run this rank's slice of it, unless the
-        matcher works on the whole batch (``splits_real = False``); ``None`` if the matcher uses none."""
+        matcher works on the whole batch (``splits_real = False``); ``None`` if the matcher uses none. With
+        ``KnownGroups``, the batch's subgroup labels go to the grouping."""
         if not getattr(self.matcher, "uses_real", True):
             return None
         split = getattr(self.matcher, "splits_real", True)
+        if isinstance(self.grouping, KnownGroups):
+            batch, ids = self.trainer.datamodule.sample_real(self.batch_real, split=split, with_subgroups=True)
+            self.grouping.set_batch(ids)
+            return batch
         return self.trainer.datamodule.sample_real(self.batch_real, split=split)
 
     def _finite(self, objective: torch.Tensor, iteration: int, update: int) -> bool:

@@ -31,7 +31,7 @@ from gdrdd.schema import CvarSchema
 KEYS = ("method", "dataset", "ipc", "iterations", "objective", "alpha", "options")
 # The robust objective's design options; at their schema defaults they are not shown in ``options``.
 OPTION_DEFAULTS = {k: getattr(CvarSchema(), k) for k in ("weighting", "mix", "min_count", "shrink", "warmup", "features",
-                                                          "sampling")}
+                                                          "sampling", "groups")}
 
 
 def run_record(path: Path) -> dict[str, Any] | None:

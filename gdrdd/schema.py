@@ -66,6 +66,7 @@ class CvarSchema:
     encoder_epochs: int = 3
     refresh: int = 50
     sampling: str = "uniform"
+    groups: str = "nearest"
     rarity: RaritySchema = field(default_factory=RaritySchema)
 
 

@@ -45,6 +45,7 @@ class RealDataModule(L.LightningDataModule):
         self.test_labels: torch.Tensor | None = None
         self.test_subgroups: torch.Tensor | None = None
         self.batch_weights: list[torch.Tensor] | None = None  # per class, (n_c,): balanced_batches or rarity
+        self.class_subgroups: list[torch.Tensor] | None = None  # per class, (n_c,): shift only
 
     def setup(self, stage: str | None = None) -> None:
         if self.class_images:
@@ -55,10 +56,10 @@ class RealDataModule(L.LightningDataModule):
             split = make_shift(train_images, train_labels, data.test.images, data.test.labels, self.shift)
             train_images, train_labels = train_images[split.train_keep], train_labels[split.train_keep]
             self.test_subgroups = split.test_subgroups
+            kept_subgroups = split.train_subgroups[split.train_keep]
+            self.class_subgroups = [kept_subgroups[train_labels == c] for c in range(self.spec.num_classes)]
             if self.shift.balanced_batches:
-                kept_subgroups = split.train_subgroups[split.train_keep]
-                self.batch_weights = [balanced_weights(kept_subgroups[train_labels == c])
-                                      for c in range(self.spec.num_classes)]
+                self.batch_weights = [balanced_weights(s) for s in self.class_subgroups]
         self.preprocess = Preprocess.fit(self.spec, train_images, self.zca)
         train = self.preprocess(train_images)
         self.class_images = [train[train_labels == c] for c in range(self.spec.num_classes)]
@@ -73,6 +74,8 @@ class RealDataModule(L.LightningDataModule):
     def to(self, device: torch.device | str) -> "RealDataModule":
         """Move every tensor to ``device`` (once per run, so sampling needs no transfers)."""
         self.class_images = [x.to(device) for x in self.class_images]
+        if self.class_subgroups is not None:
+            self.class_subgroups = [s.to(device) for s in self.class_subgroups]
         self.test_images, self.test_labels = self.test_images.to(device), self.test_labels.to(device)
         return self
 
@@ -81,17 +84,25 @@ class RealDataModule(L.LightningDataModule):
         return self.class_images[0].device
 
     def sample_real(self, n: int, generator: torch.Generator | None = None, split: bool = False,
-                    uniform: bool = False) -> torch.Tensor:
+                    uniform: bool = False,
+                    with_subgroups: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """``(C, m, ch, H, W)`` random real images per class (without replacement), ``m = min(n, smallest class
         size)``. With ``split``, in a distributed run, this rank's slice of that batch (every rank draws the same
         batch). Images are equally likely unless ``batch_weights`` are set (``shift.balanced_batches`` or
-        ``rarity``) and ``uniform`` is False."""
+        ``rarity``) and ``uniform`` is False. ``with_subgroups`` (shift benchmarks only): also the images' known
+        subgroup ids ``(C, m)``, sliced alike."""
         m = min(n, *(len(x) for x in self.class_images))
         weights = self.batch_weights if not uniform else None
         weights = weights or [None] * len(self.class_images)
-        picks = [x[draw(len(x), m, w, generator).to(x.device)] for x, w in zip(self.class_images, weights)]
-        batch = torch.stack(picks)
-        return rank_slice(batch, dim=1) if split else batch
+        picks = [draw(len(x), m, w, generator).to(x.device) for x, w in zip(self.class_images, weights)]
+        batch = torch.stack([x[i] for x, i in zip(self.class_images, picks)])
+        batch = rank_slice(batch, dim=1) if split else batch
+        if not with_subgroups:
+            return batch
+        if self.class_subgroups is None:
+            raise ValueError("known subgroups need a subpopulation-shift data set (dataset.shift)")
+        ids = torch.stack([s[i] for s, i in zip(self.class_subgroups, picks)])
+        return batch, rank_slice(ids, dim=1) if split else ids
 
     def random_subset(self, ipc: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``ipc`` random real images per class, flattened: images ``(C*ipc, ch, H, W)``, labels ``(C*ipc,)``."""

@@ -159,18 +159,12 @@ class GradientMatcher:
         net = self.net
         if has_batchnorm(net):
             freeze_batchnorm_statistics(net, real[:, :BN_BATCH_PER_CLASS].flatten(0, 1))
+        pairs = [self.augment.siamese(real[cls], synthetic[cls]) if self.augment is not None
+                 else (real[cls], synthetic[cls]) for cls in range(c)]
+        group_ids = self._group_ids(pairs, grouping, k)
         losses, counts = [], []
-        for cls in range(c):
-            r, s = real[cls], synthetic[cls]
-            if self.augment is not None:
-                r, s = self.augment.siamese(r, s)
-            if k > 1:
-                features = self.group_encoder or net
-                with torch.no_grad():
-                    ids = grouping.assign(features.embed(r)[None], features.embed(s)[None])[0]
-            else:
-                ids = torch.zeros(len(r), dtype=torch.long, device=r.device)
-            g_real, n_real = group_gradients(net, self.params, r, cls, ids, k)
+        for cls, (r, s) in enumerate(pairs):
+            g_real, n_real = group_gradients(net, self.params, r, cls, group_ids[cls], k)
             if self.shrink > 0:
                 g_real = [shrink_to_pooled(g, n_real, self.shrink) for g in g_real]
             syn_loss = F.cross_entropy(net(s), torch.full((len(s),), cls, device=s.device))
@@ -179,6 +173,17 @@ class GradientMatcher:
             losses.append(torch.where(n_real > 0, distance, torch.zeros_like(distance)))
             counts.append(n_real.to(distance.dtype))
         return GroupLosses(torch.cat(losses), torch.cat(counts), k)
+
+    @torch.no_grad()
+    def _group_ids(self, pairs: list[tuple[torch.Tensor, torch.Tensor]], grouping: Grouping, k: int) -> torch.Tensor:
+        """Group ids ``(C, n)`` of the augmented real images of every class, in one ``grouping.assign`` call on
+        features of the grouping network (the group encoder, else the step's network); all zeros if ``k == 1``."""
+        real = torch.stack([r for r, _ in pairs])
+        if k == 1:
+            return torch.zeros(real.shape[:2], dtype=torch.long, device=real.device)
+        features = self.group_encoder or self.net
+        embed = lambda images: torch.stack([features.embed(x) for x in images])  # noqa: E731
+        return grouping.assign(embed(real), embed(torch.stack([s for _, s in pairs])))
 
     def after_update(self, synthetic: torch.Tensor, is_last: bool) -> None:
         """Train the network between matching steps (not after the iteration's last update): ``inner_loop``

@@ -40,6 +40,29 @@ class NearestSynthetic:
         return torch.cdist(real.float(), synthetic.float()).argmin(dim=2)
 
 
+class KnownGroups:
+    """Each real image's group is its known subgroup label (``cvar.groups=known``; the shift benchmark's
+    subgroups), not a function of features. The module hands over the labels of each real batch with
+    ``set_batch(ids)`` (``(C, n)``, values in ``[0, count)``) before the matcher runs; ``assign`` returns them."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.batch_ids: torch.Tensor | None = None
+
+    def groups_per_class(self, ipc: int) -> int:
+        return self.count
+
+    def set_batch(self, ids: torch.Tensor) -> None:
+        self.batch_ids = ids
+
+    def assign(self, real: torch.Tensor, synthetic: torch.Tensor) -> torch.Tensor:
+        if self.batch_ids is None or self.batch_ids.shape != real.shape[:2]:
+            shape = None if self.batch_ids is None else tuple(self.batch_ids.shape)
+            raise RuntimeError(f"known subgroup ids {shape} do not match the real batch {tuple(real.shape[:2])}; "
+                               "set_batch must receive the ids of the batch being grouped")
+        return self.batch_ids
+
+
 def group_means(features: torch.Tensor, ids: torch.Tensor, groups_per_class: int,
                 across_ranks: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-group mean features ``(C, k, D)`` and counts ``(C, k)`` from features ``(C, n, D)`` and ids ``(C, n)``.

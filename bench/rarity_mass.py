@@ -24,8 +24,7 @@ from common import compose_config, write_report  # noqa: E402
 
 from gdrdd import build  # noqa: E402
 from gdrdd.data.rarity import kth_neighbour_distance, pooled_pixels  # noqa: E402
-from gdrdd.data.registry import load_real_data  # noqa: E402
-from gdrdd.data.subpopulation import balanced_weights, make_shift  # noqa: E402
+from gdrdd.data.subpopulation import balanced_weights  # noqa: E402
 
 
 def mass_and_size(weights: list[torch.Tensor], subgroups: list[torch.Tensor], count: int) -> dict:
@@ -56,10 +55,7 @@ def main() -> None:
     spec = build.dataset_spec(cfg)
     data = build.datamodule(cfg, spec)
     data.setup()
-    raw = load_real_data(spec, cfg.paths.data_dir, cfg.paths.cache_dir)
-    split = make_shift(raw.train.images, raw.train.labels, raw.test.images, raw.test.labels, data.shift)
-    kept, labels = split.train_subgroups[split.train_keep], raw.train.labels[split.train_keep]
-    subgroups = [kept[labels == c] for c in range(spec.num_classes)]
+    subgroups = data.class_subgroups
     count = data.shift.subgroups
 
     rows = {"uniform": mass_and_size([torch.ones(len(s)) for s in subgroups], subgroups, count),

@@ -8,8 +8,6 @@ from hydra import compose, initialize_config_dir
 
 from gdrdd import build
 from gdrdd.data.rarity import Rarity, kth_neighbour_distance, rarity_weights
-from gdrdd.data.registry import load_real_data
-from gdrdd.data.subpopulation import make_shift
 from gdrdd.errors import ConfigError
 from gdrdd.report import design_options
 from gdrdd.train import run
@@ -51,12 +49,9 @@ def test_rarity_batches_draw_the_thinned_subgroups_more_often_without_their_labe
     spec = build.dataset_spec(cfg)
     data = build.datamodule(cfg, spec)
     data.setup()
-    raw = load_real_data(spec, cfg.paths.data_dir, cfg.paths.cache_dir)
-    split = make_shift(raw.train.images, raw.train.labels, raw.test.images, raw.test.labels, data.shift)
-    subgroups, labels = split.train_subgroups[split.train_keep], raw.train.labels[split.train_keep]
     thinned_mass, thinned_share = [], []
     for c, weights in enumerate(data.batch_weights):
-        thinned = subgroups[labels == c] > 0
+        thinned = data.class_subgroups[c] > 0
         assert len(weights) == len(thinned) == len(data.class_images[c])
         thinned_mass.append(float(weights[thinned].sum() / weights.sum()))
         thinned_share.append(float(thinned.double().mean()))

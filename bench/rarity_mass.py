@@ -1,13 +1,14 @@
 """Where label-free rarity sampling puts the real batches' mass, on a subpopulation-shift benchmark.
 
     python bench/rarity_mass.py --data-dir ~/data [--dataset cifar10_shift] [--powers 0 4 8 16]
-                                [--resolutions 8 16] [--out outputs/bench/rarity_mass.json]
+                                [--resolutions 8 16] [--neighbours 10 400] [--out outputs/bench/rarity_mass.json]
 
-For each setting of ``cvar.rarity`` (pooled-pixel resolution, power; k = ``--neighbours``) it prints, averaged
+For each setting of ``cvar.rarity`` (pooled-pixel resolution, k of ``--neighbours``, power) it prints, averaged
 over classes, the share of a class's sampling weight on each true training subgroup (subgroup 0 is kept whole,
 the others thinned; uniform sampling gives their kept sizes' shares, the oracle ``balanced_batches`` one over
-the number of subgroups each) and the effective batch fraction ``(sum w)^2 / (n * sum w^2)`` (1 for uniform
-weights; smaller means the batches repeat fewer distinct images). ``--features convnet`` measures distances in
+the number of subgroups each), the effective batch fraction ``(sum w)^2 / (n * sum w^2)`` (1 for uniform
+weights; smaller means the batches repeat fewer distinct images) and the total-variation distance between the
+per-image sampling distribution and the oracle's (0 for the oracle). ``--features convnet`` measures distances in
 a freshly initialised ConvNet's embedding (DM's feature family) instead of pooled pixels, for comparison.
 """
 
@@ -28,14 +29,19 @@ from gdrdd.data.subpopulation import balanced_weights  # noqa: E402
 
 
 def mass_and_size(weights: list[torch.Tensor], subgroups: list[torch.Tensor], count: int) -> dict:
-    """Class-averaged share of weight per subgroup and effective batch fraction."""
-    shares, fractions = [], []
+    """Class-averaged share of weight per subgroup, effective batch fraction, and total-variation distance to the
+    oracle's per-image weights (0: the oracle's sampling; it also counts how unevenly a subgroup's own images
+    are weighted, which the shares do not show)."""
+    shares, fractions, distances = [], [], []
     for w, s in zip(weights, subgroups):
         w = w.double() / w.double().sum()
+        oracle = balanced_weights(s) / len(s.unique())
         shares.append(torch.zeros(count, dtype=torch.float64).index_add_(0, s, w))
         fractions.append(float(1.0 / (w ** 2).sum() / len(w)))
+        distances.append(float(0.5 * (w - oracle).abs().sum()))
+    mean = lambda values: round(sum(values) / len(values), 4)  # noqa: E731
     return {"subgroup_share": [round(float(v), 4) for v in torch.stack(shares).mean(0)],
-            "effective_fraction": round(sum(fractions) / len(fractions), 4)}
+            "effective_fraction": mean(fractions), "oracle_distance": mean(distances)}
 
 
 def main() -> None:
@@ -46,7 +52,7 @@ def main() -> None:
     parser.add_argument("--features", choices=("pixels", "convnet"), default="pixels")
     parser.add_argument("--resolutions", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--powers", type=float, nargs="+", default=[0, 4, 8, 16])
-    parser.add_argument("--neighbours", type=int, default=10)
+    parser.add_argument("--neighbours", type=int, nargs="+", default=[10])
     parser.add_argument("--out", default="outputs/bench/rarity_mass.json")
     args = parser.parse_args()
 
@@ -68,13 +74,15 @@ def main() -> None:
     else:
         spaces = {f"pixels {r}x{r}": [pooled_pixels(x, r) for x in data.class_images] for r in args.resolutions}
     for name, features in spaces.items():
-        distances = [kth_neighbour_distance(f, args.neighbours).double() for f in features]
-        for power in args.powers:
-            weights = [(d / d.median()).clamp(min=1e-3) ** power for d in distances]
-            rows[f"{name}, power {power:g}"] = mass_and_size(weights, subgroups, count)
+        for k in args.neighbours:
+            distances = [kth_neighbour_distance(f, k).double() for f in features]
+            for power in args.powers:
+                weights = [(d / d.median()).clamp(min=1e-3) ** power for d in distances]
+                rows[f"{name}, k {k}, power {power:g}"] = mass_and_size(weights, subgroups, count)
     for name, row in rows.items():
-        print(f"{name:28s} share per subgroup {row['subgroup_share']}  effective fraction {row['effective_fraction']}")
-    write_report(args.out, {"dataset": args.dataset, "neighbours": args.neighbours, "features": args.features,
+        print(f"{name:36s} share per subgroup {row['subgroup_share']}  effective fraction "
+              f"{row['effective_fraction']}  distance to the oracle {row['oracle_distance']}")
+    write_report(args.out, {"dataset": args.dataset, "features": args.features,
                             "keep": list(data.shift.keep), "rows": rows})
 
 

@@ -74,9 +74,10 @@ def datamodule(cfg: DictConfig, spec: DatasetSpec) -> RealDataModule:
 
 
 def rarity_sampling(cfg: DictConfig) -> Rarity | None:
-    """``cvar.sampling=rarity`` (robust runs): the real batches' label-free rarity weights; else None."""
-    c = cfg.cvar
-    return Rarity.from_config(c.rarity) if c.name != "none" and c.get("sampling") == "rarity" else None
+    """``cvar.sampling=rarity`` (robust runs): the real batches' label-free rarity weights; else None (also for
+    configs without a ``cvar`` group, such as ``evaluate.py``'s)."""
+    c = cfg.get("cvar")
+    return Rarity.from_config(c.rarity) if c is not None and c.name != "none" and c.get("sampling") == "rarity" else None
 
 
 def device(cfg: DictConfig) -> torch.device:

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import compose_config, write_report  # noqa: E402
 
 from gdrdd import build  # noqa: E402
-from gdrdd.data.rarity import kth_neighbour_distance, pooled_pixels  # noqa: E402
+from gdrdd.data.rarity import kth_neighbour_distance, pooled_pixels, weights_from_distances  # noqa: E402
 from gdrdd.data.subpopulation import balanced_weights  # noqa: E402
 
 
@@ -75,9 +75,9 @@ def main() -> None:
         spaces = {f"pixels {r}x{r}": [pooled_pixels(x, r) for x in data.class_images] for r in args.resolutions}
     for name, features in spaces.items():
         for k in args.neighbours:
-            distances = [kth_neighbour_distance(f, k).double() for f in features]
+            distances = [kth_neighbour_distance(f, k) for f in features]
             for power in args.powers:
-                weights = [(d / d.median()).clamp(min=1e-3) ** power for d in distances]
+                weights = [weights_from_distances(d, power) for d in distances]
                 rows[f"{name}, k {k}, power {power:g}"] = mass_and_size(weights, subgroups, count)
     for name, row in rows.items():
         print(f"{name:36s} share per subgroup {row['subgroup_share']}  effective fraction "

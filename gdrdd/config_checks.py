@@ -18,6 +18,7 @@ from gdrdd.runtime import PRECISIONS
 from gdrdd.schema import check_types
 
 GRADIENT_METHODS = ("dc", "dsa")
+GROUPING_METHODS = ("dm", *GRADIENT_METHODS)  # matchers that group their real batch (features, known subgroups)
 METHODS = ("dm", *GRADIENT_METHODS, "mtt", "random")
 ROBUST_NETWORK_METHODS = (*GRADIENT_METHODS, "mtt")  # cvar.target=network|both: inner network or experts
 TASKS = ("distill", "experts")
@@ -149,7 +150,7 @@ def _check_design_choices(cfg: DictConfig) -> None:
     _check_known_groups(cfg)
     if c.features != "step" or c.shrink > 0:
         key = "cvar.features" if c.features != "step" else "cvar.shrink"
-        _require(cfg.method.name in ("dm", *GRADIENT_METHODS), key, cfg_select(cfg, key),
+        _require(cfg.method.name in GROUPING_METHODS, key, cfg_select(cfg, key),
                  f"the default ({'step' if key == 'cvar.features' else 0}) for method={cfg.method.name}: only dm, dc "
                  "and dsa form groups of real images in network features")
 
@@ -162,7 +163,7 @@ def _check_known_groups(cfg: DictConfig) -> None:
         return
     _require(cfg.dataset.get("shift") is not None, "cvar.groups", c.groups, "'nearest' unless the data set has known "
              "subgroups (a dataset.shift benchmark such as dataset=cifar10_shift)")
-    _require(cfg.method.name in ("dm", *GRADIENT_METHODS), "cvar.groups", c.groups,
+    _require(cfg.method.name in GROUPING_METHODS, "cvar.groups", c.groups,
              f"'nearest' for method={cfg.method.name} (known groups: dm, dc, dsa)")
     _require(c.target == "matching", "cvar.target", c.target, "'matching' with cvar.groups=known")
     _require(c.features == "step", "cvar.features", c.features, "'step' with cvar.groups=known (no features are used)")

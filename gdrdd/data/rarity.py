@@ -64,6 +64,11 @@ def kth_neighbour_distance(features: torch.Tensor, k: int, chunk: int = 1024) ->
 
 def rarity_weights(images: torch.Tensor, rarity: Rarity) -> torch.Tensor:
     """Sampling weights ``(n,)`` (float64, median-normalised, all > 0) of one class's images ``(n, ch, H, W)``."""
-    distance = kth_neighbour_distance(pooled_pixels(images, rarity.resolution), rarity.neighbours).double()
-    median = distance.median().clamp(min=1e-12)
-    return (distance / median).clamp(min=1e-3) ** rarity.power
+    distance = kth_neighbour_distance(pooled_pixels(images, rarity.resolution), rarity.neighbours)
+    return weights_from_distances(distance, rarity.power)
+
+
+def weights_from_distances(distance: torch.Tensor, power: float) -> torch.Tensor:
+    """``(d / median d) ** power`` in float64 for k-th neighbour distances ``d`` ``(n,)``, ratios floored at 1e-3."""
+    distance = distance.double()
+    return (distance / distance.median().clamp(min=1e-12)).clamp(min=1e-3) ** power

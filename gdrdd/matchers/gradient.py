@@ -178,12 +178,11 @@ class GradientMatcher:
     def _group_ids(self, pairs: list[tuple[torch.Tensor, torch.Tensor]], grouping: Grouping, k: int) -> torch.Tensor:
         """Group ids ``(C, n)`` of the augmented real images of every class, in one ``grouping.assign`` call on
         features of the grouping network (the group encoder, else the step's network); all zeros if ``k == 1``."""
-        real = torch.stack([r for r, _ in pairs])
         if k == 1:
-            return torch.zeros(real.shape[:2], dtype=torch.long, device=real.device)
+            return torch.zeros(len(pairs), len(pairs[0][0]), dtype=torch.long, device=pairs[0][0].device)
         features = self.group_encoder or self.net
-        embed = lambda images: torch.stack([features.embed(x) for x in images])  # noqa: E731
-        return grouping.assign(embed(real), embed(torch.stack([s for _, s in pairs])))
+        return grouping.assign(torch.stack([features.embed(r) for r, _ in pairs]),
+                               torch.stack([features.embed(s) for _, s in pairs]))
 
     def after_update(self, synthetic: torch.Tensor, is_last: bool) -> None:
         """Train the network between matching steps (not after the iteration's last update): ``inner_loop``

@@ -81,6 +81,16 @@ def group_accuracy_rows(scored: dict[str, dict[str, float]], group_sizes: list[i
     return columns, rows
 
 
+def cell_accuracy_rows(scored: dict[str, dict[str, float]],
+                       cells: list[tuple[int, int, float, int]]) -> tuple[list[str], list[list]]:
+    """Columns and rows of the class x subgroup test accuracy table of a subpopulation-shift data set: class,
+    subgroup, its kept training fraction, test images in the cell, then each scored set's ``cell<c>_<s>_acc``."""
+    columns = ["class", "subgroup", "kept", "test_images", *scored]
+    rows = [[c, s, kept, size, *(round(scored[name].get(f"cell{c}_{s}_acc", float("nan")), 2) for name in scored)]
+            for c, s, kept, size in cells]
+    return columns, rows
+
+
 def comparison_rows(scored: dict[str, dict[str, float]]) -> tuple[list[str], list[list]]:
     """Columns and rows of the evaluation table (one row per metric, mean and std of each scored set)."""
     columns = ["metric", *(f"{n}{s}" for n in scored for s in ("", "_std"))]
@@ -90,10 +100,13 @@ def comparison_rows(scored: dict[str, dict[str, float]]) -> tuple[list[str], lis
     return columns, rows
 
 
-def write_tables(out: str | Path, loggers: list, scored: dict[str, dict[str, float]], group_sizes: list[int]) -> None:
-    """``group_accuracy.csv`` and ``comparison.csv`` in the run folder; the same two tables to W&B
-    (``eval/group_accuracy``, ``eval/comparison``)."""
+def write_tables(out: str | Path, loggers: list, scored: dict[str, dict[str, float]], group_sizes: list[int],
+                 cells: list[tuple[int, int, float, int]] | None = None) -> None:
+    """``group_accuracy.csv``, ``comparison.csv`` and, given a subpopulation-shift data set's ``cells``
+    (``Evaluator.cells``), ``cell_accuracy.csv`` in the run folder; the same tables to W&B (``eval/<name>``)."""
     tables = {"group_accuracy": group_accuracy_rows(scored, group_sizes), "comparison": comparison_rows(scored)}
+    if cells is not None:
+        tables["cell_accuracy"] = cell_accuracy_rows(scored, cells)
     for name, (columns, rows) in tables.items():
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerows([columns, *rows])

@@ -31,7 +31,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     Writes to ``cfg.paths.output_dir``: ``config.yaml`` (resolved), ``distilled.pt``, ``distilled.png``,
     ``coverage.png``, ``metrics.json``, ``table.md``, ``comparison.csv``, ``group_accuracy.csv``,
-    ``group_stats.jsonl`` and the logs of the configured loggers (``csv/metrics.csv`` always).
+    ``cell_accuracy.csv`` (shift benchmarks), ``group_stats.jsonl`` and the logs of the configured loggers (``csv/metrics.csv`` always).
     """
     cfg, checkpoint = resumed_config(cfg)
     validate(cfg)
@@ -101,7 +101,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
               "cvar": config["cvar"], "shift": config["dataset"].get("shift"), "iterations": cfg.iterations,
               **timer.summary(), "scored": scored}
     write_json(out / "metrics.json", result)
-    write_tables(out, loggers, scored, evaluation.evaluator.group_sizes())
+    write_tables(out, loggers, scored, evaluation.evaluator.group_sizes(), evaluation.evaluator.cells())
     table = comparison_table(scored)
     write_text(out / "table.md", table + "\n")
     print(f"\n{spec.name}, method={cfg.method.name}, cvar={cfg.cvar.name}, IPC {cfg.ipc}, "

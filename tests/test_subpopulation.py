@@ -49,7 +49,8 @@ def test_subgroup_metrics_by_rarity_and_worst_cell():
     subgroups = torch.tensor([0, 1, 1, 0, 1, 1])
     preds = torch.tensor([0, 0, 1, 1, 1, 0])  # cells: (0,0) 1/1, (0,1) 1/2, (1,0) 1/1, (1,1) 1/2
     out = subgroup_metrics(preds, labels, subgroups, (1.0, 0.25), num_classes=2)
-    assert out == pytest.approx({"acc_kept100": 100.0, "acc_kept25": 50.0, "worst_cell_acc": 50.0})
+    assert out == pytest.approx({"acc_kept100": 100.0, "acc_kept25": 50.0, "worst_cell_acc": 50.0,
+                                 "cell0_0_acc": 100.0, "cell0_1_acc": 50.0, "cell1_0_acc": 100.0, "cell1_1_acc": 50.0})
 
 
 def test_bad_keep_fraction_is_refused(tmp_path):
@@ -71,6 +72,12 @@ def test_shift_run_reports_rarity_metrics(tmp_path):
     assert {"acc_kept100", "acc_kept25", "acc_kept5", "worst_cell_acc"} <= set(scored)
     assert scored["worst_cell_acc"] <= min(scored["acc_kept100"], scored["acc_kept25"], scored["acc_kept5"])
     assert "subgroups kept at 5 %" in (tmp_path / "table.md").read_text()
+    header, *rows = [line.split(",") for line in (tmp_path / "cell_accuracy.csv").read_text().splitlines()]
+    assert header == ["class", "subgroup", "kept", "test_images", "distilled", "random"]
+    assert [(int(r[0]), int(r[1]), float(r[2])) for r in rows] == [(c, s, k) for c in range(10)
+                                                                    for s, k in enumerate((1.0, 0.25, 0.05))]
+    cells = [float(r[4]) for r in rows if int(r[3]) > 0]
+    assert min(cells) == pytest.approx(scored["worst_cell_acc"], abs=0.01)
 
 
 def test_balanced_weights_give_every_subgroup_the_same_total():

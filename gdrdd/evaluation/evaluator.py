@@ -39,7 +39,8 @@ class Evaluator:
         metrics are reported as ``<name>/<metric>``; ``precision``: ``32-true``, or ``bf16-mixed`` to train and
         test the networks under bfloat16 autocast. ``test_subgroups`` ``(N_test,)`` and ``subgroup_keep`` (the
         training fraction kept of each subgroup) of a subpopulation-shift data set add ``acc_kept<percent>`` per
-        rarity level and ``worst_cell_acc`` (the worst class x subgroup cell)."""
+        rarity level, ``cell<c>_<s>_acc`` per class ``c`` x subgroup ``s`` cell and ``worst_cell_acc`` (the
+        worst cell)."""
         self.spec, self.make_network, self.settings = spec, make_network, settings
         self.architectures = architectures or {}
         self.precision = precision
@@ -55,6 +56,15 @@ class Evaluator:
     def group_sizes(self) -> list[int]:
         """Test images in each of the ``num_groups`` groups."""
         return torch.bincount(self.groups.cpu(), minlength=self.num_groups).tolist()
+
+    def cells(self) -> list[tuple[int, int, float, int]] | None:
+        """``(class, subgroup, training fraction kept, test images)`` of every class x subgroup cell of a
+        subpopulation-shift data set, class-major (``None`` without test subgroups)."""
+        if self.test_subgroups is None:
+            return None
+        k = len(self.subgroup_keep)
+        sizes = torch.bincount((self.test_labels * k + self.test_subgroups).cpu(), minlength=self.spec.num_classes * k)
+        return [(i // k, i % k, self.subgroup_keep[i % k], int(n)) for i, n in enumerate(sizes.tolist())]
 
     def _move_test_data(self, device: torch.device) -> None:
         """Keep the test tensors on the device of the sets being scored (moved once)."""
@@ -109,15 +119,18 @@ class Evaluator:
 
 def subgroup_metrics(preds: torch.Tensor, labels: torch.Tensor, subgroups: torch.Tensor, keep: tuple[float, ...],
                      num_classes: int) -> dict[str, float]:
-    """Accuracy over the test images of the subgroups kept at each training fraction (``acc_kept<percent>``)
-    and of the worst class x subgroup cell (``worst_cell_acc``), in percent."""
+    """Accuracy over the test images of the subgroups kept at each training fraction (``acc_kept<percent>``),
+    of every class ``c`` x subgroup ``s`` cell (``cell<c>_<s>_acc``, NaN for a cell without test images) and of
+    the worst cell (``worst_cell_acc``), in percent."""
     correct = (preds == labels).double()
     kept = torch.tensor(keep, device=subgroups.device)[subgroups]
     out = {}
     for fraction in sorted(set(keep), reverse=True):
         mask = kept == fraction
         out[f"acc_kept{kept_percent(fraction)}"] = 100.0 * float(correct[mask].mean()) if mask.any() else float("nan")
-    cells = group_accuracies(preds, labels, labels * len(keep) + subgroups, num_classes * len(keep))
+    k = len(keep)
+    cells = group_accuracies(preds, labels, labels * k + subgroups, num_classes * k)
+    out.update({f"cell{i // k}_{i % k}_acc": float(a) for i, a in enumerate(cells)})
     out["worst_cell_acc"] = float(cells.nan_to_num(float("inf")).min())
     return out
 

@@ -58,7 +58,7 @@ class CvarSchema:
     scale: Any = "classes"  # 'classes' or a number
     target: str = "matching"
     weight: float = 0.1
-    mix: float = 1.0
+    mix: float = 0.5
     min_count: int = 0
     shrink: float = 0.0
     warmup: int = 0

@@ -182,11 +182,12 @@ def test_a_run_with_evaluation_features_finishes_and_checkpoints_its_grouping_ne
     assert saved and saved[0]["trained_at"] == 2 and saved[0]["weights"]
 
 
-def test_the_mixed_preset_is_half_mean_half_cvar():
+@pytest.mark.parametrize("preset,mix", [("default", 0.5), ("paper", 1.0)])
+def test_default_preset_is_half_mean_half_cvar_and_paper_is_cvar_alone(preset, mix):
     from gdrdd import build
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=["cvar=mixed", "paths.output_dir=unused"])
+        cfg = compose("config", overrides=[f"cvar={preset}", "paths.output_dir=unused"])
     _, risk = build.robust_objective(cfg, num_classes=2)
-    expected = 2 * (0.5 * (LOSSES * COUNTS / COUNTS.sum()).sum() + 0.5 * cvar(LOSSES, COUNTS, 0.8))
+    expected = 2 * ((1 - mix) * (LOSSES * COUNTS / COUNTS.sum()).sum() + mix * cvar(LOSSES, COUNTS, 0.8))
     assert float(risk(LOSSES.detach(), COUNTS).objective) == pytest.approx(float(expected))

@@ -105,7 +105,7 @@ def test_run_with_known_groups_reports_them(tmp_path):
     run(cfg)
     groups = (tmp_path / "group_stats.jsonl").read_text().splitlines()
     assert groups and '"groups_per_class": 3' in groups[-1]
-    assert design_options({"groups": "known", "mix": 0.5}) == "mix=0.5 groups=known"
+    assert design_options({"groups": "known", "mix": 1.0}) == "mix=1 groups=known"
 
 
 @pytest.mark.parametrize("overrides, message", [

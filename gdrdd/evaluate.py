@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, open_dict
 
 from gdrdd import build
 from gdrdd.config_checks import check_dataset, check_evaluation
@@ -23,8 +23,9 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         distilled = load_distilled(cfg.path, cfg.format, cfg.exp)
     except DistilledFileError as err:
         raise ConfigError(str(err)) from err
-    if distilled.config is not None:  # gdrdd's own file: its data set (and preprocessing) decide
-        cfg = OmegaConf.merge(cfg, {"dataset": distilled.config["dataset"]})
+    if distilled.config is not None:  # gdrdd's own file: its data set (and preprocessing) decide, whole
+        with open_dict(cfg):  # replaced, not merged: its keys (shift, download, ...) need not be in the default's
+            cfg.dataset = distilled.config["dataset"]
     check_types(cfg)
     check_dataset(cfg)
     check_evaluation(cfg)

@@ -83,6 +83,20 @@ def test_scores_a_gdrdd_run_from_the_command_line(tmp_path):
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
 
+def test_scores_a_shift_benchmark_run_with_its_subgroup_metrics(tmp_path):
+    from test_end_to_end import compose_config
+
+    from gdrdd.train import run
+
+    run(compose_config(tmp_path / "run", "dataset=mnist_mini_shift", "iterations=1", "eval.baseline=false",
+                       "model.width=8", "eval.nets=1", "eval.epochs=1"))
+    result = run_evaluation(evaluate_config(tmp_path, tmp_path / "run" / "distilled.pt"))
+    scored = result["scored"]["distilled"]
+    assert result["dataset"] == "mnist_mini_shift"
+    cells = [scored[f"cell{c}_{s}_acc"] for c in range(10) for s in range(3)]
+    assert scored["worst_cell_acc"] == pytest.approx(min(a for a in cells if a == a))
+
+
 class Exploit:
     def __reduce__(self):
         return (print, ("this must never run",))

@@ -31,7 +31,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     Writes to ``cfg.paths.output_dir``: ``config.yaml`` (resolved), ``distilled.pt``, ``distilled.png``,
     ``coverage.png``, ``metrics.json``, ``table.md``, ``comparison.csv``, ``group_accuracy.csv``,
-    ``cell_accuracy.csv`` (shift benchmarks), ``group_stats.jsonl`` and the logs of the configured loggers (``csv/metrics.csv`` always).
+    ``cell_accuracy.csv`` (shift benchmarks), ``group_stats.jsonl`` and the logs of the configured loggers
+    (``csv/metrics.csv`` always).
     """
     cfg, checkpoint = resumed_config(cfg)
     validate(cfg)

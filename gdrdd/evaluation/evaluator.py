@@ -63,7 +63,8 @@ class Evaluator:
         if self.test_subgroups is None:
             return None
         k = len(self.subgroup_keep)
-        sizes = torch.bincount((self.test_labels * k + self.test_subgroups).cpu(), minlength=self.spec.num_classes * k)
+        cells = cell_ids(self.test_labels, self.test_subgroups, k).cpu()
+        sizes = torch.bincount(cells, minlength=self.spec.num_classes * k)
         return [(i // k, i % k, self.subgroup_keep[i % k], int(n)) for i, n in enumerate(sizes.tolist())]
 
     def _move_test_data(self, device: torch.device) -> None:
@@ -129,10 +130,15 @@ def subgroup_metrics(preds: torch.Tensor, labels: torch.Tensor, subgroups: torch
         mask = kept == fraction
         out[f"acc_kept{kept_percent(fraction)}"] = 100.0 * float(correct[mask].mean()) if mask.any() else float("nan")
     k = len(keep)
-    cells = group_accuracies(preds, labels, labels * k + subgroups, num_classes * k)
+    cells = group_accuracies(preds, labels, cell_ids(labels, subgroups, k), num_classes * k)
     out.update({f"cell{i // k}_{i % k}_acc": float(a) for i, a in enumerate(cells)})
     out["worst_cell_acc"] = float(cells.nan_to_num(float("inf")).min())
     return out
+
+
+def cell_ids(labels: torch.Tensor, subgroups: torch.Tensor, subgroups_per_class: int) -> torch.Tensor:
+    """Class x subgroup cell of each image, ``label * subgroups_per_class + subgroup`` (class-major)."""
+    return labels * subgroups_per_class + subgroups
 
 
 def kept_percent(fraction: float) -> str:

@@ -13,7 +13,7 @@ METRICS = ("acc", "worst_group_acc", "mean_group_acc", "acc_noise", "acc_blur", 
 def write_run(folder, seed, alpha, acc, worst, method="dm", shift=None, **options):
     folder.mkdir(parents=True)
     cvar = {"name": "none"} if alpha is None else {"name": "cvar", "alpha": alpha, "target": "matching",
-                                                   "mix": 1.0, "shrink": 0.0, "features": "step", **options}
+                                                   "mix": 0.5, "shrink": 0.0, "features": "step", **options}
     scored = {m: acc for m in METRICS}
     scored.update({f"{m}_std": 0.0 for m in METRICS}, worst_group_acc=worst)
     (folder / "metrics.json").write_text(json.dumps({"method": method, "dataset": "mnist_mini", "ipc": 10, "seed": seed,
@@ -50,14 +50,14 @@ def test_report_averages_seeds_per_setting_and_writes_table_csv_and_plot(tmp_pat
 
 def test_runs_that_differ_in_design_options_get_rows_of_their_own(tmp_path):
     write_run(tmp_path / "a", 0, 0.8, 80, 70)
-    write_run(tmp_path / "b", 0, 0.8, 82, 75, mix=0.5, shrink=16.0)
-    write_run(tmp_path / "c", 1, 0.8, 84, 77, mix=0.5, shrink=16.0)
+    write_run(tmp_path / "b", 0, 0.8, 82, 75, mix=1.0, shrink=16.0)
+    write_run(tmp_path / "c", 1, 0.8, 84, 77, mix=1.0, shrink=16.0)
     write_run(tmp_path / "d", 0, 0.8, 81, 71, features="evaluation", refresh=100)
     rows = main([str(tmp_path), "--out", str(tmp_path / "out")])
     by_options = {r["options"]: r for r in rows}
-    assert set(by_options) == {"", "mix=0.5 shrink=16", "features=evaluation refresh=100"}
-    assert by_options["mix=0.5 shrink=16"]["seeds"] == 2 and by_options["mix=0.5 shrink=16"]["acc"] == 83
-    assert "| cvar-matching | 0.8 | mix=0.5 shrink=16 | 2 | 83.00 ± 1.41 |" in (tmp_path / "out" / "report.md").read_text()
+    assert set(by_options) == {"", "mix=1 shrink=16", "features=evaluation refresh=100"}
+    assert by_options["mix=1 shrink=16"]["seeds"] == 2 and by_options["mix=1 shrink=16"]["acc"] == 83
+    assert "| cvar-matching | 0.8 | mix=1 shrink=16 | 2 | 83.00 ± 1.41 |" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_paired_differences_match_robust_and_plain_runs_by_seed(tmp_path):

@@ -50,13 +50,13 @@ def test_tiny_run_writes_the_distilled_set_and_metrics(tmp_path):
 
 
 def test_dashboard_files_hold_group_stats_and_tables(tmp_path):
-    result = run(compose_config(tmp_path, "cvar.alpha=0.8", "dashboard.group_stats_every=2", "iterations=4"))
+    result = run(compose_config(tmp_path, "cvar=paper", "cvar.alpha=0.8", "dashboard.group_stats_every=2", "iterations=4"))
     records = [json.loads(line) for line in (tmp_path / "group_stats.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in records] == [2, 4]
     for r in records:
         assert len(r["losses"]) == len(r["counts"]) == len(r["tail_weights"]) == 10 * r["groups_per_class"]
         assert sum(r["tail_share_per_class"].values()) == pytest.approx(1.0, abs=1e-5)
-        assert sum(w > 0 for w in r["tail_weights"]) < sum(c > 0 for c in r["counts"])  # the tail: the worst 20 %
+        assert sum(w > 0 for w in r["tail_weights"]) < sum(c > 0 for c in r["counts"])  # CVaR alone: the worst 20 %
         assert sum(r["counts"]) == 16 * 10  # every real image of the batch is in one group
     rows = (tmp_path / "group_accuracy.csv").read_text().splitlines()
     assert rows[0] == "group,test_images,distilled,random" and len(rows) == 11

@@ -3,17 +3,16 @@
 import hydra
 from omegaconf import DictConfig
 
-from gdrdd.runtime import tune_allocator
+from gdrdd.utils.runtime import tune_allocator
 
 tune_allocator()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    from gdrdd.cli import run_guarded
-    from gdrdd.evaluate import run_evaluation
+    from gdrdd.cli import evaluate, run_guarded
 
-    run_guarded(run_evaluation, cfg)
+    run_guarded(evaluate, cfg)
 
 
 if __name__ == "__main__":

@@ -3,17 +3,16 @@
 import hydra
 from omegaconf import DictConfig
 
-from gdrdd.runtime import tune_allocator
+from gdrdd.utils.runtime import tune_allocator
 
 tune_allocator()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    from gdrdd.cli import run_guarded
-    from gdrdd.train import run
+    from gdrdd.cli import run_guarded, train
 
-    run_guarded(run, cfg)
+    run_guarded(train, cfg)
 
 
 if __name__ == "__main__":

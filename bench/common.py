@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import resource
-import tempfile
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -69,8 +69,9 @@ def mtt_module_with_one_expert(overrides: list[str], device: str):
     """(module, data) for ``method=mtt`` with ``overrides``, over a one-expert cache of a single segment (random
     start parameters and a perturbed target, in a temporary folder): what one distillation iteration costs does
     not depend on the expert's values. The matcher has drawn its segment."""
-    from gdrdd import build
-    from gdrdd.experts.training import parameters_of
+    from gdrdd.config import build
+    from gdrdd.experts.cache import run_cache
+    from gdrdd.experts.trajectory import parameters_of
 
     with tempfile.TemporaryDirectory() as cache_dir:
         cfg = compose_config(["method=mtt", "dataset=cifar10", "method.max_start_epoch=1", "method.expert_epochs=1",
@@ -79,7 +80,7 @@ def mtt_module_with_one_expert(overrides: list[str], device: str):
         torch.manual_seed(0)
         start = parameters_of(build.network_factory(cfg, spec)())
         target = {k: v + 0.01 * torch.randn_like(v) for k, v in start.items()}
-        build.expert_cache(cfg, spec).save(0, [start, target])
+        run_cache(cfg, spec).save(0, [start, target])
         data = random_cifar_data(spec, device)
         module = build.distill_module(cfg, data, spec).to(device)
         module.matcher.start_iteration(device)

@@ -167,7 +167,7 @@ def reference_step_fn(ipc: int, batch_real: int, device: str):
 
 def gdrdd_step_fn(ipc: int, batch_real: int, device: str, robust: bool, options: set[str]):
     """gdrdd's DM step (network draw, real batch, group losses, risk, backward, SGD), with ``options``."""
-    from gdrdd import build
+    from gdrdd.config import build
 
     overrides = ["method=dm", "dataset=cifar10", f"ipc={ipc}", f"method.batch_real={batch_real}", "experiment=reference"]
     overrides += ["cvar.alpha=0.8"] if robust else ["cvar=none"]
@@ -200,7 +200,7 @@ def gdrdd_step_fn(ipc: int, batch_real: int, device: str, robust: bool, options:
 
 
 def worker(variant: str, ipc: int, batch_real: int, steps: int, device: str) -> dict:
-    from gdrdd.runtime import tune_allocator
+    from gdrdd.utils.runtime import tune_allocator
 
     base, *opts = variant.split("+")
     if variant == "reference+alloc" or (base.startswith("gdrdd") and base != "gdrdd-noalloc"):

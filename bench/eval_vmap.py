@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="outputs/bench/eval_vmap.json")
     args = parser.parse_args()
-    from gdrdd.runtime import tune_allocator
+    from gdrdd.utils.runtime import tune_allocator
 
     tune_allocator()
     device = torch.device(args.device)

@@ -30,9 +30,11 @@ def main() -> None:
     parser.add_argument("--out", default="outputs/bench/experts.json")
     args = parser.parse_args()
 
-    from gdrdd import build
-    from gdrdd.runtime import tune_allocator
-    from gdrdd.training import run_epochs
+    from gdrdd.config import build
+    from gdrdd.experts.run import expert_loss
+    from gdrdd.experts.trajectory import ExpertSettings
+    from gdrdd.models.fit import run_epochs
+    from gdrdd.utils.runtime import tune_allocator
 
     tune_allocator()
     rows = []
@@ -41,13 +43,13 @@ def main() -> None:
         cfg = compose_config(["task=experts", "dataset=cifar10", f"ipc={args.ipc}", *robust])
         spec = build.dataset_spec(cfg)
         data = random_cifar_data(spec, args.device)
-        settings = build.expert_settings(cfg)
+        settings = ExpertSettings.from_config(cfg.experts)
         images, labels = data.training_set()
         images, labels = images[: settings.batch_size * (args.batches + 1)], labels[: settings.batch_size * (args.batches + 1)]
         torch.manual_seed(0)
         net = build.network_factory(cfg, spec)().to(args.device)
         optimizer = torch.optim.SGD(net.parameters(), lr=settings.lr, momentum=settings.momentum)
-        augment, loss_fn = build.augmentation(cfg.experts.augment, spec), build.expert_loss(cfg, data)
+        augment, loss_fn = build.augmentation(cfg.experts.augment, spec), expert_loss(cfg, data)
         warm_x, warm_y = images[: settings.batch_size], labels[: settings.batch_size]
         run_epochs(net, optimizer, warm_x, warm_y, 1, settings.batch_size, augment, loss_fn=loss_fn)
         rest_x, rest_y = images[settings.batch_size:], labels[settings.batch_size:]

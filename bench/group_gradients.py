@@ -24,7 +24,7 @@ from torch.func import functional_call, grad, vmap
 
 from gdrdd.matchers.gradient import group_gradients
 from gdrdd.models import ConvNet
-from gdrdd.runtime import tune_allocator
+from gdrdd.utils.runtime import tune_allocator
 
 
 def masked(net, params, x, label, ids, k):

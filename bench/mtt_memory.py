@@ -19,13 +19,12 @@ import argparse
 import sys
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import mtt_module_with_one_expert, peak_memory_mb, run_worker, timed, write_report  # noqa: E402
 
 
 def worker(ipc: int, steps: int, checkpoint: bool, device: str) -> dict:
-    from gdrdd.runtime import tune_allocator
+    from gdrdd.utils.runtime import tune_allocator
 
     tune_allocator()
     module, data = mtt_module_with_one_expert([f"ipc={ipc}", f"method.syn_steps={steps}", "cvar=none",

@@ -26,8 +26,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (compose_config, mtt_module_with_one_expert, peak_memory_mb, random_cifar_data, run_worker,  # noqa: E402
-                    timed, write_report)
+from common import (  # noqa: E402
+    compose_config,
+    mtt_module_with_one_expert,
+    peak_memory_mb,
+    random_cifar_data,
+    run_worker,
+    timed,
+    write_report,
+)
 
 OBJECTIVES = {"dm": ["none", "matching"], "dc": ["none", "matching", "network", "both"],
               "dsa": ["none", "matching", "network", "both"], "mtt": ["none", "matching"]}
@@ -55,7 +62,7 @@ class Stopwatch:
 
 def distill_setup(method: str, ipc: int, objective: str, batch_real: int, device: str):
     """(module, data) ready for a step: random CIFAR-10-sized data; MTT over a one-segment expert cache."""
-    from gdrdd import build
+    from gdrdd.config import build
 
     overrides = [f"ipc={ipc}", f"method.batch_real={batch_real}"]
     overrides += ["cvar=none"] if objective == "none" else ["cvar.alpha=0.8", f"cvar.target={objective}"]
@@ -74,7 +81,7 @@ def evaluation_seconds(module, device: str, epochs: int) -> dict:
     per-sample DSA) and to score it on 10,000 test images."""
     from gdrdd.augment.dsa import DSA
     from gdrdd.models import ConvNet
-    from gdrdd.training import TrainSettings, predict, train_network
+    from gdrdd.models.fit import TrainSettings, predict, train_network
 
     images, labels = module.images.detach(), module.labels
     net = ConvNet(3, 10, 32).to(device)
@@ -87,7 +94,7 @@ def evaluation_seconds(module, device: str, epochs: int) -> dict:
 
 
 def worker(method: str, ipc: int, objective: str, steps: int, batch_real: int, device: str, eval_epochs: int) -> dict:
-    from gdrdd.runtime import tune_allocator
+    from gdrdd.utils.runtime import tune_allocator
 
     tune_allocator()
     module, data = distill_setup(method, ipc, objective, batch_real, device)

@@ -1,5 +1,5 @@
-"""What the command-line entry points share: a bad value or missing data ends the run with one paragraph on
-stderr, before any long work; a numerical fault ends it with one paragraph too."""
+"""The jobs of the command-line entry points, and what they share: a bad value or missing data ends the run with
+one paragraph on stderr, before any long work; a numerical fault ends it with one paragraph too."""
 
 from __future__ import annotations
 
@@ -8,9 +8,26 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig
 
-from gdrdd.data.errors import DataNotFoundError
-from gdrdd.errors import ConfigError
-from gdrdd.module import NonFiniteError
+from gdrdd.errors import ConfigError, DataNotFoundError, NonFiniteError
+from gdrdd.utils.checks import one_of
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """The job of ``train.py``: ``task=distill`` (``gdrdd.distill.run``) or ``task=experts`` (MTT's expert
+    trajectories, ``gdrdd.experts.run``). Returns what the job wrote as its summary."""
+    from gdrdd.distill import run as distill
+    from gdrdd.experts import run as experts
+
+    jobs = {"distill": distill.run, "experts": experts.run}
+    one_of("task", cfg.task, jobs)
+    return jobs[cfg.task](cfg)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """The job of ``evaluate.py``: score a saved distilled set (``gdrdd.evaluation.run``)."""
+    from gdrdd.evaluation import run as evaluation
+
+    return evaluation.run(cfg)
 
 
 def run_guarded(job: Callable[[DictConfig], Any], cfg: DictConfig) -> None:

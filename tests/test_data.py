@@ -5,8 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from gdrdd.data import DataNotFoundError, DatasetSpec, RealDataModule, load_real_data
+from gdrdd.data import DatasetSpec, RealDataModule, load_real_data
 from gdrdd.data.embedded import load_mnist_mini
+from gdrdd.errors import DataNotFoundError
 
 CIFAR = DatasetSpec("cifar10", "cifar10", 3, 32, ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
                                                   "horse", "ship", "truck"),

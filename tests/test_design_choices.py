@@ -8,11 +8,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch import nn
 
+from gdrdd.distill.run import run
 from gdrdd.errors import ConfigError
 from gdrdd.matchers import DistributionMatcher
 from gdrdd.robust import CVaR, NearestSynthetic, cvar
 from gdrdd.robust.grouping import shrink_to_pooled
-from gdrdd.train import run
+from gdrdd.robust.objective import matching_objective
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 LOSSES = torch.tensor([1.0, 4.0, 2.0, 8.0], requires_grad=True)
@@ -142,8 +143,8 @@ def _tiny_classifier():
 
 
 def test_evaluation_features_retrain_on_the_current_synthetic_set_every_refresh_iterations():
-    from gdrdd.robust.evaluation_features import EvaluationFeatures
-    from gdrdd.training import TrainSettings
+    from gdrdd.models.fit import TrainSettings
+    from gdrdd.robust.grouping_network import EvaluationFeatures
 
     torch.manual_seed(0)
     module = _Module(torch.randn(4, 3, 4, 4), torch.tensor([0, 0, 1, 1]))
@@ -184,10 +185,9 @@ def test_a_run_with_evaluation_features_finishes_and_checkpoints_its_grouping_ne
 
 @pytest.mark.parametrize("preset,mix", [("default", 0.5), ("paper", 1.0)])
 def test_default_preset_is_half_mean_half_cvar_and_paper_is_cvar_alone(preset, mix):
-    from gdrdd import build
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=[f"cvar={preset}", "paths.output_dir=unused"])
-    _, risk = build.robust_objective(cfg, num_classes=2)
+    _, risk = matching_objective(cfg, num_classes=2)
     expected = 2 * ((1 - mix) * (LOSSES * COUNTS / COUNTS.sum()).sum() + mix * cvar(LOSSES, COUNTS, 0.8))
     assert float(risk(LOSSES.detach(), COUNTS).objective) == pytest.approx(float(expected))

@@ -31,7 +31,7 @@ def test_two_processes_match_one_process(tmp_path, case):
 
 def test_mtt_ranks_draw_their_own_segments(tmp_path, monkeypatch):
     from gdrdd.experts import ExpertCache
-    from gdrdd.experts.training import parameters_of
+    from gdrdd.experts.trajectory import parameters_of
     from gdrdd.matchers import mtt
     from gdrdd.models import ConvNet
 

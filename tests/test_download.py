@@ -6,8 +6,8 @@ import tarfile
 
 import pytest
 
-from gdrdd.data import DataNotFoundError
 from gdrdd.data import download as dl
+from gdrdd.errors import DataNotFoundError
 
 
 def archive_with(tmp_path):

@@ -12,8 +12,8 @@ import wandb
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
+from gdrdd.distill.run import run
 from gdrdd.errors import ConfigError
-from gdrdd.train import run
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["ipc=2", "iterations=3", "model.width=16", "eval.nets=1", "eval.epochs=2", "trainer.accelerator=cpu",
@@ -179,7 +179,7 @@ def test_network_target_needs_gradient_matching(tmp_path):
 @pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist", "svhn", "cifar10", "cifar100", "tinyimagenet",
                                      "imagefolder", "imagenette", "imagenet_a"])
 def test_every_downloadable_data_set_names_its_files_when_missing(tmp_path, dataset):
-    from gdrdd.data import DataNotFoundError
+    from gdrdd.errors import DataNotFoundError
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -196,7 +196,7 @@ def test_imagenet_subset_presets_carry_their_class_indices(tmp_path):
 
 
 def test_cross_architecture_evaluation_reports_every_metric_per_network(tmp_path):
-    from gdrdd import build
+    from gdrdd.config import build
 
     result = run(compose_config(tmp_path, "iterations=1", "eval.models=[alexnet]", "eval.baseline=false"))
     distilled = result["scored"]["distilled"]
@@ -214,7 +214,7 @@ def test_cross_architecture_evaluation_reports_every_metric_per_network(tmp_path
 @pytest.mark.parametrize("method", ["dc", "dsa", "dm"])
 @pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "tinyimagenet"])
 def test_base_method_presets_compose_with_reference_settings(tmp_path, method, dataset):
-    from gdrdd.config_checks import validate
+    from gdrdd.config.checks import validate
 
     for ipc in (1, 10, 50):
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

@@ -9,9 +9,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from gdrdd.errors import ConfigError
-from gdrdd.evaluate import run_evaluation
-from gdrdd.evaluation.loading import DistilledFileError, load_distilled
+from gdrdd.errors import ConfigError, DistilledFileError
+from gdrdd.evaluation.run import run as run_evaluation
+from gdrdd.evaluation.saved_sets import load_distilled
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["model.width=8", "eval.nets=1", "eval.epochs=2", "trainer.accelerator=cpu"]
@@ -70,7 +70,7 @@ def test_scores_a_pair_file_with_its_learned_lr_and_checks_shapes(tmp_path):
 def test_scores_a_gdrdd_run_from_the_command_line(tmp_path):
     from test_end_to_end import compose_config
 
-    from gdrdd.train import run
+    from gdrdd.distill.run import run
 
     run(compose_config(tmp_path / "run", "iterations=1", "eval.baseline=false", "model.width=8"))
     cmd = [sys.executable, str(ROOT / "evaluate.py"), f"path={tmp_path / 'run' / 'distilled.pt'}",
@@ -86,7 +86,7 @@ def test_scores_a_gdrdd_run_from_the_command_line(tmp_path):
 def test_scores_a_shift_benchmark_run_with_its_subgroup_metrics(tmp_path):
     from test_end_to_end import compose_config
 
-    from gdrdd.train import run
+    from gdrdd.distill.run import run
 
     run(compose_config(tmp_path / "run", "dataset=mnist_mini_shift", "iterations=1", "eval.baseline=false",
                        "model.width=8", "eval.nets=1", "eval.epochs=1"))

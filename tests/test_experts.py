@@ -7,13 +7,14 @@ import torch
 import torch.nn.functional as F
 from test_end_to_end import ROOT, compose_config
 
-from gdrdd import build
+from gdrdd.cli import train as run
+from gdrdd.config import build
 from gdrdd.data import DatasetSpec
-from gdrdd.experts import ExpertsNotFoundError
-from gdrdd.experts.training import ExpertSettings, train_expert
+from gdrdd.errors import ExpertsNotFoundError
+from gdrdd.experts.cache import run_cache
+from gdrdd.experts.trajectory import ExpertSettings, train_expert
 from gdrdd.robust import CVaR, NearestSynthetic
-from gdrdd.train import run
-from gdrdd.training import GroupRobustLoss
+from gdrdd.robust.network import GroupRobustLoss
 
 EXPERTS = ["task=experts", "experts.num=1", "experts.epochs=2", "experts.augment=none", "model.width=8"]
 MTT = ["method.syn_steps=3", "method.expert_epochs=1", "method.max_start_epoch=2", "experts.epochs=2",
@@ -21,7 +22,7 @@ MTT = ["method.syn_steps=3", "method.expert_epochs=1", "method.max_start_epoch=2
 
 
 def cache_of(cfg):
-    return build.expert_cache(cfg, build.dataset_spec(cfg))
+    return run_cache(cfg, build.dataset_spec(cfg))
 
 
 def test_expert_keeps_parameters_after_every_epoch(tiny_net_factory):
@@ -110,14 +111,14 @@ def test_mtt_presets_compose_and_validate(tmp_path, dataset, ipc):
     """The MTT presets (the base-method presets dc_/dsa_/dm_* are checked in test_end_to_end)."""
     from hydra import compose, initialize_config_dir
 
-    from gdrdd.config_checks import validate
+    from gdrdd.config.checks import validate
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[f"experiment=mtt_{dataset}_ipc{ipc}", f"paths.output_dir={tmp_path}"])
     validate(cfg)
     names = tuple(cfg.dataset.class_names or (f"n{i:03d}" for i in range(200)))  # TinyImageNet reads wnids.txt
     spec = DatasetSpec(dataset, cfg.dataset.reader, 3, cfg.dataset.resolution, names, (0.5,) * 3, (0.5,) * 3, "flip")
-    assert build.expert_cache(cfg, spec).description["dataset"]["classes"] == list(names)
+    assert run_cache(cfg, spec).description["dataset"]["classes"] == list(names)
     assert cfg.method.name == "mtt" and cfg.dataset.name == dataset and cfg.ipc == ipc and cfg.eval.epochs == 1000
     assert cfg.method.max_start_epoch + cfg.method.expert_epochs <= cfg.experts.epochs + 1
 

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 
 from gdrdd.augment import DSA
 from gdrdd.data import DatasetSpec, RealDataModule
+from gdrdd.distill.module import DistillModule, iteration_seed
 from gdrdd.matchers import GradientMatcher, gradient_distance, loops_for_ipc
 from gdrdd.matchers.gradient import freeze_batchnorm_statistics, group_gradients
 from gdrdd.models import ConvNet
-from gdrdd.module import DistillModule, iteration_seed
 from gdrdd.robust import ByClass, CVaR, NearestSynthetic, SumOverGroups
 
 C, IPC = 3, 2
@@ -187,7 +187,7 @@ def test_batchnorm_statistics_stay_frozen_during_matching():
 
 
 def robust_training(alpha, batch=12):
-    from gdrdd.matchers.gradient import RobustNetworkTraining
+    from gdrdd.robust.network import RobustNetworkTraining
 
     g = torch.Generator().manual_seed(0)
     real = torch.randn(C, batch // C, 3, 16, 16, generator=g)

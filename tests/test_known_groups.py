@@ -6,14 +6,14 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from gdrdd import build
 from gdrdd.augment import DSA
+from gdrdd.config import build
+from gdrdd.distill.run import run
 from gdrdd.errors import ConfigError
 from gdrdd.matchers import DistributionMatcher, GradientMatcher
 from gdrdd.matchers.gradient import group_gradients
-from gdrdd.report import design_options
+from gdrdd.report.run import design_options
 from gdrdd.robust.grouping import KnownGroups, NearestSynthetic
-from gdrdd.train import run
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 C, N, IPC, K = 3, 12, 2, 3

@@ -6,9 +6,9 @@ import torch
 from gdrdd.data.spec import DatasetSpec
 from gdrdd.evaluation.corruptions import corrupted_copies, gaussian_blur
 from gdrdd.evaluation.evaluator import Evaluator
-from gdrdd.evaluation.groups import pixel_kmeans_groups
 from gdrdd.evaluation.metrics import accuracy, group_accuracies, group_loss_cvar, summarise
-from gdrdd.evaluation.report import comparison_table
+from gdrdd.evaluation.pixel_groups import pixel_kmeans_groups
+from gdrdd.evaluation.tables import comparison_table
 
 
 def test_group_accuracies_on_a_hand_made_case():
@@ -62,7 +62,7 @@ def test_evaluator_scores_a_perfectly_separable_set(tiny_net_factory):
     centres = torch.tensor([-1.0, 0.0, 1.0]).view(3, 1, 1, 1, 1)
     test = (centres + 0.05 * torch.randn(3, 20, 3, 16, 16, generator=g)).flatten(0, 1)
     labels = torch.arange(3).repeat_interleave(20)
-    from gdrdd.training import TrainSettings
+    from gdrdd.models.fit import TrainSettings
 
     ev = Evaluator(spec, test, labels, tiny_net_factory, TrainSettings(epochs=40, lr=0.05), nets=2, num_groups=3)
     train = (centres + 0.05 * torch.randn(3, 4, 3, 16, 16, generator=g)).flatten(0, 1)

@@ -7,7 +7,7 @@ from torch.func import functional_call
 
 from gdrdd.augment import DSA
 from gdrdd.experts import ExpertCache
-from gdrdd.experts.training import parameters_of
+from gdrdd.experts.trajectory import parameters_of
 from gdrdd.matchers.mtt import TrajectoryMatcher, parameter_distance
 from gdrdd.models import ConvNet
 from gdrdd.robust import ByClass, CVaR, NearestSynthetic, SumOverGroups
@@ -153,7 +153,7 @@ def test_student_batches_cover_the_set_before_repeating(tmp_path):
 
 
 def test_a_non_positive_learned_lr_falls_back_to_the_protocol_lr(tmp_path):
-    from gdrdd.module import DistillModule
+    from gdrdd.distill.module import DistillModule
 
     matcher = make_matcher(tmp_path)
     module = DistillModule(torch.randn(C * IPC, 3, 16, 16), torch.arange(C).repeat_interleave(IPC), matcher,

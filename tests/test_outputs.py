@@ -3,7 +3,8 @@ import torch
 from PIL import Image
 
 from gdrdd.data.spec import DatasetSpec
-from gdrdd.outputs import atomic_write, save_distilled, save_image_grid, write_json
+from gdrdd.distill.outputs import save_distilled, save_image_grid
+from gdrdd.utils.files import atomic_write, write_json
 
 SPEC = DatasetSpec("toy", "none", 3, 8, ("a", "b"), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "flip")
 

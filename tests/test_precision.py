@@ -8,10 +8,10 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from gdrdd.data.spec import DatasetSpec
+from gdrdd.distill.run import run
 from gdrdd.evaluation.evaluator import Evaluator
-from gdrdd.runtime import autocast
-from gdrdd.train import run
-from gdrdd.training import TrainSettings
+from gdrdd.models.fit import TrainSettings
+from gdrdd.utils.runtime import autocast
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 TINY = ["ipc=2", "iterations=3", "model.width=16", "eval.nets=1", "eval.epochs=2", "trainer.accelerator=cpu",

@@ -6,11 +6,11 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from gdrdd import build
+from gdrdd.config import build
 from gdrdd.data.rarity import Rarity, kth_neighbour_distance, rarity_weights
+from gdrdd.distill.run import run
 from gdrdd.errors import ConfigError
-from gdrdd.report import design_options
-from gdrdd.train import run
+from gdrdd.report.run import design_options
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -5,7 +5,7 @@ import json
 
 from PIL import Image
 
-from gdrdd.report import main
+from gdrdd.report.run import main
 
 METRICS = ("acc", "worst_group_acc", "mean_group_acc", "acc_noise", "acc_blur", "acc_invert", "test_cvar")
 
@@ -82,8 +82,9 @@ def test_coverage_group_sizes_and_plots(tmp_path):
     import torch
     from test_end_to_end import compose_config
 
-    from gdrdd.evaluation.coverage import group_sizes, main as coverage_main
-    from gdrdd.train import run
+    from gdrdd.distill.run import run
+    from gdrdd.evaluation.coverage import group_sizes
+    from gdrdd.evaluation.coverage import main as coverage_main
 
     real = torch.tensor([[0.0, 0], [0.1, 0], [5, 5], [5.2, 5], [4.9, 5], [0, 0.2]])
     labels = torch.tensor([0, 0, 0, 0, 0, 1])

@@ -13,9 +13,8 @@ import pytest
 import torch
 from test_end_to_end import compose_config
 
-from gdrdd.errors import ConfigError
-from gdrdd.module import NonFiniteError
-from gdrdd.train import run
+from gdrdd.distill.run import run
+from gdrdd.errors import ConfigError, NonFiniteError
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ["ipc=2", "iterations=40", "model.width=32", "method.batch_real=64", "eval.nets=1", "eval.epochs=1",

@@ -1,4 +1,4 @@
-"""CVaR against its definition and its properties (DESIGN.md section 1)."""
+"""CVaR against its definition and its properties (the convention of gdrdd.robust.risk)."""
 
 import numpy as np
 import pytest
@@ -23,58 +23,58 @@ def brute_force_cvar(losses: np.ndarray, weights: np.ndarray, alpha: float) -> f
 @given(losses=losses_st, data=st.data(), alpha=st.floats(0, 0.99))
 def test_cvar_equals_brute_force_minimisation(losses, data, alpha):
     weights = data.draw(st.lists(st.floats(0.01, 10), min_size=len(losses), max_size=len(losses)))
-    l, w = np.array(losses), np.array(weights)
-    got = float(cvar(torch.tensor(l, dtype=torch.float64), torch.tensor(w, dtype=torch.float64), alpha))
-    assert got == pytest.approx(brute_force_cvar(l, w, alpha), rel=1e-9, abs=1e-9)
+    x, w = np.array(losses), np.array(weights)
+    got = float(cvar(torch.tensor(x, dtype=torch.float64), torch.tensor(w, dtype=torch.float64), alpha))
+    assert got == pytest.approx(brute_force_cvar(x, w, alpha), rel=1e-9, abs=1e-9)
 
 
 @settings(max_examples=100, deadline=None)
 @given(losses=losses_st, a=st.floats(0, 0.99), b=st.floats(0, 0.99))
 def test_cvar_is_monotone_in_alpha(losses, a, b):
-    l, w = torch.tensor(losses, dtype=torch.float64), torch.ones(len(losses), dtype=torch.float64)
+    x, w = torch.tensor(losses, dtype=torch.float64), torch.ones(len(losses), dtype=torch.float64)
     lo, hi = sorted((a, b))
-    assert float(cvar(l, w, lo)) <= float(cvar(l, w, hi)) + 1e-9
+    assert float(cvar(x, w, lo)) <= float(cvar(x, w, hi)) + 1e-9
 
 
 @settings(max_examples=100, deadline=None)
 @given(losses=losses_st, data=st.data())
 def test_cvar_mean_at_zero_and_max_near_one(losses, data):
     weights = data.draw(st.lists(st.floats(0.01, 10), min_size=len(losses), max_size=len(losses)))
-    l, w = torch.tensor(losses, dtype=torch.float64), torch.tensor(weights, dtype=torch.float64)
-    assert float(cvar(l, w, 0.0)) == pytest.approx(float((l * w).sum() / w.sum()), rel=1e-9, abs=1e-9)
+    x, w = torch.tensor(losses, dtype=torch.float64), torch.tensor(weights, dtype=torch.float64)
+    assert float(cvar(x, w, 0.0)) == pytest.approx(float((x * w).sum() / w.sum()), rel=1e-9, abs=1e-9)
     # Once the tail mass is below the smallest weight, only the worst group is left.
     alpha = 1 - 0.5 * float(w.min() / w.sum())
-    assert float(cvar(l, w, alpha)) == pytest.approx(float(l.max()), rel=1e-9)
+    assert float(cvar(x, w, alpha)) == pytest.approx(float(x.max()), rel=1e-9)
 
 
 @settings(max_examples=100, deadline=None)
 @given(losses=losses_st, alpha=st.floats(0, 0.99), seed=st.integers(0, 1000))
 def test_cvar_is_invariant_to_group_order(losses, alpha, seed):
-    l = torch.tensor(losses, dtype=torch.float64)
+    x = torch.tensor(losses, dtype=torch.float64)
     w = torch.rand(len(losses), generator=torch.Generator().manual_seed(seed), dtype=torch.float64) + 0.1
     perm = torch.randperm(len(losses), generator=torch.Generator().manual_seed(seed + 1))
-    assert float(cvar(l[perm], w[perm], alpha)) == pytest.approx(float(cvar(l, w, alpha)), rel=1e-12, abs=1e-12)
+    assert float(cvar(x[perm], w[perm], alpha)) == pytest.approx(float(cvar(x, w, alpha)), rel=1e-12, abs=1e-12)
 
 
 @settings(max_examples=100, deadline=None)
 @given(losses=losses_st, alpha=st.floats(0, 0.99))
 def test_cvar_gradient_weights_sum_to_one_and_match_tail_weights(losses, alpha):
-    l = torch.tensor(losses, dtype=torch.float64, requires_grad=True)
+    x = torch.tensor(losses, dtype=torch.float64, requires_grad=True)
     w = torch.linspace(1, 2, len(losses), dtype=torch.float64)
-    cvar(l, w, alpha).backward()
-    assert float(l.grad.sum()) == pytest.approx(1.0, rel=1e-9)
-    assert torch.all(l.grad >= 0)
-    assert torch.allclose(l.grad, cvar_tail_weights(l.detach(), w, alpha))
+    cvar(x, w, alpha).backward()
+    assert float(x.grad.sum()) == pytest.approx(1.0, rel=1e-9)
+    assert torch.all(x.grad >= 0)
+    assert torch.allclose(x.grad, cvar_tail_weights(x.detach(), w, alpha))
 
 
 def test_cvar_worked_example():
     # Four groups of equal mass: alpha 0.5 averages the worst two, 0.75 keeps the worst one.
-    l, w = torch.tensor([1.0, 5.0, 3.0, 2.0]), torch.ones(4)
-    assert float(cvar(l, w, 0.0)) == pytest.approx(2.75)
-    assert float(cvar(l, w, 0.5)) == pytest.approx(4.0)
-    assert float(cvar(l, w, 0.75)) == pytest.approx(5.0)
+    x, w = torch.tensor([1.0, 5.0, 3.0, 2.0]), torch.ones(4)
+    assert float(cvar(x, w, 0.0)) == pytest.approx(2.75)
+    assert float(cvar(x, w, 0.5)) == pytest.approx(4.0)
+    assert float(cvar(x, w, 0.75)) == pytest.approx(5.0)
     # alpha 0.6: tail 0.4 = 0.25 of the worst + 0.15 of the second worst.
-    assert float(cvar(l, w, 0.6)) == pytest.approx((0.25 * 5 + 0.15 * 3) / 0.4)
+    assert float(cvar(x, w, 0.6)) == pytest.approx((0.25 * 5 + 0.15 * 3) / 0.4)
 
 
 def test_weightings_and_empty_groups():

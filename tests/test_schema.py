@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from gdrdd.config.schema import check_types
 from gdrdd.errors import ConfigError
-from gdrdd.schema import check_types
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from gdrdd import build
+from gdrdd.config import build
 from gdrdd.data.datamodule import draw
 from gdrdd.data.subpopulation import Shift, balanced_weights, make_shift
+from gdrdd.distill.run import run
 from gdrdd.errors import ConfigError
 from gdrdd.evaluation.evaluator import subgroup_metrics
-from gdrdd.train import run
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

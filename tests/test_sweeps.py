@@ -70,7 +70,7 @@ def test_multirun_writes_one_complete_folder_and_one_wandb_run_per_job(tmp_path)
 
 
 def test_ablation_sweep_and_every_variant_compose_and_validate():
-    from gdrdd.config_checks import validate
+    from gdrdd.config.checks import validate
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         sweep = compose("config", overrides=[f"hydra.searchpath=[file://{ROOT / 'sweeps'}]", "+sweep=ablation_shift"],

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 FAMILIES = ("color", "crop", "cutout", "flip", "scale", "rotate")
+AUGMENTATIONS = ("dsa", "none")  # the values of the method.augment, eval.augment and experts.augment keys
 
 
 @dataclass

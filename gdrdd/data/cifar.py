@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gdrdd.data.errors import DataNotFoundError
 from gdrdd.data.image_folder import read_image_folder
 from gdrdd.data.spec import DatasetSpec, ImageSet, RealData
+from gdrdd.errors import DataNotFoundError
 
 
 @dataclass(frozen=True)

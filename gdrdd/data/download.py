@@ -17,7 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from gdrdd.data.errors import DataNotFoundError
+from gdrdd.errors import DataNotFoundError
 
 
 @dataclass(frozen=True)

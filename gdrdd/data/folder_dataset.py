@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gdrdd.data.errors import DataNotFoundError
 from gdrdd.data.image_folder import read_image_folder
 from gdrdd.data.spec import DatasetSpec, RealData
+from gdrdd.errors import DataNotFoundError
 
 TEST_SPLITS = ("val", "test")
 

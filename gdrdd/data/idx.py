@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gdrdd.data.errors import DataNotFoundError
 from gdrdd.data.spec import DatasetSpec, ImageSet, RealData
+from gdrdd.errors import DataNotFoundError
 
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}

@@ -15,7 +15,7 @@ from gdrdd.data.idx import load_fashion_mnist, load_mnist
 from gdrdd.data.spec import DatasetSpec, ImageSet, RealData
 from gdrdd.data.svhn import load_svhn
 from gdrdd.data.tinyimagenet import load_tinyimagenet, tinyimagenet_class_names
-from gdrdd.outputs import atomic_write
+from gdrdd.utils.files import atomic_write
 
 # reader name -> (loader, whether its output is worth caching as a tensor file)
 READERS: dict[str, tuple[Callable[[Path, DatasetSpec], RealData], bool]] = {

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gdrdd.data.errors import DataNotFoundError
 from gdrdd.data.spec import DatasetSpec, ImageSet, RealData
+from gdrdd.errors import DataNotFoundError
 
 FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 SOURCE = "http://ufldl.stanford.edu/housenumbers/"

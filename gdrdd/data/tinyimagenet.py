@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gdrdd.data.errors import DataNotFoundError
 from gdrdd.data.image_folder import read_image
 from gdrdd.data.spec import DatasetSpec, ImageSet, RealData
+from gdrdd.errors import DataNotFoundError
 
 FOLDER = "tiny-imagenet-200"
 SOURCE = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"

@@ -1,5 +1,5 @@
 from gdrdd.evaluation.callback import EvaluationCallback
 from gdrdd.evaluation.evaluator import METRICS, Evaluator
-from gdrdd.evaluation.report import comparison_table
+from gdrdd.evaluation.tables import comparison_table
 
 __all__ = ["EvaluationCallback", "METRICS", "Evaluator", "comparison_table"]

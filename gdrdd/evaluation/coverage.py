@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from gdrdd.outputs import atomic_write
 from gdrdd.robust.grouping import NearestSynthetic, assign_labelled
+from gdrdd.utils.files import atomic_write
 
 NETWORK_SEED = 12345
 PROJECTIONS = ("pca", "tsne")
@@ -146,7 +146,7 @@ def plot_run(path: str | Path, data, make_network: Callable[[], nn.Module], imag
 def main(argv: list[str] | None = None) -> Path:
     from omegaconf import OmegaConf
 
-    from gdrdd import build
+    from gdrdd.config import build
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (with distilled.pt) of one data set")

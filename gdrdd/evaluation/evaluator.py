@@ -19,10 +19,10 @@ from gdrdd.augment.dsa import DSA
 from gdrdd.data.preprocess import Preprocess
 from gdrdd.data.spec import DatasetSpec
 from gdrdd.evaluation.corruptions import corrupted_copies
-from gdrdd.evaluation.groups import pixel_kmeans_groups
 from gdrdd.evaluation.metrics import accuracy, group_accuracies, group_loss_cvar, summarise
-from gdrdd.runtime import autocast
-from gdrdd.training import TrainSettings, predict, train_network
+from gdrdd.evaluation.pixel_groups import pixel_kmeans_groups
+from gdrdd.models.fit import TrainSettings, predict, train_network
+from gdrdd.utils.runtime import autocast
 
 METRICS = ("acc", "worst_group_acc", "mean_group_acc", "acc_noise", "acc_blur", "acc_invert", "test_cvar")
 

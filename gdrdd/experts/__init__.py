@@ -1,5 +1,5 @@
 """Expert trajectories for trajectory matching (MTT): training, the on-disk cache, and lookup by key."""
 
-from gdrdd.experts.cache import ExpertCache, ExpertsNotFoundError
+from gdrdd.experts.cache import ExpertCache
 
-__all__ = ["ExpertCache", "ExpertsNotFoundError"]
+__all__ = ["ExpertCache"]

@@ -15,15 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 
-from gdrdd.errors import ConfigError
-from gdrdd.outputs import atomic_write, write_text
-
-Trajectory = list[dict[str, torch.Tensor]]
-
-
-class ExpertsNotFoundError(ConfigError):
-    """No expert trajectories for the run's settings; the message gives the command that creates them."""
+from gdrdd.data.spec import DatasetSpec
+from gdrdd.experts.trajectory import ExpertSettings, Trajectory
+from gdrdd.robust.objective import acts_on_network
+from gdrdd.utils.files import atomic_write, write_text
 
 
 def expert_key(description: dict[str, Any]) -> str:
@@ -55,3 +53,28 @@ class ExpertCache:
     def load(self, index: int, device: torch.device | str = "cpu") -> Trajectory:
         blob = torch.load(self.path(index), map_location=device, weights_only=True)
         return blob["trajectory"]
+
+
+def run_cache(cfg: DictConfig, spec: DatasetSpec) -> ExpertCache:
+    """The cache folder of the experts the run config ``cfg`` asks for, keyed by everything that determines them:
+    the data set and its preprocessing, the network, augmentation, optimiser, epochs, seed, and the robust
+    settings of robust experts (``cvar.target=network|both``). The data folder's path is not part of the key."""
+    d = cfg.dataset
+    description = {
+        "dataset": {"name": d.name, "classes": list(spec.class_names), "resolution": d.resolution,
+                    "channels": d.channels, "mean": list(d.mean), "std": list(d.std),
+                    "zca": "on [0, 1] pixels" if d.zca else False},
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "augment": cfg.experts.augment, "dsa_strategy": d.dsa_strategy,
+        "training": vars(ExpertSettings.from_config(cfg.experts)), "seed": cfg.experts.seed,
+        "robust": ({"alpha": cfg.cvar.alpha, "weighting": cfg.cvar.weighting, "ipc": cfg.ipc}
+                   if acts_on_network(cfg.cvar) else None),
+    }
+    return ExpertCache(cfg.paths.cache_dir, d.name, description)
+
+
+def experts_command() -> str:
+    """``python train.py task=experts`` plus this run's command-line overrides (those that choose the experts)."""
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    kept = [o for o in overrides if not o.startswith(("task=", "hydra.", "method.", "eval.", "iterations="))]
+    return " ".join(["python train.py task=experts", *kept])

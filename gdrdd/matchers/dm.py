@@ -14,15 +14,18 @@ network's; ``shrink`` pulls each group's real mean toward its class mean with a 
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 from torch import nn
 
 from gdrdd.augment.dsa import DSA
 from gdrdd.matchers.base import GroupLosses
+from gdrdd.matchers.registry import DistillConfig, MatcherInputs, Method, register
 from gdrdd.models import has_batchnorm
 from gdrdd.robust.grouping import Grouping, group_means, shrink_to_pooled
+from gdrdd.utils.checks import integer
 
 
 class DistributionMatcher:
@@ -85,3 +88,25 @@ def embed_classwise(net: nn.Module, images: torch.Tensor, batch: int | None = No
     flat = images.flatten(0, 1)
     chunks = [flat] if batch is None else flat.split(batch)
     return torch.cat([net.embed(x) for x in chunks]).unflatten(0, (c, n)).float()
+
+
+@dataclass
+class DMConfig(DistillConfig):
+    """``method=dm``: ``embed_batch`` real images per forward pass (``None``: one pass); ``channels_last``."""
+
+    embed_batch: Optional[int] = None
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.embed_batch is not None:
+            integer("method.embed_batch", self.embed_batch)
+
+
+def build(inputs: MatcherInputs) -> DistributionMatcher:
+    m = inputs.method
+    return DistributionMatcher(inputs.make_network, inputs.augment, group_encoder=inputs.group_encoder,
+                               shrink=inputs.shrink, embed_batch=m.embed_batch, channels_last=m.channels_last)
+
+
+register(Method("dm", DMConfig, build, groups_real=True))

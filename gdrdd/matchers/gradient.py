@@ -9,25 +9,32 @@ ones keep their graph. With ``ByClass`` grouping this is plain DC/DSA, summed ov
 
 from __future__ import annotations
 
-from typing import Callable
+import logging
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 from torch import nn
 
 from gdrdd.augment.dsa import DSA
 from gdrdd.data.spec import class_major_labels
-from gdrdd.distributed import all_reduce_sum, is_distributed
 from gdrdd.matchers.base import GroupLosses
+from gdrdd.matchers.registry import DistillConfig, MatcherInputs, Method, register
 from gdrdd.models import batchnorm_layers, has_batchnorm
-from gdrdd.robust.grouping import Grouping, shrink_to_pooled
-from gdrdd.robust.risk import RiskMeasure
-from gdrdd.training import GroupRobustLoss, run_epochs
+from gdrdd.models.fit import run_epochs
+from gdrdd.robust.grouping import Grouping, NearestSynthetic, shrink_to_pooled
+from gdrdd.robust.network import RobustNetworkTraining
+from gdrdd.robust.objective import acts_on_network, network_risk
+from gdrdd.utils.checks import integer, one_of, positive, require
+from gdrdd.utils.distributed import all_reduce_sum, is_distributed
 
 DISTANCES = ("ours", "mse", "cos")
 # IPC -> (outer_loop, inner_loop) of the reference implementation.
 LOOPS_BY_IPC = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
 BN_BATCH_PER_CLASS = 16
+log = logging.getLogger(__name__)
 
 
 def loops_for_ipc(ipc: int, outer_loop: int | None = None, inner_loop: int | None = None) -> tuple[int, int]:
@@ -100,35 +107,6 @@ def freeze_batchnorm_statistics(net: nn.Module, real: torch.Tensor) -> None:
         layer.eval()
 
 
-class RobustNetworkTraining:
-    """``cvar.target=network``: the matcher's network trains on *real* data with a group-robust loss.
-
-    Each step draws a class-balanced real batch of ``batch_size`` images, groups every image with its nearest
-    synthetic image of its class in the network's embedding, and minimises the risk (CVaR) of the groups'
-    mean cross-entropy, differentiated end to end. At alpha 0 with mass weights this is the plain mean
-    cross-entropy on real data.
-    """
-
-    def __init__(self, sample_real: Callable[[int], torch.Tensor], grouping: Grouping, risk: RiskMeasure,
-                 batch_size: int = 256) -> None:
-        self.sample_real, self.grouping, self.risk, self.batch_size = sample_real, grouping, risk, batch_size
-
-    def step(self, net: nn.Module, optimizer: torch.optim.Optimizer, synthetic: torch.Tensor,
-             augment: DSA | None = None) -> torch.Tensor:
-        """One SGD step of ``net``; ``synthetic`` is ``(C, ipc, ch, H, W)``. Returns the robust loss."""
-        c = synthetic.shape[0]
-        real = self.sample_real(max(1, self.batch_size // c))
-        images = real.flatten(0, 1)
-        if augment is not None:
-            images = augment(images)
-        net.train()
-        loss = GroupRobustLoss(synthetic, self.grouping, self.risk)(net, images, class_major_labels(c, real.shape[1], images.device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.detach()
-
-
 class GradientMatcher:
     """DC/DSA. ``robust_network`` (if given) replaces the network's training on the synthetic set between
     matching steps by ``inner_loop`` robust steps on real data (``cvar.target=network`` or ``both``).
@@ -198,3 +176,56 @@ class GradientMatcher:
         # With DSA, the network trains with per-sample augmentation parameters, as in the reference.
         run_epochs(self.net, self.net_optimizer, synthetic.flatten(0, 1), labels, self.inner_loop, self.batch_train,
                    self.augment)
+
+
+@dataclass
+class GradientConfig(DistillConfig):
+    """``method=dc`` / ``dsa``: the gradient ``metric``; the network's SGD between matching steps (``lr_net``,
+    ``batch_train``); ``outer_loop`` synthetic updates per iteration with ``inner_loop`` network epochs between
+    them (``None``: the reference schedule for the IPC)."""
+
+    metric: str = "ours"
+    lr_net: float = 0.01
+    batch_train: int = 256
+    outer_loop: Optional[int] = None
+    inner_loop: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        one_of("method.metric", self.metric, DISTANCES)
+        positive("method.lr_net", self.lr_net)
+        integer("method.batch_train", self.batch_train)
+        for key, value in (("method.outer_loop", self.outer_loop), ("method.inner_loop", self.inner_loop)):
+            if value is not None:
+                integer(key, value)
+
+
+def check_schedule(cfg: DictConfig) -> None:
+    """Without explicit loops, the IPC must have a reference loop schedule."""
+    explicit = cfg.method.outer_loop is not None and cfg.method.inner_loop is not None
+    require(explicit or cfg.ipc in LOOPS_BY_IPC, "ipc", cfg.ipc,
+            f"one of {sorted(LOOPS_BY_IPC)} for the reference loop schedule of {cfg.method.name}, "
+            "or set method.outer_loop and method.inner_loop")
+
+
+def build(inputs: MatcherInputs) -> GradientMatcher:
+    """The reference loop schedule by IPC unless both loops are set; with ``cvar.target=network|both`` the
+    network trains on real data with the group-robust loss between matching steps."""
+    m, cfg = inputs.method, inputs.cfg
+    outer, inner = loops_for_ipc(cfg.ipc, m.outer_loop, m.inner_loop)
+    robust_network = None
+    if acts_on_network(cfg.cvar):
+        if outer == 1:
+            log.warning("cvar.target=%s has no effect with outer_loop=1 (the reference schedule at IPC 1): the "
+                        "network is never trained between matching steps; set method.outer_loop > 1",
+                        cfg.cvar.target)
+        # The whole real batch on every rank: each rank trains an identical copy of the network.
+        robust_network = RobustNetworkTraining(inputs.data.sample_real, NearestSynthetic(), network_risk(cfg.cvar),
+                                               batch_size=m.batch_train)
+    return GradientMatcher(inputs.make_network, inputs.augment, metric=m.metric, outer_loop=outer, inner_loop=inner,
+                           lr_net=m.lr_net, batch_train=m.batch_train, robust_network=robust_network,
+                           group_encoder=inputs.group_encoder, shrink=inputs.shrink)
+
+
+for _name in ("dc", "dsa"):
+    register(Method(_name, GradientConfig, build, groups_real=True, trains_network=True, check=check_schedule))

@@ -20,22 +20,31 @@ returned as ``GroupLosses.base``. With ``risk_term=False`` no group losses are f
 
 from __future__ import annotations
 
-from typing import Callable
+import logging
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 from torch import nn
 from torch.func import functional_call
 
 from gdrdd.augment.dsa import DSA
 from gdrdd.data.spec import class_major_labels
-from gdrdd.distributed import rank_and_world
-from gdrdd.experts.cache import ExpertCache
+from gdrdd.errors import ExpertsNotFoundError
+from gdrdd.experts.cache import ExpertCache, experts_command, run_cache
+from gdrdd.experts.trajectory import check_expert_settings
 from gdrdd.matchers.base import GroupLosses
+from gdrdd.matchers.registry import DistillConfig, MatcherInputs, Method, register
 from gdrdd.matchers.unroll import StudentSteps, bounded_unroll, plain_unroll
 from gdrdd.robust.grouping import Grouping, group_means
+from gdrdd.robust.objective import acts_on_matching
+from gdrdd.utils.checks import integer, positive, require
+from gdrdd.utils.distributed import rank_and_world
 
 Params = dict[str, torch.Tensor]
+log = logging.getLogger(__name__)
 
 
 class _FeaturesAndLogits(nn.Module):
@@ -140,3 +149,61 @@ class TrajectoryMatcher(nn.Module):
 
     def after_update(self, synthetic: torch.Tensor, is_last: bool) -> None:
         """Nothing to do: the student is rebuilt from the expert every iteration."""
+
+
+@dataclass
+class MTTConfig(DistillConfig):
+    """``method=mtt``: ``syn_steps`` student steps (N) toward the expert ``expert_epochs`` (M) epochs after a
+    start epoch drawn from ``[0, max_start_epoch)``; the learnable student step size starts at ``lr_student``
+    and is trained with ``lr_lr``; ``batch_syn`` images per student step (``None``: all); ``checkpoint``: the
+    memory-bounded unroll."""
+
+    lr_lr: float = 1e-5
+    lr_student: float = 1e-3
+    syn_steps: int = 30
+    expert_epochs: int = 2
+    max_start_epoch: int = 20
+    batch_syn: Optional[int] = None
+    checkpoint: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("syn_steps", "expert_epochs", "max_start_epoch"):
+            integer(f"method.{key}", getattr(self, key))
+        for key in ("lr_lr", "lr_student"):
+            positive(f"method.{key}", getattr(self, key))
+        if self.batch_syn is not None:
+            integer("method.batch_syn", self.batch_syn)
+
+
+def check_segment(cfg: DictConfig) -> None:
+    """The experts' settings, and that the last target epoch, ``max_start_epoch - 1 + expert_epochs``, exists in
+    the experts."""
+    check_expert_settings(cfg)
+    m = cfg.method
+    last = m.max_start_epoch - 1 + m.expert_epochs
+    require(last <= cfg.experts.epochs, "method.max_start_epoch + method.expert_epochs",
+            f"{m.max_start_epoch} + {m.expert_epochs}",
+            f"at most experts.epochs + 1 = {cfg.experts.epochs + 1} (the last target epoch, start "
+            f"{m.max_start_epoch - 1} + {m.expert_epochs} = {last}, must exist in the experts)")
+
+
+def build(inputs: MatcherInputs) -> TrajectoryMatcher:
+    """MTT from the expert cache of the run's settings; a missing cache stops the run with the command that
+    creates it. With ``cvar.target=matching|both`` the robust risk term is on."""
+    m, cfg = inputs.method, inputs.cfg
+    cache = run_cache(cfg, inputs.spec)
+    if cache.count() == 0:
+        raise ExpertsNotFoundError(
+            f"no expert trajectories for these settings in {cache.folder}. method=mtt matches experts trained "
+            f"beforehand; create them with\n    {experts_command()}\n(the same overrides plus task=experts; "
+            f"experts.num and experts.epochs set how many and how long: reference 100 x 50).")
+    if cache.count() < cfg.experts.num:
+        log.warning("using the %d experts in %s (experts.num=%d)", cache.count(), cache.folder, cfg.experts.num)
+    return TrajectoryMatcher(inputs.make_network, cache, syn_steps=m.syn_steps, expert_epochs=m.expert_epochs,
+                             max_start_epoch=m.max_start_epoch, lr_student=m.lr_student, lr_lr=m.lr_lr,
+                             batch_syn=m.batch_syn, augment=inputs.augment, checkpoint=m.checkpoint,
+                             risk_term=acts_on_matching(cfg.cvar))
+
+
+register(Method("mtt", MTTConfig, build, trains_network=True, risk_is_term=True, check=check_segment))

@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 from torch import nn
 
-from gdrdd.models.classic import AlexNet, ResNet18, VGG11
+from gdrdd.models.classic import VGG11, AlexNet, ResNet18
 from gdrdd.models.convnet import ConvNet
 
 MODELS = {"convnet": ConvNet, "alexnet": AlexNet, "vgg11": VGG11, "resnet18": ResNet18}

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import torch
 
-from gdrdd.distributed import all_reduce_sum
+from gdrdd.utils.distributed import all_reduce_sum
 
 
 class Grouping(Protocol):

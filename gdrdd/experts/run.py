@@ -14,15 +14,22 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from gdrdd import build
-from gdrdd.experts.training import train_expert
-from gdrdd.outputs import write_json, write_text
-from gdrdd.training import predict
+from gdrdd.config import build
+from gdrdd.config.checks import validate
+from gdrdd.data.datamodule import RealDataModule
+from gdrdd.experts.cache import run_cache
+from gdrdd.experts.trajectory import ExpertSettings, train_expert
+from gdrdd.models.fit import LossFn, predict
+from gdrdd.robust.grouping import NearestSynthetic
+from gdrdd.robust.network import GroupRobustLoss
+from gdrdd.robust.objective import acts_on_network, network_risk
+from gdrdd.utils.files import write_json, write_text
 
 
-def run_experts(cfg: DictConfig) -> dict[str, Any]:
-    """Train experts ``count .. experts.num - 1`` and return the summary written to ``experts.json``.
-    ``cfg`` has been validated (``gdrdd.train.run``)."""
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train experts ``count .. experts.num - 1`` and return the summary written to ``experts.json``."""
+    validate(cfg)
+    build.fetch_data(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
@@ -30,10 +37,10 @@ def run_experts(cfg: DictConfig) -> dict[str, Any]:
     data = build.datamodule(cfg, spec)
     data.setup()
     data.to(build.device(cfg))
-    cache = build.expert_cache(cfg, spec)
+    cache = run_cache(cfg, spec)
     images, labels = data.training_set()
-    loss_fn = build.expert_loss(cfg, data)
-    settings, augment = build.expert_settings(cfg), build.augmentation(cfg.experts.augment, spec)
+    loss_fn = expert_loss(cfg, data)
+    settings, augment = ExpertSettings.from_config(cfg.experts), build.augmentation(cfg.experts.augment, spec)
     make_network = build.network_factory(cfg, spec)
 
     first, num = cache.count(), cfg.experts.num
@@ -62,6 +69,15 @@ def run_experts(cfg: DictConfig) -> dict[str, Any]:
     print(f"\n{summary['experts_in_cache']} experts in {cache.folder} ({summary['trained_now']} trained now"
           + (f", {summary['seconds_per_epoch_mean']:.1f} s per epoch" if seconds else "") + ")")
     return summary
+
+
+def expert_loss(cfg: DictConfig, data: RealDataModule) -> LossFn | None:
+    """Robust experts (``cvar.target=network|both``): the group-robust loss with groups from an initial synthetic
+    set (``ipc`` random real images per class, drawn with ``experts.seed``); otherwise ``None`` (cross-entropy)."""
+    if not acts_on_network(cfg.cvar):
+        return None
+    synthetic = data.sample_real(cfg.ipc, torch.Generator().manual_seed(cfg.experts.seed), uniform=True)
+    return GroupRobustLoss(synthetic, NearestSynthetic(), network_risk(cfg.cvar))
 
 
 def _test_accuracy(make_network, params: dict[str, torch.Tensor], data) -> float:

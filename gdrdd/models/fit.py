@@ -1,5 +1,5 @@
-"""Training a network on a (small) training set: the evaluation protocol of DC/DSA/DM, and the epoch loop
-shared with matchers that train their network between matching steps.
+"""Fitting a network to a (small) training set: the evaluation protocol of DC/DSA/DM, the epoch loop shared
+with matchers that train their network between matching steps and with expert training, and prediction.
 
 Evaluation protocol (``train_network``): SGD (lr, momentum 0.9, weight decay 5e-4), batch 256, ``epochs``
 epochs, lr x 0.1 at half, per-sample DSA.
@@ -15,8 +15,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from gdrdd.augment.dsa import DSA
-from gdrdd.robust.grouping import Grouping, assign_labelled, segment_means
-from gdrdd.robust.risk import RiskMeasure
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -66,25 +64,6 @@ def run_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.T
 
 def cross_entropy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(net(images), labels)
-
-
-class GroupRobustLoss:
-    """The group-robust training loss of DESIGN.md section 1, as a ``loss_fn``: every image joins a group of
-    its class by ``grouping`` (nearest synthetic image) in the network's current embedding; the risk measure
-    (CVaR) of the groups' mean cross-entropy, differentiated end to end. ``synthetic``: ``(C, ipc, ch, H, W)``.
-    With mass weights and alpha 0 it equals the mean cross-entropy."""
-
-    def __init__(self, synthetic: torch.Tensor, grouping: Grouping, risk: RiskMeasure) -> None:
-        self.synthetic, self.grouping, self.risk = synthetic, grouping, risk
-
-    def __call__(self, net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        c, ipc = self.synthetic.shape[:2]
-        with torch.no_grad():
-            synthetic_features = net.embed(self.synthetic.flatten(0, 1)).view(c, ipc, -1)
-            ids = assign_labelled(self.grouping, net.embed(images), labels, synthetic_features)
-        per_sample = F.cross_entropy(net(images), labels, reduction="none")
-        means, counts = segment_means(per_sample, ids, c * self.grouping.groups_per_class(ipc))
-        return self.risk(means, counts).objective
 
 
 @torch.no_grad()

@@ -24,16 +24,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from gdrdd.errors import DistilledFileError
+
 FORMATS = ("auto", "gdrdd", "pair", "dc")
 PAIR_FILES = ("images_best.pt", "labels_best.pt", "lr_best.pt")
 _NUMPY_CORE = getattr(np, "_core", None) or np.core  # NumPy 2 / NumPy 1
 # NumPy scalars as pickled by NumPy 2 (numpy._core...) and by NumPy 1 (numpy.core..., as old DC result files hold).
 NUMPY_SCALARS = [_NUMPY_CORE.multiarray.scalar, (_NUMPY_CORE.multiarray.scalar, "numpy.core.multiarray.scalar"),
                  np.dtype, *{type(np.dtype(t)) for t in (np.float64, np.float32, np.int64)}]
-
-
-class DistilledFileError(ValueError):
-    """The file is not a distilled set in a known format; the message says which formats are read."""
 
 
 @dataclass

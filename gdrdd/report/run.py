@@ -24,9 +24,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from gdrdd.evaluation.report import shown_metrics
-from gdrdd.outputs import atomic_write, write_text
-from gdrdd.schema import CvarSchema
+from gdrdd.config.schema import CvarSchema
+from gdrdd.evaluation.tables import shown_metrics
+from gdrdd.utils.files import atomic_write, write_text
 
 KEYS = ("method", "dataset", "ipc", "iterations", "objective", "alpha", "options")
 # The robust objective's design options; at their schema defaults they are not shown in ``options``.

@@ -12,22 +12,22 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from gdrdd import build
-from gdrdd.checkpointing import IterationCheckpoint, refuse_finished_run, resumed_config
-from gdrdd.config_checks import validate
-from gdrdd.dashboard import GroupStatsLogger, write_tables
-from gdrdd.module import NonFiniteError
+from gdrdd.config import build
+from gdrdd.config.checks import validate
+from gdrdd.distill.checkpoints import IterationCheckpoint, refuse_finished_run, resumed_config
+from gdrdd.distill.group_stats import GroupStatsLogger
+from gdrdd.distill.outputs import save_distilled, save_image_grid
+from gdrdd.distill.timer import StepTimer
+from gdrdd.errors import NonFiniteError
 from gdrdd.evaluation import coverage
 from gdrdd.evaluation.callback import EvaluationCallback
-from gdrdd.evaluation.report import comparison_table
-from gdrdd.experts.task import run_experts
-from gdrdd.outputs import save_distilled, save_image_grid, write_json, write_text
-from gdrdd.timing import StepTimer
+from gdrdd.evaluation.tables import comparison_table, write_tables
+from gdrdd.utils.files import write_json, write_text
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Run the job ``cfg`` describes and return what it wrote to ``metrics.json`` (``task=experts``: train
-    expert trajectories instead, see ``gdrdd.experts.task``).
+    """Distil, evaluate and write the outputs of the run ``cfg`` describes (``resume=<folder>``: continue that
+    run); return what was written to ``metrics.json``.
 
     Writes to ``cfg.paths.output_dir``: ``config.yaml`` (resolved), ``distilled.pt``, ``distilled.png``,
     ``coverage.png``, ``metrics.json``, ``table.md``, ``comparison.csv``, ``group_accuracy.csv``,
@@ -37,8 +37,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     cfg, checkpoint = resumed_config(cfg)
     validate(cfg)
     build.fetch_data(cfg)
-    if cfg.task == "experts":
-        return run_experts(cfg)
     out = Path(cfg.paths.output_dir)
     refuse_finished_run(out, resuming=checkpoint is not None)
     out.mkdir(parents=True, exist_ok=True)

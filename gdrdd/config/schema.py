@@ -2,9 +2,10 @@
 
 ``check_types(cfg)`` merges each section of the composed config onto its dataclass: a value of the wrong type
 (``seed=abc``, ``guard.skip_nonfinite=maybe``) or a key the section does not have (``+cvar.alpah=0.8``) is a
-``ConfigError`` naming the key, the value and what is accepted. Ranges and names (alpha in [0, 1), known
-methods) are checked afterwards by ``gdrdd.config_checks``. The YAML files in ``conf/`` stay the source of the
-defaults; these classes only state the types.
+``ConfigError`` naming the key, the value and what is accepted. The ``method`` section is checked against the
+schema its method registered (``gdrdd.matchers.registry``), ranges included; the other sections' ranges and
+names (alpha in [0, 1), known readers) are checked afterwards by ``gdrdd.config.checks``. The YAML files in
+``conf/`` stay the source of the defaults; these classes only state the types.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from gdrdd.errors import ConfigError
+from gdrdd.matchers.registry import MethodConfig, method
 
 
 @dataclass
@@ -106,35 +108,6 @@ class ModelSchema:
 
 
 @dataclass
-class MethodSchema:
-    """Every method's keys; each method's YAML sets the ones it uses."""
-
-    name: str = "dm"
-    lr_img: float = 1.0
-    momentum: float = 0.5
-    batch_real: int = 256
-    init: str = "real"
-    augment: str = "dsa"
-    # DM
-    embed_batch: Optional[int] = None
-    channels_last: bool = False
-    # DC / DSA
-    metric: str = "ours"
-    lr_net: float = 0.01
-    batch_train: int = 256
-    outer_loop: Optional[int] = None
-    inner_loop: Optional[int] = None
-    # MTT
-    lr_lr: float = 1e-5
-    lr_student: float = 1e-3
-    syn_steps: int = 30
-    expert_epochs: int = 2
-    max_start_epoch: int = 20
-    batch_syn: Optional[int] = None
-    checkpoint: bool = False
-
-
-@dataclass
 class ExpertsSchema:
     num: int = 100
     epochs: int = 50
@@ -165,26 +138,36 @@ class EvalSchema:
 
 
 SECTIONS = {"checkpoint": CheckpointSchema, "guard": GuardSchema, "dashboard": DashboardSchema, "cvar": CvarSchema,
-            "dataset": DatasetSchema, "model": ModelSchema, "method": MethodSchema, "experts": ExpertsSchema,
-            "eval": EvalSchema}
+            "dataset": DatasetSchema, "model": ModelSchema, "experts": ExpertsSchema, "eval": EvalSchema}
 
 
 def check_types(cfg: DictConfig) -> None:
-    """Raise ConfigError for the first value whose type or key does not fit its section's schema."""
+    """Raise ConfigError for the first value whose type or key does not fit its section's schema (and for the
+    ``method`` section, whose range does not fit either)."""
     top = {k: cfg[k] for k in vars(RunSchema()) if k in cfg}
     _merge(RunSchema, OmegaConf.create(top), "")
     for section, schema in SECTIONS.items():
         if section in cfg:
             _merge(schema, cfg[section], f"{section}.")
+    if "method" in cfg:
+        method_config(cfg.method)
 
 
-def _merge(schema: type, node: DictConfig, prefix: str) -> None:
+def method_config(node: DictConfig) -> MethodConfig:
+    """The ``method`` section as its method's schema instance: types, keys and ranges checked."""
+    schema = method(node.name).schema
+    return OmegaConf.to_object(_merge(schema, node, "method.", f"method={node.name}"))
+
+
+def _merge(schema: type, node: DictConfig, prefix: str, owner: str | None = None) -> DictConfig:
+    """``node`` merged onto ``schema``; ``owner`` names the section in messages (default: the prefix)."""
     try:
-        OmegaConf.merge(OmegaConf.structured(schema), node)
+        return OmegaConf.merge(OmegaConf.structured(schema), node)
     except ConfigKeyError as err:
         key = f"{prefix}{err.key}"
         known = ", ".join(vars(schema())) if prefix else "the keys of conf/config.yaml"
-        raise ConfigError(f"{key} is not a known setting; {prefix.rstrip('.') or 'the top level'} accepts: {known}. "
+        owner = owner or prefix.rstrip(".") or "the top level"
+        raise ConfigError(f"{key} is not a known setting; {owner} accepts: {known}. "
                           "Check the spelling of the override.") from None
     except ValidationError as err:
         field_name = str(err.full_key).split("[")[0]  # 'mean[0]' -> 'mean'

@@ -1,11 +1,14 @@
-"""``cvar.features=evaluation``: groups formed in the features of an evaluation network of the current synthetic set.
+"""Fixed networks to form the robust groups in, instead of the matcher's own network (``cvar.features``).
 
-Every ``cvar.refresh`` iterations (from iteration 0) a fresh network of the run's architecture is trained on the
-synthetic set as it stands, with the evaluation protocol (``eval.*`` SGD settings and epochs, its augmentation),
-then frozen; until the next refresh the matcher forms its groups (nearest synthetic image, DESIGN.md section 1)
-in that network's features. The network's initialisation and training draws are seeded by the run seed and the
-refresh iteration. Its weights and the iteration it was trained at are part of the checkpoint, so a resumed run
-forms the same groups as an uninterrupted one.
+- ``encoder`` (``train_real_data_encoder``): the run's architecture trained ``cvar.encoder_epochs`` epochs on the
+  whole real training set once per run, then frozen.
+- ``evaluation`` (``EvaluationFeatures``): every ``cvar.refresh`` iterations (from iteration 0) a fresh network
+  of the run's architecture is trained on the synthetic set as it stands, with the evaluation protocol
+  (``eval.*`` SGD settings and epochs, its augmentation), then frozen; until the next refresh the matcher forms
+  its groups (each real image with its nearest synthetic image of its class) in that network's features. The
+  network's initialisation and training draws are seeded by the run seed and the refresh iteration. Its weights
+  and the iteration it was trained at are part of the checkpoint, so a resumed run forms the same groups as an
+  uninterrupted one.
 """
 
 from __future__ import annotations
@@ -18,9 +21,21 @@ import torch
 from torch import nn
 
 from gdrdd.augment.dsa import DSA
-from gdrdd.training import TrainSettings, train_network
+from gdrdd.models.fit import TrainSettings, train_network
 
 log = logging.getLogger(__name__)
+
+
+def train_real_data_encoder(make_network: Callable[[], nn.Module], images: torch.Tensor, labels: torch.Tensor,
+                            settings: TrainSettings, augment: DSA | None, seed: int) -> nn.Module:
+    """A network from ``make_network`` trained on the real ``images`` ``(N, ch, H, W)`` / ``labels`` ``(N,)`` with
+    ``settings``, its initialisation and draws seeded by ``seed`` (the global RNG is left as it was); frozen."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = make_network().to(images.device)
+        log.info("training the grouping encoder: %d epochs on %d real images", settings.epochs, len(images))
+        train_network(net, images, labels, settings, augment, torch.Generator().manual_seed(seed))
+    return net.eval().requires_grad_(False)
 
 
 class EvaluationFeatures(L.Callback):

@@ -1,7 +1,8 @@
 """Training one expert: a fresh network trained on the real training set, parameters kept after every epoch.
 
-MTT's expert protocol (DESIGN.md section 2): SGD lr 0.01, no momentum, no weight decay, batch 256,
-per-sample DSA, 50 epochs; optionally the group-robust loss instead of cross-entropy (robust experts).
+MTT's expert protocol (``conf/experts/default.yaml``, the reference's): SGD lr 0.01, no momentum, no weight
+decay, batch 256, per-sample DSA, 50 epochs; optionally the group-robust loss instead of cross-entropy (robust
+experts, ``gdrdd.robust.network``).
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
-from gdrdd.augment.dsa import DSA
-from gdrdd.experts.cache import Trajectory
-from gdrdd.training import LossFn, run_epochs
+from gdrdd.augment.dsa import AUGMENTATIONS, DSA
+from gdrdd.models.fit import LossFn, run_epochs
+from gdrdd.utils.checks import integer, one_of, positive, require
+
+Trajectory = list[dict[str, torch.Tensor]]
 
 
 @dataclass
@@ -24,6 +28,25 @@ class ExpertSettings:
     momentum: float = 0.0
     weight_decay: float = 0.0
     batch_size: int = 256
+
+    @classmethod
+    def from_config(cls, experts: DictConfig) -> ExpertSettings:
+        """From the ``experts`` config group."""
+        return cls(epochs=experts.epochs, lr=experts.lr, momentum=experts.momentum,
+                   weight_decay=experts.weight_decay, batch_size=experts.batch_size)
+
+
+def check_expert_settings(cfg: DictConfig) -> None:
+    """The ``experts`` group, and a network that keeps no running statistics (experts store parameters only)."""
+    e = cfg.experts
+    for key in ("num", "epochs", "batch_size"):
+        integer(f"experts.{key}", e[key])
+    positive("experts.lr", e.lr)
+    require(isinstance(e.seed, int) and not isinstance(e.seed, bool), "experts.seed", e.seed, "an integer")
+    one_of("experts.augment", e.augment, AUGMENTATIONS)
+    require(cfg.model.get("norm") != "batchnorm", "model.norm", cfg.model.get("norm"),
+            "a norm without running statistics (instancenorm, layernorm, groupnorm, none) for MTT: experts keep "
+            "parameters only, as the reference does")
 
 
 def parameters_of(net: nn.Module) -> dict[str, torch.Tensor]:

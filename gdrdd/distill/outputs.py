@@ -1,36 +1,16 @@
-"""What a run writes: the distilled set, its image grid, metrics. Every file is written atomically
-(temporary file, then rename), so an interrupted run never leaves a half-written file."""
+"""The distilled set on disk: ``distilled.pt`` and its image grid ``distilled.png``, written atomically."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
 from gdrdd import __version__
-
-if TYPE_CHECKING:  # gdrdd.data imports this module (atomic writes of its caches)
-    from gdrdd.data.spec import DatasetSpec
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` for a temporary file beside ``path``, then rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())  # the data is on disk before the name points at it
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+from gdrdd.data.spec import DatasetSpec
+from gdrdd.utils.files import atomic_write
 
 
 def save_distilled(path: str | Path, images: torch.Tensor, labels: torch.Tensor, spec: DatasetSpec,
@@ -65,17 +45,3 @@ def save_image_grid(path: str | Path, images01: torch.Tensor, per_row: int, pad:
     img = Image.fromarray(array[..., 0] if ch == 1 else array)
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
-
-
-def write_text(path: str | Path, text: str) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
-def write_json(path: str | Path, data: dict[str, Any]) -> Path:
-    return write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (np.generic, torch.Tensor)):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

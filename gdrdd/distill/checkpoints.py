@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gdrdd.errors import ConfigError
-from gdrdd.outputs import atomic_write
+from gdrdd.utils.files import atomic_write
 
 LAST = Path("checkpoints") / "last.ckpt"
 log = logging.getLogger(__name__)

@@ -8,21 +8,18 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, open_dict
 
-from gdrdd import build
-from gdrdd.config_checks import check_dataset, check_evaluation
-from gdrdd.schema import check_types
+from gdrdd.config import build
+from gdrdd.config.checks import check_dataset, check_evaluation
+from gdrdd.config.schema import check_types
 from gdrdd.errors import ConfigError
-from gdrdd.evaluation.loading import DistilledFileError, load_distilled
-from gdrdd.evaluation.report import comparison_table
-from gdrdd.outputs import write_json, write_text
+from gdrdd.evaluation.saved_sets import load_distilled
+from gdrdd.evaluation.tables import comparison_table
+from gdrdd.utils.files import write_json, write_text
 
 
-def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
+def run(cfg: DictConfig) -> dict[str, Any]:
     """Load ``cfg.path``, score it, print the table, write ``metrics.json`` and ``table.md`` to the run folder."""
-    try:
-        distilled = load_distilled(cfg.path, cfg.format, cfg.exp)
-    except DistilledFileError as err:
-        raise ConfigError(str(err)) from err
+    distilled = load_distilled(cfg.path, cfg.format, cfg.exp)  # a DistilledFileError is a ConfigError
     if distilled.config is not None:  # gdrdd's own file: its data set (and preprocessing) decide, whole
         with open_dict(cfg):  # replaced, not merged: its keys (shift, download, ...) need not be in the default's
             cfg.dataset = distilled.config["dataset"]

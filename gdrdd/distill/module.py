@@ -8,16 +8,13 @@ import lightning as L
 import torch
 from torch import nn
 
-from gdrdd.dashboard import GroupStats
+from gdrdd.distill.group_stats import GroupStats
+from gdrdd.errors import NonFiniteError
 from gdrdd.matchers.base import Matcher
 from gdrdd.robust.grouping import Grouping, KnownGroups
 from gdrdd.robust.risk import CVaR, RiskMeasure
 
 log = logging.getLogger(__name__)
-
-
-class NonFiniteError(RuntimeError):
-    """A NaN or Inf in the distillation loss or its gradient; the message names the iteration."""
 
 
 class DistillModule(L.LightningModule):

@@ -1,5 +1,5 @@
-"""What a run shows beyond scalars: group-loss histograms, the CVaR tail's share per class, and tables of the
-evaluation. Everything goes to the run folder as well as to the loggers (W&B gets histograms and tables).
+"""The robust objective's groups during distillation: group losses, real-image counts and the CVaR tail's share
+per class, to ``group_stats.jsonl`` in the run folder and to the loggers (W&B also gets a histogram).
 
 Group statistics come from the module's last update (``DistillModule.last_group_stats``), class-major:
 group ``g`` of class ``c`` is entry ``c * groups_per_class + g``.
@@ -7,8 +7,6 @@ group ``g`` of class ``c`` is entry ``c * groups_per_class + g``.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +14,6 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
-
-from gdrdd.evaluation.report import metric_label, shown_metrics
-from gdrdd.outputs import write_text
 
 
 @dataclass
@@ -72,45 +67,3 @@ class GroupStatsLogger(L.Callback):
                 logger.log_metrics(scalars, step=trainer.global_step)
 
 
-def group_accuracy_rows(scored: dict[str, dict[str, float]], group_sizes: list[int]) -> tuple[list[str], list[list]]:
-    """Columns and rows of the per-group test accuracy table: group, test images in it, then the mean accuracy
-    of each scored set (``group<g>_acc`` metrics)."""
-    columns = ["group", "test_images", *scored]
-    rows = [[g, size, *(round(scored[name].get(f"group{g}_acc", float("nan")), 2) for name in scored)]
-            for g, size in enumerate(group_sizes)]
-    return columns, rows
-
-
-def cell_accuracy_rows(scored: dict[str, dict[str, float]],
-                       cells: list[tuple[int, int, float, int]]) -> tuple[list[str], list[list]]:
-    """Columns and rows of the class x subgroup test accuracy table of a subpopulation-shift data set: class,
-    subgroup, its kept training fraction, test images in the cell, then each scored set's ``cell<c>_<s>_acc``."""
-    columns = ["class", "subgroup", "kept", "test_images", *scored]
-    rows = [[c, s, kept, size, *(round(scored[name].get(f"cell{c}_{s}_acc", float("nan")), 2) for name in scored)]
-            for c, s, kept, size in cells]
-    return columns, rows
-
-
-def comparison_rows(scored: dict[str, dict[str, float]]) -> tuple[list[str], list[list]]:
-    """Columns and rows of the evaluation table (one row per metric, mean and std of each scored set)."""
-    columns = ["metric", *(f"{n}{s}" for n in scored for s in ("", "_std"))]
-    first = next(iter(scored.values()))
-    rows = [[metric_label(k), *(round(scored[n][key], 4) for n in scored for key in (k, f"{k}_std"))]
-            for k in shown_metrics(first)]
-    return columns, rows
-
-
-def write_tables(out: str | Path, loggers: list, scored: dict[str, dict[str, float]], group_sizes: list[int],
-                 cells: list[tuple[int, int, float, int]] | None = None) -> None:
-    """``group_accuracy.csv``, ``comparison.csv`` and, given a subpopulation-shift data set's ``cells``
-    (``Evaluator.cells``), ``cell_accuracy.csv`` in the run folder; the same tables to W&B (``eval/<name>``)."""
-    tables = {"group_accuracy": group_accuracy_rows(scored, group_sizes), "comparison": comparison_rows(scored)}
-    if cells is not None:
-        tables["cell_accuracy"] = cell_accuracy_rows(scored, cells)
-    for name, (columns, rows) in tables.items():
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerows([columns, *rows])
-        write_text(Path(out) / f"{name}.csv", buffer.getvalue())
-        for logger in loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_table(key=f"eval/{name}", columns=columns, data=rows)

@@ -1,0 +1,158 @@
+"""Turns the composed, checked Hydra config into the objects of a run: the data, networks, augmentation, the
+matcher (through its registry entry), the LightningModule and the evaluator."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from gdrdd.augment.dsa import DSA
+from gdrdd.config import CONFIG_DIR
+from gdrdd.config.schema import method_config
+from gdrdd.data.datamodule import RealDataModule
+from gdrdd.data.download import download_dataset
+from gdrdd.data.rarity import Rarity
+from gdrdd.data.registry import CLASS_NAME_READERS
+from gdrdd.data.spec import DatasetSpec
+from gdrdd.data.subpopulation import Shift
+from gdrdd.distill.module import DistillModule
+from gdrdd.evaluation.evaluator import Evaluator
+from gdrdd.matchers.base import Matcher
+from gdrdd.matchers.registry import MatcherInputs, method
+from gdrdd.models import build_model
+from gdrdd.models.fit import TrainSettings
+from gdrdd.robust.grouping_network import EvaluationFeatures, train_real_data_encoder
+from gdrdd.robust.objective import acts_on_matching, matching_objective
+
+log = logging.getLogger(__name__)
+
+
+def fetch_data(cfg: DictConfig) -> None:
+    """With ``dataset.download=true``, download (and verify) the data set into ``paths.data_dir`` first."""
+    if cfg.dataset.get("download"):
+        download_dataset(cfg.dataset.reader, cfg.paths.data_dir)
+
+
+def dataset_spec(cfg: DictConfig) -> DatasetSpec:
+    """The data set's facts; ``class_names: null`` reads the class list from the data folder (TinyImageNet,
+    class-folder trees, narrowed to ``dataset.class_indices`` if set)."""
+    d = cfg.dataset
+    if d.class_names is None:
+        indices = list(d.class_indices) if d.get("class_indices") is not None else None
+        names = CLASS_NAME_READERS[d.reader](Path(cfg.paths.data_dir).expanduser(), indices)
+    else:
+        names = d.class_names
+    return DatasetSpec(name=d.name, reader=d.reader, channels=d.channels, resolution=d.resolution,
+                       class_names=tuple(str(c) for c in names), mean=tuple(d.mean), std=tuple(d.std),
+                       dsa_strategy=d.dsa_strategy)
+
+
+def network_factory(cfg: DictConfig, spec: DatasetSpec) -> Callable[[], nn.Module]:
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    return lambda: build_model(model_cfg, spec.channels, spec.num_classes, spec.resolution)
+
+
+def augmentation(kind: str, spec: DatasetSpec) -> DSA | None:
+    return DSA(spec.dsa_strategy) if kind == "dsa" else None
+
+
+def datamodule(cfg: DictConfig, spec: DatasetSpec) -> RealDataModule:
+    shift = cfg.dataset.get("shift")
+    return RealDataModule(spec, cfg.paths.data_dir, cfg.paths.cache_dir, iterations=cfg.get("iterations", 1),
+                          zca=cfg.dataset.zca, shift=None if shift is None else Shift.from_config(shift),
+                          rarity=rarity_sampling(cfg))
+
+
+def rarity_sampling(cfg: DictConfig) -> Rarity | None:
+    """``cvar.sampling=rarity`` (robust runs): the real batches' label-free rarity weights; else None (also for
+    configs without a ``cvar`` group, such as ``evaluate.py``'s)."""
+    c = cfg.get("cvar")
+    return Rarity.from_config(c.rarity) if c is not None and c.name != "none" and c.get("sampling") == "rarity" else None
+
+
+def device(cfg: DictConfig) -> torch.device:
+    """The device of jobs that run outside a Lightning Trainer (expert training): CUDA unless
+    ``trainer.accelerator=cpu`` or none is present."""
+    return torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu")
+
+
+def group_encoder(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> nn.Module | None:
+    """``cvar.features=encoder``: the run's network architecture trained ``cvar.encoder_epochs`` epochs on the whole
+    real training set (evaluation protocol SGD settings, DSA, seeded by the run seed), then frozen; else None."""
+    if not acts_on_matching(cfg.cvar) or cfg.cvar.get("features", "step") != "encoder":
+        return None
+    images, labels = data.training_set()
+    settings = replace(evaluation_settings(cfg), epochs=cfg.cvar.encoder_epochs)
+    return train_real_data_encoder(network_factory(cfg, spec), images, labels, settings, augmentation("dsa", spec),
+                                   cfg.seed)
+
+
+def evaluation_features(cfg: DictConfig, spec: DatasetSpec) -> EvaluationFeatures | None:
+    """``cvar.features=evaluation``: the callback that keeps an evaluation network of the synthetic set (re-trained
+    every ``cvar.refresh`` iterations) as the matcher's grouping network; else None."""
+    if not acts_on_matching(cfg.cvar) or cfg.cvar.get("features", "step") != "evaluation":
+        return None
+    return EvaluationFeatures(network_factory(cfg, spec), evaluation_settings(cfg), augmentation(cfg.eval.augment, spec),
+                              seed=cfg.seed, refresh=cfg.cvar.refresh)
+
+
+def evaluation_settings(cfg: DictConfig) -> TrainSettings:
+    """The evaluation protocol's SGD settings (``eval.*``)."""
+    e = cfg.eval
+    return TrainSettings(epochs=e.epochs, lr=e.lr, momentum=e.momentum, weight_decay=e.weight_decay,
+                         batch_size=e.batch_size)
+
+
+def initial_images(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> torch.Tensor:
+    """``(C*ipc, ch, H, W)`` normalised: random real images per class, or Gaussian noise."""
+    if cfg.method.init == "real":
+        return data.random_subset(cfg.ipc)[0]
+    shape = (spec.num_classes * cfg.ipc, spec.channels, spec.resolution, spec.resolution)
+    return torch.randn(shape, device=data.device)
+
+
+def matcher(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Matcher:
+    """The matcher of ``method.name``, made by its registered builder (``gdrdd.matchers.registry``)."""
+    entry = method(cfg.method.name)
+    grouping = entry.groups_real
+    inputs = MatcherInputs(method=method_config(cfg.method), cfg=cfg, spec=spec, data=data,
+                           make_network=network_factory(cfg, spec), augment=augmentation(cfg.method.augment, spec),
+                           group_encoder=group_encoder(cfg, data, spec) if grouping else None,
+                           shrink=float(cfg.cvar.get("shrink", 0.0)) if grouping else 0.0)
+    return entry.build(inputs)
+
+
+def distill_module(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> DistillModule:
+    m = method_config(cfg.method)
+    grouping, risk = matching_objective(cfg, spec.num_classes, risk_is_term=method(m.name).risk_is_term)
+    return DistillModule(initial_images(cfg, data, spec), data.synthetic_labels(cfg.ipc), matcher(cfg, data, spec),
+                         grouping, risk, lr_img=m.lr_img, momentum=m.momentum, batch_real=m.batch_real,
+                         seed=cfg.seed, skip_nonfinite=cfg.guard.skip_nonfinite)
+
+
+def evaluator(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Evaluator:
+    e = cfg.eval
+    return Evaluator(spec, data.test_images, data.test_labels, network_factory(cfg, spec), evaluation_settings(cfg),
+                     nets=e.nets, augment=augmentation(e.augment, spec), num_groups=e.num_groups, cvar_alpha=e.cvar_alpha,
+                     seed=cfg.seed, preprocess=data.preprocess, architectures=cross_architectures(cfg, spec),
+                     precision=e.precision, test_subgroups=data.test_subgroups,
+                     subgroup_keep=None if data.shift is None else data.shift.keep)
+
+
+def cross_architectures(cfg: DictConfig, spec: DatasetSpec) -> dict[str, Callable[[], nn.Module]]:
+    """Factories of the ``eval.models`` networks (names of ``conf/model/*.yaml``), except one identical to the
+    run's own model, which is always scored."""
+    own = OmegaConf.to_container(cfg.model, resolve=True)
+    factories = {}
+    for name in cfg.eval.get("models") or []:
+        merged = OmegaConf.merge({"dataset": cfg.dataset}, {"model": OmegaConf.load(CONFIG_DIR / "model" / f"{name}.yaml")})
+        model_cfg = OmegaConf.to_container(merged.model, resolve=True)
+        if model_cfg != own:
+            factories[name] = lambda m=model_cfg: build_model(m, spec.channels, spec.num_classes, spec.resolution)
+    return factories

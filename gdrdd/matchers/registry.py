@@ -1,0 +1,127 @@
+"""Base methods by name: ``method=<name>`` on the command line selects one.
+
+Each matcher module of ``gdrdd/matchers/`` registers its methods when imported, with ``register(Method(...))``:
+
+- ``name``: the value of ``method.name``, and the file ``conf/method/<name>.yaml`` that holds its defaults;
+- ``schema``: a dataclass of every ``method.*`` key the method reads, with their types (a subclass of
+  ``MethodConfig``); its ``__post_init__`` checks their ranges. The composed ``method`` group is checked
+  against it once, before any work, so a key the method does not read (``method=dm method.outer_loop=5``) is
+  refused by name;
+- ``build(inputs)``: the matcher, from the checked config and the run's shared pieces (``MatcherInputs``);
+  ``None`` for a method that distils nothing (``random``);
+- ``groups_real``: the matcher groups its real batch in network features, so the grouping options apply
+  (``cvar.features``, ``cvar.shrink``, ``cvar.groups=known``);
+- ``trains_network``: it has a network trained on real data (or experts), so ``cvar.target=network|both``
+  applies;
+- ``risk_is_term``: its group losses are a term added to its own loss with weight ``cvar.weight`` (MTT),
+  not the whole objective scaled by ``cvar.scale``;
+- ``check(cfg)``: optional checks that involve other config groups (the IPC, the experts).
+
+A new matcher is one module in this package that calls ``register``, plus its ``conf/method/<name>.yaml``:
+``methods()`` imports every module of the package, so nothing else needs editing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from omegaconf import DictConfig
+from torch import nn
+
+from gdrdd.augment.dsa import AUGMENTATIONS, DSA
+from gdrdd.data.spec import DatasetSpec
+from gdrdd.errors import ConfigError
+from gdrdd.utils.checks import integer, one_of, positive
+
+if TYPE_CHECKING:
+    from gdrdd.data.datamodule import RealDataModule
+    from gdrdd.matchers.base import Matcher
+
+INITS = ("real", "noise")
+
+
+@dataclass
+class MethodConfig:
+    """The ``method.*`` keys of every method. ``batch_real``: real images per class in each update's batch
+    (also accepted, unused, by ``random``, so a budget preset that sets it applies to every method)."""
+
+    name: str = "?"
+    batch_real: int = 256
+
+    def __post_init__(self) -> None:
+        integer("method.batch_real", self.batch_real)
+
+
+@dataclass
+class DistillConfig(MethodConfig):
+    """The keys of every method that learns a synthetic set: the images' SGD (``lr_img``, ``momentum``), their
+    initialisation (``init``: real images or Gaussian noise) and the augmentation while matching (``augment``)."""
+
+    lr_img: float = 1.0
+    momentum: float = 0.5
+    init: str = "real"
+    augment: str = "dsa"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        positive("method.lr_img", self.lr_img)
+        one_of("method.init", self.init, INITS)
+        one_of("method.augment", self.augment, AUGMENTATIONS)
+
+
+@dataclass
+class MatcherInputs:
+    """What a method's builder receives: its checked ``method`` config, the whole run config ``cfg`` (for
+    ``ipc``, ``cvar``, ``experts``), the data set, a factory of the run's network architecture, the augmentation
+    ``method.augment`` names (``None`` for ``none``), and the grouping options of ``groups_real`` methods: a
+    fixed network to form groups in (``cvar.features=encoder``; ``None``: the matcher's own network) and the
+    shrinkage prior ``cvar.shrink``."""
+
+    method: MethodConfig
+    cfg: DictConfig
+    spec: DatasetSpec
+    data: RealDataModule
+    make_network: Callable[[], nn.Module]
+    augment: DSA | None = None
+    group_encoder: nn.Module | None = None
+    shrink: float = 0.0
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    schema: type[MethodConfig]
+    build: Callable[[MatcherInputs], Matcher] | None
+    groups_real: bool = False
+    trains_network: bool = False
+    risk_is_term: bool = False
+    check: Callable[[DictConfig], None] | None = None
+
+
+_METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    if method.name in _METHODS and _METHODS[method.name] != method:
+        raise ValueError(f"two methods are registered as {method.name!r}")
+    _METHODS[method.name] = method
+    return method
+
+
+def methods() -> dict[str, Method]:
+    """Every registered method by name (imports every module of ``gdrdd.matchers`` first)."""
+    package = importlib.import_module("gdrdd.matchers")
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"gdrdd.matchers.{module.name}")
+    return dict(sorted(_METHODS.items()))
+
+
+def method(name: str) -> Method:
+    """The method registered as ``name``; a ``ConfigError`` naming the registered ones otherwise."""
+    known = methods()
+    if name not in known:
+        raise ConfigError(f"method={name!r} is not valid; accepted: {', '.join(known)}.")
+    return known[name]

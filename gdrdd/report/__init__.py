@@ -1,0 +1,1 @@
+"""The sweep report: ``python -m gdrdd.report <folders...>`` (see ``gdrdd.report.run``)."""

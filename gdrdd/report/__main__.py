@@ -1,0 +1,3 @@
+from gdrdd.report.run import main
+
+main()

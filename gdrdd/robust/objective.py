@@ -1,0 +1,48 @@
+"""The run's robust objective, from its ``cvar`` config group: where it acts, its grouping and risk measures.
+
+``cvar=none`` is the base method. Otherwise ``cvar.target`` says where the CVaR (alpha convention of
+``gdrdd.robust.risk``) acts: ``matching``, on the matcher's group losses (the synthetic set's objective);
+``network``, on the training of the matcher's network on real data (gradient matching's inner network, MTT's
+experts; the paper's Algorithm 1, ``gdrdd.robust.network``); ``both``.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from gdrdd.robust.grouping import ByClass, Grouping, KnownGroups, NearestSynthetic
+from gdrdd.robust.risk import CVaR, RiskMeasure, SumOverGroups
+
+TARGETS = ("matching", "network", "both")
+
+
+def acts_on_matching(cvar: DictConfig) -> bool:
+    """CVaR acts on the matcher's group losses (``cvar.target`` matching or both)."""
+    return cvar.name != "none" and cvar.target != "network"
+
+
+def acts_on_network(cvar: DictConfig) -> bool:
+    """CVaR acts on the training of the matcher's network on real data (``cvar.target`` network or both)."""
+    return cvar.name != "none" and cvar.target != "matching"
+
+
+def matching_objective(cfg: DictConfig, num_classes: int, risk_is_term: bool = False) -> tuple[Grouping, RiskMeasure]:
+    """The synthetic set's objective. When it ``acts_on_matching``: CVaR over nearest-synthetic groups (or the
+    shift benchmark's known subgroups, ``cvar.groups=known``), scaled by ``cvar.scale`` (``classes``: the number
+    of classes), or weighted by ``cvar.weight`` when the group losses are a term beside the matcher's own loss
+    (``risk_is_term``, MTT). Otherwise one group per class and the plain sum: the base method."""
+    c = cfg.cvar
+    if not acts_on_matching(c):
+        return ByClass(), SumOverGroups()
+    if risk_is_term:
+        scale = float(c.weight)
+    else:
+        scale = float(num_classes) if c.scale == "classes" else float(c.scale)
+    grouping = KnownGroups(len(cfg.dataset.shift.keep)) if c.get("groups") == "known" else NearestSynthetic()
+    return grouping, CVaR(float(c.alpha), c.weighting, scale, mix=float(c.get("mix", 1.0)),
+                          min_count=c.get("min_count", 0), warmup=c.get("warmup", 0))
+
+
+def network_risk(cvar: DictConfig) -> CVaR:
+    """The risk measure of robust network training: CVaR at ``cvar.alpha`` with ``cvar.weighting``, unscaled."""
+    return CVaR(float(cvar.alpha), cvar.weighting)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torchmetrics.functional.classification import multiclass_accuracy
 
@@ -39,7 +37,3 @@ def summarise(per_net: list[dict[str, float]]) -> dict[str, float]:
         out[key] = float(values.mean())
         out[f"{key}_std"] = float(values.std(unbiased=True)) if len(values) > 1 else 0.0
     return out
-
-
-def is_finite(value: float) -> bool:
-    return not (math.isnan(value) or math.isinf(value))

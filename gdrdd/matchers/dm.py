@@ -76,17 +76,16 @@ class DistributionMatcher:
 def embed_classwise(net: nn.Module, images: torch.Tensor, batch: int | None = None) -> torch.Tensor:
     """Embeddings ``(C, n, D)`` in float32 of ``(C, n, ch, H, W)``.
 
-    Without batch norm, the images of all classes go through the network together, in forward passes of at most
-    ``batch`` images (``None``: one pass; on a CPU, passes of a few hundred images keep the activations in cache
-    and are faster than one huge pass). With batch norm, one pass per class, so each class is normalised by
-    its own statistics, as in the reference. Under autocast the convolutions run in low precision and the
-    means and distances in float32.
+    The images of all classes go through the network together, in forward passes of at most ``batch`` images
+    (``None``: one pass; on a CPU, passes of a few hundred images keep the activations in cache and are faster
+    than one huge pass). A network with batch norm takes them in one pass whatever ``batch``, so its statistics
+    are those of every class's images together, as the reference DM computes them (it embeds all real images
+    in one pass and all synthetic images in another). Under autocast the convolutions run in low precision and
+    the means and distances in float32.
     """
     c, n = images.shape[:2]
-    if has_batchnorm(net):
-        return torch.stack([net.embed(images[i]) for i in range(c)]).float()
     flat = images.flatten(0, 1)
-    chunks = [flat] if batch is None else flat.split(batch)
+    chunks = [flat] if batch is None or has_batchnorm(net) else flat.split(batch)
     return torch.cat([net.embed(x) for x in chunks]).unflatten(0, (c, n)).float()
 
 

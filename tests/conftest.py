@@ -1,7 +1,50 @@
+"""Shared set-up of the tests: configs composed as the entry points compose them, and small networks.
+
+Fixtures:
+- ``compose(*overrides, config_name="config", hydra_config=False)``: the config ``train.py`` composes from these
+  command-line overrides (``config_name="evaluate"``: ``evaluate.py``'s);
+- ``tiny(*overrides, method="dm", out=tmp_path)``: the config of a run of a few seconds on the embedded data set
+  (IPC 2, 3 iterations, narrow networks, one evaluation network x 2 epochs, CPU), writing to ``out``;
+- ``tiny_net_factory``: a small ConvNet factory for 3 x 16 x 16 inputs.
+
+Markers: ``slow`` (left out of the default run; ``pytest -m slow``) and ``integration`` (runs ``train.py`` or
+``evaluate.py`` as a subprocess, or several processes; in the default run; ``pytest -m "not integration"`` skips
+them).
+"""
+
+from pathlib import Path
+
 import pytest
 import torch
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+
+from gdrdd.config import CONFIG_DIR
 
 torch.set_num_threads(2)
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["ipc=2", "iterations=3", "model.width=16", "eval.nets=1", "eval.epochs=2", "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false"]
+
+
+def compose_config(*overrides: str, config_name: str = "config", hydra_config: bool = False):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return hydra_compose(config_name, overrides=list(overrides), return_hydra_config=hydra_config)
+
+
+@pytest.fixture
+def compose():
+    return compose_config
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    def tiny_config(*overrides: str, method: str = "dm", out: Path | None = None):
+        distill = ["method.batch_real=16"] if method != "random" else []
+        return compose_config(*TINY, f"method={method}", *distill, f"paths.output_dir={out or tmp_path}", *overrides)
+
+    return tiny_config
 
 
 @pytest.fixture

@@ -1,11 +1,9 @@
 """The robust objective's design options: mean/CVaR mix, minimum group count, alpha warm-up, shrinkage of small
 groups, and groups formed in a fixed encoder's features or in an evaluation network of the synthetic set."""
 
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from torch import nn
 
 from gdrdd.distill.run import run
@@ -15,7 +13,6 @@ from gdrdd.robust import CVaR, NearestSynthetic, cvar
 from gdrdd.robust.grouping import shrink_to_pooled
 from gdrdd.robust.objective import matching_objective
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 LOSSES = torch.tensor([1.0, 4.0, 2.0, 8.0], requires_grad=True)
 COUNTS = torch.tensor([40.0, 30.0, 20.0, 10.0])
 
@@ -105,27 +102,21 @@ def test_strong_shrinkage_makes_every_group_loss_the_class_loss():
                                           ("cvar.shrink=-1", "cvar.shrink"), ("cvar.warmup=-3", "cvar.warmup"),
                                           ("cvar.encoder_epochs=0", "cvar.encoder_epochs"),
                                           ("cvar.refresh=0", "cvar.refresh")])
-def test_bad_design_choices_are_refused(tmp_path, override, key):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[override, f"paths.output_dir={tmp_path}"])
+def test_bad_design_choices_are_refused(tmp_path, override, key, compose):
+    cfg = compose(override, f"paths.output_dir={tmp_path}")
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         run(cfg)
 
 
-def test_encoder_features_are_refused_for_trajectory_matching(tmp_path):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=["method=mtt", "cvar.features=encoder", f"paths.output_dir={tmp_path}"])
+def test_encoder_features_are_refused_for_trajectory_matching(tmp_path, compose):
+    cfg = compose("method=mtt", "cvar.features=encoder", f"paths.output_dir={tmp_path}")
     with pytest.raises(ConfigError, match=r"cvar\.features='encoder'.*method=mtt"):
         run(cfg)
 
 
-def test_a_run_with_every_option_trains_the_encoder_and_finishes(tmp_path):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=["ipc=2", "iterations=3", "model.width=16", "eval.nets=1", "eval.epochs=2",
-                                           "method.batch_real=16", "trainer.enable_progress_bar=false",
-                                           "eval.coverage=false", "eval.baseline=false", "cvar.features=encoder",
-                                           "cvar.encoder_epochs=1", "cvar.shrink=4", "cvar.mix=0.5", "cvar.warmup=2",
-                                           "cvar.min_count=2", f"paths.output_dir={tmp_path}"])
+def test_a_run_with_every_option_trains_the_encoder_and_finishes(tmp_path, tiny):
+    cfg = tiny("eval.coverage=false", "eval.baseline=false", "cvar.features=encoder", "cvar.encoder_epochs=1",
+               "cvar.shrink=4", "cvar.mix=0.5", "cvar.warmup=2", "cvar.min_count=2")
     result = run(cfg)
     assert result["cvar"]["features"] == "encoder" and (tmp_path / "distilled.pt").is_file()
 
@@ -171,12 +162,9 @@ def test_evaluation_features_retrain_on_the_current_synthetic_set_every_refresh_
         assert torch.equal(a, b)
 
 
-def test_a_run_with_evaluation_features_finishes_and_checkpoints_its_grouping_network(tmp_path):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=["ipc=2", "iterations=4", "model.width=16", "eval.nets=1", "eval.epochs=2",
-                                           "method.batch_real=16", "trainer.enable_progress_bar=false",
-                                           "eval.coverage=false", "eval.baseline=false", "cvar.features=evaluation",
-                                           "cvar.refresh=2", "checkpoint.every=1", f"paths.output_dir={tmp_path}"])
+def test_a_run_with_evaluation_features_finishes_and_checkpoints_its_grouping_network(tmp_path, tiny):
+    cfg = tiny("iterations=4", "eval.coverage=false", "eval.baseline=false", "cvar.features=evaluation",
+               "cvar.refresh=2", "checkpoint.every=1")
     assert run(cfg)["cvar"]["features"] == "evaluation"
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     saved = [v for k, v in state["callbacks"].items() if "EvaluationFeatures" in k]
@@ -184,10 +172,8 @@ def test_a_run_with_evaluation_features_finishes_and_checkpoints_its_grouping_ne
 
 
 @pytest.mark.parametrize("preset,mix", [("default", 0.5), ("paper", 1.0)])
-def test_default_preset_is_half_mean_half_cvar_and_paper_is_cvar_alone(preset, mix):
-
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[f"cvar={preset}", "paths.output_dir=unused"])
+def test_default_preset_is_half_mean_half_cvar_and_paper_is_cvar_alone(preset, mix, compose):
+    cfg = compose(f"cvar={preset}", "paths.output_dir=unused")
     _, risk = matching_objective(cfg, num_classes=2)
     expected = 2 * ((1 - mix) * (LOSSES * COUNTS / COUNTS.sum()).sum() + mix * cvar(LOSSES, COUNTS, 0.8))
     assert float(risk(LOSSES.detach(), COUNTS).objective) == pytest.approx(float(expected))

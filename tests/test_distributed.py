@@ -10,6 +10,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["ipc=2", "iterations=3", "model.width=16", "method.batch_real=16", "eval.nets=1", "eval.epochs=1",
         "eval.baseline=false", "eval.coverage=false", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu"]
+pytestmark = pytest.mark.integration
 CASES = {"dm": ["method=dm", "cvar.alpha=0.8"],
          "dsa": ["method=dsa", "method.outer_loop=2", "method.inner_loop=2", "cvar.alpha=0.8", "cvar.target=both"]}
 

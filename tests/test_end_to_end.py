@@ -9,26 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 import wandb
-from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from gdrdd.distill.run import run
 from gdrdd.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["ipc=2", "iterations=3", "model.width=16", "eval.nets=1", "eval.epochs=2", "trainer.accelerator=cpu",
-        "trainer.enable_progress_bar=false"]
 
 
-def compose_config(tmp_path, *overrides, method="dm"):
-    distill = ["method.batch_real=16"] if method != "random" else []
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=[*TINY, f"method={method}", *distill, f"paths.output_dir={tmp_path}",
-                                            *overrides])
-
-
-def test_tiny_run_writes_the_distilled_set_and_metrics(tmp_path):
-    result = run(compose_config(tmp_path, "cvar.alpha=0.8", "eval.every=2", "dashboard.group_stats_every=1"))
+def test_tiny_run_writes_the_distilled_set_and_metrics(tmp_path, tiny):
+    result = run(tiny("cvar.alpha=0.8", "eval.every=2", "dashboard.group_stats_every=1"))
     blob = torch.load(tmp_path / "distilled.pt", weights_only=True)
     assert blob["images"].shape == (20, 1, 28, 28) and blob["labels"].tolist() == [c for c in range(10) for _ in range(2)]
     assert blob["config"]["cvar"]["alpha"] == 0.8 and blob["dataset"] == "mnist_mini" and blob["mean"] == [0.1307]
@@ -49,8 +39,8 @@ def test_tiny_run_writes_the_distilled_set_and_metrics(tmp_path):
     assert "robust/tail_share/0" in log[0]
 
 
-def test_dashboard_files_hold_group_stats_and_tables(tmp_path):
-    result = run(compose_config(tmp_path, "cvar=paper", "cvar.alpha=0.8", "dashboard.group_stats_every=2", "iterations=4"))
+def test_dashboard_files_hold_group_stats_and_tables(tmp_path, tiny):
+    result = run(tiny("cvar=paper", "cvar.alpha=0.8", "dashboard.group_stats_every=2", "iterations=4"))
     records = [json.loads(line) for line in (tmp_path / "group_stats.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in records] == [2, 4]
     for r in records:
@@ -68,27 +58,27 @@ def test_dashboard_files_hold_group_stats_and_tables(tmp_path):
     assert comparison[0] == "metric,distilled,distilled_std,random,random_std" and len(comparison) == 8
 
 
-def test_distillation_changes_the_images_and_same_seed_repeats(tmp_path):
-    run(compose_config(tmp_path / "a", "cvar=none", "eval.baseline=false"))
-    run(compose_config(tmp_path / "b", "cvar=none", "eval.baseline=false"))
+def test_distillation_changes_the_images_and_same_seed_repeats(tmp_path, tiny):
+    run(tiny("cvar=none", "eval.baseline=false", out=tmp_path / "a"))
+    run(tiny("cvar=none", "eval.baseline=false", out=tmp_path / "b"))
     a = torch.load(tmp_path / "a" / "distilled.pt", weights_only=True)["images"]
     b = torch.load(tmp_path / "b" / "distilled.pt", weights_only=True)["images"]
     assert torch.equal(a, b)
-    run(compose_config(tmp_path / "c", "cvar=none", "eval.baseline=false", "iterations=0"))
+    run(tiny("cvar=none", "eval.baseline=false", "iterations=0", out=tmp_path / "c"))
     init = torch.load(tmp_path / "c" / "distilled.pt", weights_only=True)["images"]
     assert not torch.allclose(a, init)
 
 
-def test_random_method_scores_real_images(tmp_path):
-    result = run(compose_config(tmp_path, method="random"))
+def test_random_method_scores_real_images(tmp_path, tiny):
+    result = run(tiny(method="random"))
     assert list(result["scored"]) == ["random"] and (tmp_path / "distilled.pt").is_file()
 
 
-def test_wandb_offline_writes_its_run_files(tmp_path, monkeypatch):
+def test_wandb_offline_writes_its_run_files(tmp_path, monkeypatch, tiny):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    run(compose_config(tmp_path, "logger=wandb", "eval.baseline=false", "cvar.alpha=0.8", "dashboard.group_stats_every=1"))
+    run(tiny("logger=wandb", "eval.baseline=false", "cvar.alpha=0.8", "dashboard.group_stats_every=1"))
     # run.finish() returns once the run is closed, but the W&B service process may still hold the tail of the
     # offline log in its write buffer (CI saw a header-only file); tearing the service down flushes it, as the
     # interpreter's exit does for a real run.
@@ -119,10 +109,10 @@ def test_wandb_offline_writes_its_run_files(tmp_path, monkeypatch):
                                           ("dataset.mean=[a,b]", "dataset.mean"), ("eval.models=alexnet", "eval.models"),
                                           ("experts.lr=fast", "experts.lr"), ("+method.lr_image=1", "method.lr_image"),
                                           ("dashboard.group_stats_every=-1", "dashboard.group_stats_every")])
-def test_bad_values_are_refused_before_any_work(tmp_path, override, key):
+def test_bad_values_are_refused_before_any_work(tmp_path, override, key, tiny):
     """Each bad value stops the run with a ConfigError naming the key, before anything is read or written."""
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        run(compose_config(tmp_path, override))
+        run(tiny(override))
     assert not (tmp_path / "distilled.pt").exists()
 
 
@@ -130,11 +120,12 @@ def test_bad_values_are_refused_before_any_work(tmp_path, override, key):
                                           ("method.lr_lr=-1", "method.lr_lr"), ("cvar.weight=-0.5", "cvar.weight"),
                                           ("method.checkpoint=sometimes", "method.checkpoint"), ("experts.num=0", "experts.num"),
                                           ("experts.augment=cutmix", "experts.augment")])
-def test_bad_trajectory_matching_values_are_refused(tmp_path, override, key):
+def test_bad_trajectory_matching_values_are_refused(tmp_path, override, key, tiny):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        run(compose_config(tmp_path, override, method="mtt"))
+        run(tiny(override, method="mtt"))
 
 
+@pytest.mark.integration
 def test_command_line_reports_bad_alpha_in_one_paragraph_with_status_2(tmp_path):
     env = {**os.environ, "GDRDD_DATA_DIR": str(tmp_path)}
     proc = subprocess.run([sys.executable, "train.py", "cvar.alpha=1.5", f"hydra.run.dir={tmp_path}/run"], cwd=ROOT,
@@ -143,6 +134,7 @@ def test_command_line_reports_bad_alpha_in_one_paragraph_with_status_2(tmp_path)
     assert "cvar.alpha=1.5" in proc.stderr and "[0, 1)" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.integration
 def test_missing_data_folder_stops_with_status_2(tmp_path):
     proc = subprocess.run([sys.executable, "train.py", "dataset=cifar10", f"paths.data_dir={tmp_path}/empty",
                            f"hydra.run.dir={tmp_path}/run"], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -150,75 +142,73 @@ def test_missing_data_folder_stops_with_status_2(tmp_path):
 
 
 @pytest.mark.parametrize("method", ["dc", "dsa"])
-def test_gradient_matching_runs_through_hydra(tmp_path, method):
-    result = run(compose_config(tmp_path, "ipc=1", "iterations=2", "eval.baseline=false", method=method))
+def test_gradient_matching_runs_through_hydra(tmp_path, method, tiny):
+    result = run(tiny("ipc=1", "iterations=2", "eval.baseline=false", method=method))
     assert result["method"] == method and result["iterations_timed"] == 2
     blob = torch.load(tmp_path / "distilled.pt", weights_only=True)
     assert blob["images"].shape == (10, 1, 28, 28) and blob["config"]["method"]["name"] == method
 
 
-def test_gradient_matching_ipc_without_schedule_is_refused(tmp_path):
+def test_gradient_matching_ipc_without_schedule_is_refused(tmp_path, tiny):
     with pytest.raises(ConfigError, match="outer_loop"):
-        run(compose_config(tmp_path, "ipc=7", method="dsa"))
+        run(tiny("ipc=7", method="dsa"))
 
 
 @pytest.mark.parametrize("target", ["network", "both"])
-def test_robust_network_targets_run_through_hydra(tmp_path, target):
-    result = run(compose_config(tmp_path, "ipc=1", "iterations=1", "method.outer_loop=2", "method.inner_loop=1",
-                                f"cvar.target={target}", "eval.baseline=false", method="dsa"))
+def test_robust_network_targets_run_through_hydra(tmp_path, target, tiny):
+    result = run(tiny("ipc=1", "iterations=1", "method.outer_loop=2", "method.inner_loop=1", f"cvar.target={target}", "eval.baseline=false", method="dsa"))
     assert result["cvar"]["target"] == target
     blob = torch.load(tmp_path / "distilled.pt", weights_only=True)
     assert torch.isfinite(blob["images"]).all()
 
 
-def test_network_target_needs_gradient_matching(tmp_path):
+def test_network_target_needs_gradient_matching(tmp_path, tiny):
     with pytest.raises(ConfigError, match="cvar.target"):
-        run(compose_config(tmp_path, "cvar.target=network"))
+        run(tiny("cvar.target=network"))
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist", "svhn", "cifar10", "cifar100", "tinyimagenet",
                                      "imagefolder", "imagenette", "imagenet_a"])
-def test_every_downloadable_data_set_names_its_files_when_missing(tmp_path, dataset):
+def test_every_downloadable_data_set_names_its_files_when_missing(tmp_path, dataset, tiny):
     from gdrdd.errors import DataNotFoundError
 
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataNotFoundError, match="Expected") as err:
-        run(compose_config(tmp_path / "out", f"dataset={dataset}", f"paths.data_dir={empty}"))
+        run(tiny(f"dataset={dataset}", f"paths.data_dir={empty}", out=tmp_path / "out"))
     assert str(empty) in str(err.value) and "download" in str(err.value)
     assert not (tmp_path / "out" / "distilled.pt").exists()
 
 
-def test_imagenet_subset_presets_carry_their_class_indices(tmp_path):
-    cfg = compose_config(tmp_path, "dataset=imagewoof")
+def test_imagenet_subset_presets_carry_their_class_indices(tmp_path, tiny):
+    cfg = tiny("dataset=imagewoof")
     assert cfg.dataset.reader == "imagefolder" and cfg.dataset.resolution == 128 and cfg.model.depth == 5
     assert list(cfg.dataset.class_indices) == [193, 182, 258, 162, 155, 167, 159, 273, 207, 229]
 
 
-def test_cross_architecture_evaluation_reports_every_metric_per_network(tmp_path):
+def test_cross_architecture_evaluation_reports_every_metric_per_network(tmp_path, tiny):
     from gdrdd.config import build
 
-    result = run(compose_config(tmp_path, "iterations=1", "eval.models=[alexnet]", "eval.baseline=false"))
+    result = run(tiny("iterations=1", "eval.models=[alexnet]", "eval.baseline=false"))
     distilled = result["scored"]["distilled"]
     assert "acc" in distilled and "alexnet/acc" in distilled and "alexnet/worst_group_acc_std" in distilled
     table = (tmp_path / "table.md").read_text()
     assert "| test accuracy (%) [alexnet] |" in table and "| CVaR of group test loss [alexnet] |" in table
     # The run's own model is scored once, unprefixed; other names build their own networks.
-    cfg = compose_config(tmp_path, "model.width=128", "eval.models=[convnet,vgg11,resnet18_ap]")
+    cfg = tiny("model.width=128", "eval.models=[convnet,vgg11,resnet18_ap]")
     extra = build.cross_architectures(cfg, build.dataset_spec(cfg))
     assert list(extra) == ["vgg11", "resnet18_ap"] and type(extra["resnet18_ap"]()).__name__ == "ResNet18"
     with pytest.raises(ConfigError, match="eval.models='lenet'"):
-        run(compose_config(tmp_path / "bad", "eval.models=[lenet]"))
+        run(tiny("eval.models=[lenet]", out=tmp_path / "bad"))
 
 
 @pytest.mark.parametrize("method", ["dc", "dsa", "dm"])
 @pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "tinyimagenet"])
-def test_base_method_presets_compose_with_reference_settings(tmp_path, method, dataset):
+def test_base_method_presets_compose_with_reference_settings(tmp_path, method, dataset, compose):
     from gdrdd.config.checks import validate
 
     for ipc in (1, 10, 50):
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("config", overrides=[f"experiment={method}_{dataset}_ipc{ipc}", f"paths.output_dir={tmp_path}"])
+        cfg = compose(f"experiment={method}_{dataset}_ipc{ipc}", f"paths.output_dir={tmp_path}")
         validate(cfg)
         assert (cfg.method.name, cfg.dataset.name, cfg.ipc, cfg.eval.epochs) == (method, dataset, ipc, 1000)
         assert cfg.iterations == (20000 if method == "dm" else 1000) and cfg.method.batch_real == 256

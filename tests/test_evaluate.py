@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from gdrdd.errors import ConfigError, DistilledFileError
 from gdrdd.evaluation.run import run as run_evaluation
@@ -17,9 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = ["model.width=8", "eval.nets=1", "eval.epochs=2", "trainer.accelerator=cpu"]
 
 
-def evaluate_config(tmp_path, path, *overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("evaluate", overrides=[f"path={path}", f"paths.output_dir={tmp_path / 'eval'}", *FAST, *overrides])
+@pytest.fixture
+def evaluate_config(tmp_path, compose):
+    """``evaluate_config(path, *overrides)``: evaluate.py's config scoring ``path`` briefly, writing to tmp_path/eval."""
+    def make(path, *overrides):
+        return compose(f"path={path}", f"paths.output_dir={tmp_path / 'eval'}", *FAST, *overrides,
+                       config_name="evaluate")
+
+    return make
 
 
 def mnist_like(n_per_class=2, seed=0):
@@ -54,25 +58,24 @@ def test_loads_every_format(tmp_path):
         load_distilled(tmp_path / "bad.pt")
 
 
-def test_scores_a_pair_file_with_its_learned_lr_and_checks_shapes(tmp_path):
+def test_scores_a_pair_file_with_its_learned_lr_and_checks_shapes(tmp_path, evaluate_config):
     images, labels = mnist_like()
     torch.save((images, labels, torch.tensor(0.05)), tmp_path / "pair.pt")
-    result = run_evaluation(evaluate_config(tmp_path, tmp_path / "pair.pt"))
+    result = run_evaluation(evaluate_config(tmp_path / "pair.pt"))
     assert result["format"] == "pair" and result["lr"] == pytest.approx(0.05) and result["images"] == 20
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert 0 <= metrics["scored"]["distilled"]["acc"] <= 100
     assert "| test accuracy (%) |" in (tmp_path / "eval" / "table.md").read_text()
     torch.save((torch.randn(20, 3, 32, 32), labels), tmp_path / "cifar_sized.pt")
     with pytest.raises(ConfigError, match="choose the data set"):
-        run_evaluation(evaluate_config(tmp_path, tmp_path / "cifar_sized.pt"))
+        run_evaluation(evaluate_config(tmp_path / "cifar_sized.pt"))
 
 
-def test_scores_a_gdrdd_run_from_the_command_line(tmp_path):
-    from test_end_to_end import compose_config
-
+@pytest.mark.integration
+def test_scores_a_gdrdd_run_from_the_command_line(tmp_path, tiny):
     from gdrdd.distill.run import run
 
-    run(compose_config(tmp_path / "run", "iterations=1", "eval.baseline=false", "model.width=8"))
+    run(tiny("iterations=1", "eval.baseline=false", "model.width=8", out=tmp_path / "run"))
     cmd = [sys.executable, str(ROOT / "evaluate.py"), f"path={tmp_path / 'run' / 'distilled.pt'}",
            f"hydra.run.dir={tmp_path / 'eval'}", *FAST, "eval.models=[alexnet]"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
@@ -83,14 +86,12 @@ def test_scores_a_gdrdd_run_from_the_command_line(tmp_path):
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
 
-def test_scores_a_shift_benchmark_run_with_its_subgroup_metrics(tmp_path):
-    from test_end_to_end import compose_config
-
+def test_scores_a_shift_benchmark_run_with_its_subgroup_metrics(tmp_path, tiny, evaluate_config):
     from gdrdd.distill.run import run
 
-    run(compose_config(tmp_path / "run", "dataset=mnist_mini_shift", "iterations=1", "eval.baseline=false",
-                       "model.width=8", "eval.nets=1", "eval.epochs=1"))
-    result = run_evaluation(evaluate_config(tmp_path, tmp_path / "run" / "distilled.pt"))
+    run(tiny("dataset=mnist_mini_shift", "iterations=1", "eval.baseline=false", "model.width=8", "eval.nets=1",
+             "eval.epochs=1", out=tmp_path / "run"))
+    result = run_evaluation(evaluate_config(tmp_path / "run" / "distilled.pt"))
     scored = result["scored"]["distilled"]
     assert result["dataset"] == "mnist_mini_shift"
     cells = [scored[f"cell{c}_{s}_acc"] for c in range(10) for s in range(3)]

@@ -5,7 +5,6 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from test_end_to_end import ROOT, compose_config
 
 from gdrdd.cli import train as run
 from gdrdd.config import build
@@ -50,8 +49,8 @@ def test_group_robust_loss_at_alpha_zero_is_cross_entropy_and_robust_at_high_alp
     assert all(p.grad is not None for p in net.parameters())
 
 
-def test_experts_task_saves_resumes_and_is_found_by_key(tmp_path):
-    cfg = compose_config(tmp_path / "run1", *EXPERTS, f"paths.cache_dir={tmp_path / 'cache'}")
+def test_experts_task_saves_resumes_and_is_found_by_key(tmp_path, tiny):
+    cfg = tiny(*EXPERTS, f"paths.cache_dir={tmp_path / 'cache'}", out=tmp_path / "run1")
     first = run(cfg)
     cache = cache_of(cfg)
     assert first["experts_in_cache"] == 1 and cache.count() == 1
@@ -60,35 +59,35 @@ def test_experts_task_saves_resumes_and_is_found_by_key(tmp_path):
     assert len(trajectory) == 3 and "classifier.weight" in trajectory[0]
     saved = cache.path(0).read_bytes()
     (cache.folder / ".expert_0001.pt.tmp123").write_bytes(b"half-written")  # an interrupted write
-    more = compose_config(tmp_path / "run2", *EXPERTS, "experts.num=2", f"paths.cache_dir={tmp_path / 'cache'}")
+    more = tiny(*EXPERTS, "experts.num=2", f"paths.cache_dir={tmp_path / 'cache'}", out=tmp_path / "run2")
     second = run(more)
     assert second["trained_now"] == 1 and cache_of(more).count() == 2
     assert cache.path(0).read_bytes() == saved  # the finished expert is kept, not retrained
     assert json.loads((tmp_path / "run2" / "experts.json").read_text())["experts_in_cache"] == 2
-    other = compose_config(tmp_path / "run3", *EXPERTS, "experts.lr=0.02", f"paths.cache_dir={tmp_path / 'cache'}")
+    other = tiny(*EXPERTS, "experts.lr=0.02", f"paths.cache_dir={tmp_path / 'cache'}", out=tmp_path / "run3")
     assert cache_of(other).folder != cache.folder and cache_of(other).count() == 0
-    robust = compose_config(tmp_path / "run4", *EXPERTS, "cvar.target=network", f"paths.cache_dir={tmp_path / 'cache'}")
+    robust = tiny(*EXPERTS, "cvar.target=network", f"paths.cache_dir={tmp_path / 'cache'}", out=tmp_path / "run4")
     assert cache_of(robust).folder != cache.folder
-    assert cache_of(compose_config(tmp_path / "run5", *EXPERTS, "cvar=none")).description["robust"] is None
+    assert cache_of(tiny(*EXPERTS, "cvar=none", out=tmp_path / "run5")).description["robust"] is None
 
 
-def test_missing_experts_stop_mtt_before_any_step_with_the_command(tmp_path):
-    cfg = compose_config(tmp_path / "out", *MTT, f"paths.cache_dir={tmp_path / 'empty'}", method="mtt")
+def test_missing_experts_stop_mtt_before_any_step_with_the_command(tmp_path, tiny):
+    cfg = tiny(*MTT, f"paths.cache_dir={tmp_path / 'empty'}", method="mtt", out=tmp_path / "out")
     with pytest.raises(ExpertsNotFoundError, match="task=experts") as err:
         run(cfg)
     assert str(cache_of(cfg).folder) in str(err.value)
     assert not (tmp_path / "out" / "distilled.pt").exists()
 
 
-def test_mtt_after_experts_end_to_end_evaluates_with_the_learned_lr(tmp_path, monkeypatch):
+def test_mtt_after_experts_end_to_end_evaluates_with_the_learned_lr(tmp_path, monkeypatch, tiny):
     cache_dir = f"paths.cache_dir={tmp_path / 'cache'}"
     from gdrdd.evaluation.evaluator import Evaluator
 
-    run(compose_config(tmp_path / "experts", *EXPERTS, cache_dir))
+    run(tiny(*EXPERTS, cache_dir, out=tmp_path / "experts"))
     seen_lrs = []
     original = Evaluator.evaluate
     monkeypatch.setattr(Evaluator, "evaluate", lambda self, images, labels, lr=None: seen_lrs.append(lr) or original(self, images, labels, lr))
-    result = run(compose_config(tmp_path / "mtt", *MTT, cache_dir, "cvar.alpha=0.5", method="mtt"))
+    result = run(tiny(*MTT, cache_dir, "cvar.alpha=0.5", method="mtt", out=tmp_path / "mtt"))
     blob = torch.load(tmp_path / "mtt" / "distilled.pt", weights_only=True)
     assert blob["learned_lr"] > 0 and blob["learned_lr"] != 0.001 and blob["zca"] is None
     assert seen_lrs[0] == pytest.approx(blob["learned_lr"]) and seen_lrs[1] is None  # distilled set, then random baseline
@@ -97,24 +96,21 @@ def test_mtt_after_experts_end_to_end_evaluates_with_the_learned_lr(tmp_path, mo
     assert 0 <= result["scored"]["distilled"]["acc"] <= 100
 
 
-def test_invalid_segment_is_refused_before_work(tmp_path):
+def test_invalid_segment_is_refused_before_work(tmp_path, tiny):
     from gdrdd.errors import ConfigError
 
-    cfg = compose_config(tmp_path, *MTT, "method.max_start_epoch=3", method="mtt")
+    cfg = tiny(*MTT, "method.max_start_epoch=3", method="mtt")
     with pytest.raises(ConfigError, match="max_start_epoch"):
         run(cfg)
 
 
 @pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "tinyimagenet"])
 @pytest.mark.parametrize("ipc", [1, 10, 50])
-def test_mtt_presets_compose_and_validate(tmp_path, dataset, ipc):
+def test_mtt_presets_compose_and_validate(tmp_path, dataset, ipc, compose):
     """The MTT presets (the base-method presets dc_/dsa_/dm_* are checked in test_end_to_end)."""
-    from hydra import compose, initialize_config_dir
-
     from gdrdd.config.checks import validate
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"experiment=mtt_{dataset}_ipc{ipc}", f"paths.output_dir={tmp_path}"])
+    cfg = compose(f"experiment=mtt_{dataset}_ipc{ipc}", f"paths.output_dir={tmp_path}")
     validate(cfg)
     names = tuple(cfg.dataset.class_names or (f"n{i:03d}" for i in range(200)))  # TinyImageNet reads wnids.txt
     spec = DatasetSpec(dataset, cfg.dataset.reader, 3, cfg.dataset.resolution, names, (0.5,) * 3, (0.5,) * 3, "flip")
@@ -123,21 +119,21 @@ def test_mtt_presets_compose_and_validate(tmp_path, dataset, ipc):
     assert cfg.method.max_start_epoch + cfg.method.expert_epochs <= cfg.experts.epochs + 1
 
 
-def test_robust_experts_are_trained_and_matched_with_target_network(tmp_path):
+def test_robust_experts_are_trained_and_matched_with_target_network(tmp_path, tiny):
     cache_dir = f"paths.cache_dir={tmp_path / 'cache'}"
     robust = ["cvar.target=network", "cvar.alpha=0.8"]
-    made = run(compose_config(tmp_path / "experts", *EXPERTS, cache_dir, *robust))
+    made = run(tiny(*EXPERTS, cache_dir, *robust, out=tmp_path / "experts"))
     assert made["description"]["robust"] == {"alpha": 0.8, "weighting": "mass", "ipc": 2}
-    plain_cache = cache_of(compose_config(tmp_path / "x", *EXPERTS, cache_dir, "cvar=none"))
+    plain_cache = cache_of(tiny(*EXPERTS, cache_dir, "cvar=none", out=tmp_path / "x"))
     assert plain_cache.count() == 0  # robust experts live under their own key
-    result = run(compose_config(tmp_path / "mtt", *MTT, cache_dir, *robust, method="mtt"))
+    result = run(tiny(*MTT, cache_dir, *robust, method="mtt", out=tmp_path / "mtt"))
     assert result["cvar"]["target"] == "network"
     log = (tmp_path / "mtt" / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert "distill/base_loss" in log and "robust/risk" not in log  # no risk term: the experts carry the robustness
 
 
-def test_batch_norm_networks_are_refused_for_mtt(tmp_path):
+def test_batch_norm_networks_are_refused_for_mtt(tmp_path, tiny):
     from gdrdd.errors import ConfigError
 
     with pytest.raises(ConfigError, match="model.norm='batchnorm'"):
-        run(compose_config(tmp_path, *MTT, "model=convnet_bn", method="mtt"))
+        run(tiny(*MTT, "model=convnet_bn", method="mtt"))

@@ -1,10 +1,8 @@
 """``cvar.groups=known``: CVaR over a shift benchmark's known subgroups, for DM and gradient matching."""
 
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from gdrdd.augment import DSA
 from gdrdd.config import build
@@ -15,13 +13,7 @@ from gdrdd.matchers.gradient import group_gradients
 from gdrdd.report.run import design_options
 from gdrdd.robust.grouping import KnownGroups, NearestSynthetic
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 C, N, IPC, K = 3, 12, 2, 3
-
-
-def compose_config(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 def known(ids: torch.Tensor) -> KnownGroups:
@@ -84,8 +76,8 @@ def test_gradient_matching_groups_every_class_in_one_call(tiny_net_factory, augm
     assert torch.equal(counts.to(out.counts.dtype), out.counts[:K])
 
 
-def test_sampled_subgroup_labels_belong_to_the_sampled_images():
-    cfg = compose_config("dataset=mnist_mini_shift", "cvar.groups=known")
+def test_sampled_subgroup_labels_belong_to_the_sampled_images(compose):
+    cfg = compose("dataset=mnist_mini_shift", "cvar.groups=known")
     data = build.datamodule(cfg, build.dataset_spec(cfg))
     data.setup()
     images, ids = data.sample_real(16, torch.Generator().manual_seed(2), with_subgroups=True)
@@ -97,8 +89,8 @@ def test_sampled_subgroup_labels_belong_to_the_sampled_images():
     assert len(ids.unique()) == 3
 
 
-def test_run_with_known_groups_reports_them(tmp_path):
-    cfg = compose_config("dataset=mnist_mini_shift", "cvar.groups=known", "ipc=2", "iterations=2", "model.width=16",
+def test_run_with_known_groups_reports_them(tmp_path, compose):
+    cfg = compose("dataset=mnist_mini_shift", "cvar.groups=known", "ipc=2", "iterations=2", "model.width=16",
                          "eval.nets=1", "eval.epochs=2", "method.batch_real=16", "trainer.enable_progress_bar=false",
                          "eval.coverage=false", "eval.baseline=false", "dashboard.group_stats_every=1",
                          f"paths.output_dir={tmp_path}")
@@ -115,9 +107,9 @@ def test_run_with_known_groups_reports_them(tmp_path):
     (("dataset=mnist_mini_shift", "cvar.features=encoder"), r"cvar\.features='encoder' is not valid"),
     (("dataset=mnist_mini_shift", "cvar.groups=clusters"), r"accepted: nearest, known"),
 ])
-def test_known_groups_need_labels_and_a_grouping_matcher(tmp_path, overrides, message):
+def test_known_groups_need_labels_and_a_grouping_matcher(tmp_path, overrides, message, compose):
     groups = [] if any(o.startswith("cvar.groups") for o in overrides) else ["cvar.groups=known"]
-    cfg = compose_config(*overrides, *groups, f"paths.output_dir={tmp_path}")
+    cfg = compose(*overrides, *groups, f"paths.output_dir={tmp_path}")
     with pytest.raises(ConfigError, match=message):
         run(cfg)
     assert list(tmp_path.iterdir()) == []

@@ -1,11 +1,9 @@
 """Mixed precision: bf16 autocast where asked (distillation via trainer.precision, evaluation via
 eval.precision), float32 otherwise."""
 
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from gdrdd.data.spec import DatasetSpec
 from gdrdd.distill.run import run
@@ -13,10 +11,7 @@ from gdrdd.evaluation.evaluator import Evaluator
 from gdrdd.models.fit import TrainSettings
 from gdrdd.utils.runtime import autocast
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-TINY = ["ipc=2", "iterations=3", "model.width=16", "eval.nets=1", "eval.epochs=2", "trainer.accelerator=cpu",
-        "trainer.enable_progress_bar=false", "method.batch_real=16", "eval.baseline=false", "eval.coverage=false",
-        "cvar=none"]
+PLAIN = ["eval.baseline=false", "eval.coverage=false", "cvar=none"]
 
 
 def test_autocast_names():
@@ -47,16 +42,13 @@ def test_evaluator_trains_and_tests_under_bf16_when_asked(tiny_net_factory):
         assert seen and set(seen) == {dtype}
 
 
-def test_bf16_distillation_is_close_to_float32_but_not_equal(tmp_path):
+def test_bf16_distillation_is_close_to_float32_but_not_equal(tmp_path, tiny):
     images = {}
     for precision in ("32-true", "bf16-mixed"):
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose("config", overrides=[*TINY, f"trainer.precision={precision}",
-                                               f"paths.output_dir={tmp_path / precision}"])
+        cfg = tiny(*PLAIN, f"trainer.precision={precision}", out=tmp_path / precision)
         run(cfg)
         images[precision] = torch.load(tmp_path / precision / "distilled.pt", weights_only=True)["images"]
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        run(compose("config", overrides=[*TINY, "iterations=0", f"paths.output_dir={tmp_path / 'init'}"]))
+    run(tiny(*PLAIN, "iterations=0", out=tmp_path / "init"))
     init = torch.load(tmp_path / "init" / "distilled.pt", weights_only=True)["images"]
     step32, step16 = images["32-true"] - init, images["bf16-mixed"] - init
     assert not torch.equal(step32, step16)  # autocast was on

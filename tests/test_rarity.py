@@ -1,18 +1,14 @@
 """Label-free rarity sampling (``cvar.sampling=rarity``): k-NN distances, the weights, and the real batches."""
 
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from gdrdd.config import build
 from gdrdd.data.rarity import Rarity, kth_neighbour_distance, rarity_weights
 from gdrdd.distill.run import run
 from gdrdd.errors import ConfigError
 from gdrdd.report.run import design_options
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def test_kth_neighbour_distance_matches_brute_force_in_any_block_size():
@@ -34,17 +30,18 @@ def test_isolated_images_weigh_more_and_power_zero_is_uniform():
     assert torch.equal(rarity_weights(images, Rarity(power=0)), torch.ones(len(images), dtype=torch.float64))
 
 
-def test_bad_rarity_settings_are_named():
+def test_bad_rarity_settings_are_named(compose, compose_shift):
     with pytest.raises(ValueError, match=r"power >= 0"):
         Rarity(power=-1)
 
 
-def compose_shift(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=["dataset=mnist_mini_shift", *overrides])
+@pytest.fixture
+def compose_shift(compose):
+    """``compose_shift(*overrides)``: the config of the embedded shift benchmark with these overrides."""
+    return lambda *overrides: compose("dataset=mnist_mini_shift", *overrides)
 
 
-def test_rarity_batches_draw_the_thinned_subgroups_more_often_without_their_labels():
+def test_rarity_batches_draw_the_thinned_subgroups_more_often_without_their_labels(compose_shift):
     cfg = compose_shift("cvar.sampling=rarity")
     spec = build.dataset_spec(cfg)
     data = build.datamodule(cfg, spec)
@@ -64,7 +61,7 @@ def test_rarity_batches_draw_the_thinned_subgroups_more_often_without_their_labe
     assert not torch.equal(uniform.sample_real(16, generator()), data.sample_real(16, generator()))
 
 
-def test_plain_runs_ignore_rarity_and_the_oracle_cannot_be_combined(tmp_path):
+def test_plain_runs_ignore_rarity_and_the_oracle_cannot_be_combined(tmp_path, compose_shift):
     assert build.rarity_sampling(compose_shift("cvar=none")) is None
     assert build.rarity_sampling(compose_shift("cvar.sampling=rarity")) == Rarity()
     cfg = compose_shift("cvar.sampling=rarity", "dataset.shift.balanced_batches=true", f"paths.output_dir={tmp_path}")

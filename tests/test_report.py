@@ -78,9 +78,8 @@ def test_paired_differences_match_robust_and_plain_runs_by_seed(tmp_path):
     assert "Paired differences" in md and "| 2 | -4.00 ± 2.83 | +5.00 ± 0.00 |" in md
 
 
-def test_coverage_group_sizes_and_plots(tmp_path):
+def test_coverage_group_sizes_and_plots(tmp_path, tiny):
     import torch
-    from test_end_to_end import compose_config
 
     from gdrdd.distill.run import run
     from gdrdd.evaluation.coverage import group_sizes
@@ -93,7 +92,7 @@ def test_coverage_group_sizes_and_plots(tmp_path):
     assert sizes.tolist() == [2, 3, 1, 0] and int(sizes.sum()) == len(real)
 
     for name, objective in (("plain", "cvar=none"), ("robust", "cvar.alpha=0.8")):
-        run(compose_config(tmp_path / name, "iterations=1", "eval.baseline=false", objective))
+        run(tiny("iterations=1", "eval.baseline=false", objective, out=tmp_path / name))
     with Image.open(tmp_path / "plain" / "coverage.png") as img:
         assert img.format == "PNG" and img.size[0] > 400
     out = coverage_main([str(tmp_path / "plain"), str(tmp_path / "robust"), "--out", str(tmp_path / "both.png"),

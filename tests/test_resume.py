@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_end_to_end import compose_config
 
 from gdrdd.distill.run import run
 from gdrdd.errors import ConfigError, NonFiniteError
@@ -34,6 +33,7 @@ def iterations_done(ckpt: Path) -> int:
     return state["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["processed"]
 
 
+@pytest.mark.integration
 @pytest.mark.slow  # ~1 min: three subprocess runs
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     reference = train(tmp_path / "whole")
@@ -56,40 +56,40 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert torch.equal(a, b)
 
 
-def test_resume_needs_a_run_folder_and_finished_runs_are_not_overwritten(tmp_path):
+def test_resume_needs_a_run_folder_and_finished_runs_are_not_overwritten(tmp_path, tiny):
     with pytest.raises(ConfigError, match="not a resumable run folder"):
-        run(compose_config(tmp_path / "x", f"resume={tmp_path}"))
+        run(tiny(f"resume={tmp_path}", out=tmp_path / "x"))
     broken = tmp_path / "broken"
     (broken / "checkpoints").mkdir(parents=True)
     (broken / "config.yaml").write_text("seed: 0\n")
     (broken / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(ConfigError, match="last.ckpt is unreadable"):
-        run(compose_config(tmp_path / "y", f"resume={broken}"))
-    run(compose_config(tmp_path / "done", "iterations=1", "eval.baseline=false"))
+        run(tiny(f"resume={broken}", out=tmp_path / "y"))
+    run(tiny("iterations=1", "eval.baseline=false", out=tmp_path / "done"))
     before = (tmp_path / "done" / "distilled.pt").read_bytes()
     with pytest.raises(ConfigError, match="already holds a finished run"):
-        run(compose_config(tmp_path / "done", "iterations=1"))
+        run(tiny("iterations=1", out=tmp_path / "done"))
     assert (tmp_path / "done" / "distilled.pt").read_bytes() == before
     (tmp_path / "done" / "distilled.pt").rename(tmp_path / "done" / "kept.pt")  # now it looks interrupted
     with pytest.raises(ConfigError, match="holds an interrupted run"):
-        run(compose_config(tmp_path / "done", "iterations=1"))
+        run(tiny("iterations=1", out=tmp_path / "done"))
 
 
-def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_set(tmp_path):
-    cfg = compose_config(tmp_path / "nan", "method.lr_img=1e38", "iterations=6", "eval.baseline=false", "cvar=none")
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_set(tmp_path, tiny):
+    cfg = tiny("method.lr_img=1e38", "iterations=6", "eval.baseline=false", "cvar=none", out=tmp_path / "nan")
     with pytest.raises(NonFiniteError, match="not finite at iteration") as err:
         run(cfg)
     kept = torch.load(tmp_path / "nan" / "distilled.pt", weights_only=True)["images"]
     assert torch.isfinite(kept).all()
     assert f"iteration {int(str(err.value).split('iteration ')[1].split()[0])}" in str(err.value)
-    result = run(compose_config(tmp_path / "skip", "method.lr_img=1e38", "iterations=6", "eval.baseline=false",
-                                "cvar=none", "guard.skip_nonfinite=true"))
+    result = run(tiny("method.lr_img=1e38", "iterations=6", "eval.baseline=false", "cvar=none", "guard.skip_nonfinite=true", out=tmp_path / "skip"))
     images = torch.load(tmp_path / "skip" / "distilled.pt", weights_only=True)["images"]
     assert torch.isfinite(images).all() and math.isfinite(result["scored"]["distilled"]["acc"])
     log = (tmp_path / "skip" / "csv" / "metrics.csv").read_text()
     assert "guard/skipped_updates" in log.splitlines()[0]
 
 
+@pytest.mark.integration
 def test_cli_exit_status_three_for_a_non_finite_loss(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *RUN[:6], "iterations=6", "method.lr_img=1e38",
                            "cvar=none", f"hydra.run.dir={tmp_path / 'r'}"], capture_output=True, text=True, timeout=600,

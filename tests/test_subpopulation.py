@@ -1,11 +1,9 @@
 """The subpopulation-shift benchmark: subgroups, thinning, the oracle control, and the metrics per rarity level."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from gdrdd.config import build
 from gdrdd.data.datamodule import draw
@@ -13,8 +11,6 @@ from gdrdd.data.subpopulation import Shift, balanced_weights, make_shift
 from gdrdd.distill.run import run
 from gdrdd.errors import ConfigError
 from gdrdd.evaluation.evaluator import subgroup_metrics
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def three_modes(per_mode: tuple[int, ...], classes: int = 2, seed: int = 0):
@@ -53,20 +49,14 @@ def test_subgroup_metrics_by_rarity_and_worst_cell():
                                  "cell0_0_acc": 100.0, "cell0_1_acc": 50.0, "cell1_0_acc": 100.0, "cell1_1_acc": 50.0})
 
 
-def test_bad_keep_fraction_is_refused(tmp_path):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=["dataset=mnist_mini_shift", "dataset.shift.keep=[1.0,0]",
-                                           f"paths.output_dir={tmp_path}"])
+def test_bad_keep_fraction_is_refused(tmp_path, compose):
+    cfg = compose("dataset=mnist_mini_shift", "dataset.shift.keep=[1.0,0]", f"paths.output_dir={tmp_path}")
     with pytest.raises(ConfigError, match=r"dataset\.shift\.keep=\[1\.0, 0"):
         run(cfg)
 
 
-def test_shift_run_reports_rarity_metrics(tmp_path):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=["dataset=mnist_mini_shift", "ipc=2", "iterations=2", "model.width=16",
-                                           "eval.nets=1", "eval.epochs=2", "method.batch_real=16",
-                                           "trainer.enable_progress_bar=false", "eval.coverage=false",
-                                           "dataset.shift.balanced_batches=true", f"paths.output_dir={tmp_path}"])
+def test_shift_run_reports_rarity_metrics(tmp_path, tiny):
+    cfg = tiny("dataset=mnist_mini_shift", "iterations=2", "eval.coverage=false", "dataset.shift.balanced_batches=true")
     scored = run(cfg)["scored"]["distilled"]
     assert json.loads((tmp_path / "metrics.json").read_text())["shift"]["balanced_batches"] is True
     assert {"acc_kept100", "acc_kept25", "acc_kept5", "worst_cell_acc"} <= set(scored)
@@ -86,7 +76,7 @@ def test_balanced_weights_give_every_subgroup_the_same_total():
     assert torch.allclose(totals, torch.ones(3, dtype=weights.dtype))
 
 
-def test_weighted_draw_is_without_replacement_and_favours_the_rare_subgroup():
+def test_weighted_draw_is_without_replacement_and_favours_the_rare_subgroup(compose):
     weights = balanced_weights(torch.tensor([0] * 8 + [1]))  # one rare image among nine
     torch.manual_seed(0)
     picks = [draw(9, 3, weights, None) for _ in range(400)]
@@ -96,16 +86,20 @@ def test_weighted_draw_is_without_replacement_and_favours_the_rare_subgroup():
     assert torch.equal(draw(9, 9, None, torch.Generator().manual_seed(1)).sort().values, torch.arange(9))
 
 
-def datamodule(balanced: bool):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=["dataset=mnist_mini_shift", f"dataset.shift.balanced_batches={balanced}"])
-    data = build.datamodule(cfg, build.dataset_spec(cfg))
-    data.setup()
-    return data
+@pytest.fixture
+def shift_data(compose):
+    """``shift_data(balanced)``: the embedded shift benchmark's DataModule, set up."""
+    def make(balanced: bool):
+        cfg = compose("dataset=mnist_mini_shift", f"dataset.shift.balanced_batches={balanced}")
+        data = build.datamodule(cfg, build.dataset_spec(cfg))
+        data.setup()
+        return data
+
+    return make
 
 
-def test_balanced_batches_change_only_the_distillation_batches():
-    plain, balanced = datamodule(False), datamodule(True)
+def test_balanced_batches_change_only_the_distillation_batches(shift_data):
+    plain, balanced = shift_data(False), shift_data(True)
     assert plain.batch_weights is None and len(balanced.batch_weights) == 10
     for weights, images in zip(balanced.batch_weights, balanced.class_images):
         assert len(weights) == len(images) and abs(float(weights.sum()) - 3) < 1e-9  # three subgroups, each 1

@@ -1,51 +1,45 @@
+"""Sweep definitions compose, and a multirun writes one complete run folder (and W&B run) per job."""
+
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_alpha_seed_sweep_composes_into_a_multirun():
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"hydra.searchpath=[file://{ROOT / 'sweeps'}]", "+sweep=alpha_seed"],
-                      return_hydra_config=True)
+def test_alpha_seed_sweep_composes_into_a_multirun(compose):
+    cfg = compose(f"hydra.searchpath=[file://{ROOT / 'sweeps'}]", "+sweep=alpha_seed", hydra_config=True)
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
     assert cfg.hydra.sweeper.params == {"cvar.alpha": "0,0.5,0.8,0.9", "seed": "0,1,2"}
     assert cfg.hydra.sweep.dir.startswith("outputs/distill/multiruns/")
 
 
-def test_every_sweep_file_composes():
+def test_every_sweep_file_composes(compose):
     for name, keys in (("alpha_ipc_seed", {"cvar.alpha", "ipc", "seed"}), ("method_dataset", {"method", "dataset", "cvar"})):
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("config", overrides=[f"hydra.searchpath=[file://{ROOT / 'sweeps'}]", f"+sweep={name}"],
-                          return_hydra_config=True)
+        cfg = compose(f"hydra.searchpath=[file://{ROOT / 'sweeps'}]", f"+sweep={name}", hydra_config=True)
         assert set(cfg.hydra.sweeper.params) == keys
 
 
-def test_slurm_launcher_config_composes():
-    import pytest
-
+def test_slurm_launcher_config_composes(compose):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu",
-                                           "trainer=ddp", "trainer.devices=4", "hydra.launcher.gpus_per_node=4",
-                                           "hydra.launcher.tasks_per_node=4"], return_hydra_config=True)
+    cfg = compose("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "trainer=ddp", "trainer.devices=4",
+                  "hydra.launcher.gpus_per_node=4", "hydra.launcher.tasks_per_node=4", hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu" and launcher.gpus_per_node == 4
     assert cfg.trainer.strategy == "ddp" and cfg.trainer.devices == 4 and cfg.trainer.use_distributed_sampler is False
 
 
-def test_wandb_sweep_passes_hydra_overrides():
+def test_wandb_sweep_passes_hydra_overrides(compose):
     import yaml
 
     sweep = yaml.safe_load((ROOT / "sweeps" / "wandb_alpha_seed.yaml").read_text())
     assert sweep["program"] == "train.py" and "${args_no_hyphens}" in sweep["command"]
     overrides = [f"{key}={spec['values'][-1]}" for key, spec in sweep["parameters"].items()]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+    cfg = compose(*overrides)
     assert cfg.cvar.alpha == 0.9 and cfg.seed == 2
 
 
+@pytest.mark.integration
 def test_multirun_writes_one_complete_folder_and_one_wandb_run_per_job(tmp_path):
     import os
     import subprocess
@@ -69,18 +63,16 @@ def test_multirun_writes_one_complete_folder_and_one_wandb_run_per_job(tmp_path)
     assert len(ids) == 2  # separate W&B runs
 
 
-def test_ablation_sweep_and_every_variant_compose_and_validate():
+def test_ablation_sweep_and_every_variant_compose_and_validate(compose):
     from gdrdd.config.checks import validate
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        sweep = compose("config", overrides=[f"hydra.searchpath=[file://{ROOT / 'sweeps'}]", "+sweep=ablation_shift"],
-                        return_hydra_config=True)
-        assert sweep.dataset.name == "cifar10_shift" and sweep.ipc == 10
-        variants = sweep.hydra.sweeper.params["+ablation"].split(",")
-        assert sorted(variants) == sorted(p.stem for p in (ROOT / "sweeps" / "ablation").glob("*.yaml"))
-        for variant in variants:
-            for method in ("dm", "dsa"):
-                cfg = compose("config", overrides=[f"hydra.searchpath=[file://{ROOT / 'sweeps'}]", "dataset=cifar10_shift",
-                                                   f"method={method}", f"+ablation={variant}", "ipc=10"])
-                validate(cfg)
-                assert (cfg.cvar.name == "none") == (variant == "plain")
+    sweep = compose(f"hydra.searchpath=[file://{ROOT / 'sweeps'}]", "+sweep=ablation_shift", hydra_config=True)
+    assert sweep.dataset.name == "cifar10_shift" and sweep.ipc == 10
+    variants = sweep.hydra.sweeper.params["+ablation"].split(",")
+    assert sorted(variants) == sorted(p.stem for p in (ROOT / "sweeps" / "ablation").glob("*.yaml"))
+    for variant in variants:
+        for method in ("dm", "dsa"):
+            cfg = compose(f"hydra.searchpath=[file://{ROOT / 'sweeps'}]", "dataset=cifar10_shift", f"method={method}",
+                          f"+ablation={variant}", "ipc=10")
+            validate(cfg)
+            assert (cfg.cvar.name == "none") == (variant == "plain")

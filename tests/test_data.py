@@ -164,7 +164,7 @@ def write_tinyimagenet(root, wnids=("n02", "n01", "n03"), per_class=2):
 
 
 def test_tinyimagenet_layout_and_validation_labels_from_annotations(tmp_path):
-    from gdrdd.data.registry import CLASS_NAME_READERS
+    from gdrdd.data.readers import CLASS_NAME_READERS
 
     write_tinyimagenet(tmp_path)
     names = CLASS_NAME_READERS["tinyimagenet"](tmp_path, None)
@@ -224,7 +224,7 @@ def test_svhn_mat_files_map_label_10_to_digit_0(tmp_path):
 
 
 def test_class_folder_data_set_with_class_indices_like_an_imagenet_subset(tmp_path):
-    from gdrdd.data.registry import CLASS_NAME_READERS
+    from gdrdd.data.readers import CLASS_NAME_READERS
 
     wnids = ["n03", "n01", "n02", "n04"]
     for split in ("train", "val"):

@@ -135,7 +135,7 @@ def _tiny_classifier():
 
 def test_evaluation_features_retrain_on_the_current_synthetic_set_every_refresh_iterations():
     from gdrdd.models.fit import TrainSettings
-    from gdrdd.robust.grouping_network import EvaluationFeatures
+    from gdrdd.robust.encoders import EvaluationFeatures
 
     torch.manual_seed(0)
     module = _Module(torch.randn(4, 3, 4, 4), torch.tensor([0, 0, 1, 1]))

@@ -18,7 +18,7 @@ from gdrdd.config.schema import method_config
 from gdrdd.data.datamodule import RealDataModule
 from gdrdd.data.download import download_dataset
 from gdrdd.data.rarity import Rarity
-from gdrdd.data.registry import CLASS_NAME_READERS
+from gdrdd.data.readers import CLASS_NAME_READERS
 from gdrdd.data.spec import DatasetSpec
 from gdrdd.data.subpopulation import Shift
 from gdrdd.distill.module import DistillModule
@@ -27,7 +27,7 @@ from gdrdd.matchers.base import Matcher
 from gdrdd.matchers.registry import MatcherInputs, method
 from gdrdd.models import build_model
 from gdrdd.models.fit import TrainSettings
-from gdrdd.robust.grouping_network import EvaluationFeatures, train_real_data_encoder
+from gdrdd.robust.encoders import EvaluationFeatures, train_real_data_encoder
 from gdrdd.robust.objective import acts_on_matching, matching_objective
 
 log = logging.getLogger(__name__)

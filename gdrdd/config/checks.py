@@ -13,7 +13,7 @@ from gdrdd.augment.dsa import AUGMENTATIONS, FAMILIES
 from gdrdd.config import CONFIG_DIR
 from gdrdd.config.schema import check_types
 from gdrdd.data.rarity import Rarity
-from gdrdd.data.registry import READERS
+from gdrdd.data.readers import READERS
 from gdrdd.data.subpopulation import Shift
 from gdrdd.errors import ConfigError
 from gdrdd.experts.trajectory import check_expert_settings

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from gdrdd.data.preprocess import Preprocess
 from gdrdd.data.rarity import Rarity, rarity_weights
-from gdrdd.data.registry import load_real_data
+from gdrdd.data.readers import load_real_data
 from gdrdd.data.spec import DatasetSpec, class_major_labels
 from gdrdd.data.subpopulation import Shift, balanced_weights, make_shift
 from gdrdd.utils.distributed import rank_slice

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gdrdd.data.image_folder import read_image
+from gdrdd.data.image_files import read_image
 from gdrdd.data.spec import DatasetSpec, ImageSet, RealData
 from gdrdd.errors import DataNotFoundError
 

@@ -10,8 +10,8 @@ import torch
 
 from gdrdd.data.cifar import load_cifar10, load_cifar100
 from gdrdd.data.embedded import load_mnist_mini
-from gdrdd.data.folder_dataset import folder_class_names, load_folder_dataset
 from gdrdd.data.idx import load_fashion_mnist, load_mnist
+from gdrdd.data.imagefolder import folder_class_names, load_folder_dataset
 from gdrdd.data.spec import DatasetSpec, ImageSet, RealData
 from gdrdd.data.svhn import load_svhn
 from gdrdd.data.tinyimagenet import load_tinyimagenet, tinyimagenet_class_names

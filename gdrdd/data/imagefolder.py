@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gdrdd.data.image_folder import read_image_folder
+from gdrdd.data.image_files import read_image_folder
 from gdrdd.data.spec import DatasetSpec, RealData
 from gdrdd.errors import DataNotFoundError
 

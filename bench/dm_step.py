@@ -3,7 +3,7 @@
     python bench/dm_step.py [--ipc 10] [--batch-real 256] [--steps 5] [--variants ...] [--device cpu]
                             [--out outputs/bench/dm_step.json]
 
-Setting (issue 9): CIFAR-10 sizes (10 classes, 3x32x32, random pixels), ConvNet-3 width 128 with instance norm,
+Setting: CIFAR-10 sizes (10 classes, 3x32x32, random pixels), ConvNet-3 width 128 with instance norm,
 IPC 10, 256 real images per class, DSA. Every variant runs in its own subprocess (so the allocator setting and
 peak memory are per variant) and reports the median seconds of its timed steps: ``--rounds`` rounds, each
 running every variant once (``--steps`` steps after one warm-up step), so slow phases of a shared machine hit
@@ -169,7 +169,8 @@ def gdrdd_step_fn(ipc: int, batch_real: int, device: str, robust: bool, options:
     """gdrdd's DM step (network draw, real batch, group losses, risk, backward, SGD), with ``options``."""
     from gdrdd.config import build
 
-    overrides = ["method=dm", "dataset=cifar10", f"ipc={ipc}", f"method.batch_real={batch_real}", "experiment=reference"]
+    overrides = ["method=dm", "dataset=cifar10", f"ipc={ipc}", f"method.batch_real={batch_real}",
+                 "experiment=reference"]
     overrides += ["cvar.alpha=0.8"] if robust else ["cvar=none"]
     cfg = compose_config(overrides)
     spec = build.dataset_spec(cfg)
@@ -211,8 +212,8 @@ def worker(variant: str, ipc: int, batch_real: int, steps: int, device: str) -> 
         step = gdrdd_step_fn(ipc, batch_real, device, robust=base == "gdrdd-cvar", options=set(opts))
     step()  # warm-up
     seconds = [timed(step, device) for _ in range(steps)]
-    return {"variant": variant, "step_s": statistics.median(seconds), "steps": seconds, "peak_mb": peak_memory_mb(device),
-            "ipc": ipc, "batch_real": batch_real, "device": device}
+    return {"variant": variant, "step_s": statistics.median(seconds), "steps": seconds,
+            "peak_mb": peak_memory_mb(device), "ipc": ipc, "batch_real": batch_real, "device": device}
 
 
 def main() -> None:
@@ -234,8 +235,9 @@ def main() -> None:
     runs: dict[str, list[dict]] = {v: [] for v in args.variants}
     for round_index in range(args.rounds):
         for variant in args.variants:
-            runs[variant].append(run_worker(__file__, [variant, "--ipc", str(args.ipc), "--batch-real", str(args.batch_real),
-                                                       "--steps", str(args.steps), "--device", args.device]))
+            worker_args = [variant, "--ipc", str(args.ipc), "--batch-real", str(args.batch_real),
+                           "--steps", str(args.steps), "--device", args.device]
+            runs[variant].append(run_worker(__file__, worker_args))
             print(f"round {round_index + 1}: {variant:<22} {runs[variant][-1]['step_s']:6.3f} s", flush=True)
     rows = []
     for variant, results in runs.items():
@@ -249,7 +251,8 @@ def main() -> None:
             if ref in by_name:
                 r[f"ratio_to_{ref}"] = r["step_s"] / by_name[ref]
     for r in rows:
-        print(f"{r['variant']:<22} median {r['step_s']:6.3f} s over {len(r['steps'])} steps  peak {r['peak_mb']:6.0f} MB  "
+        print(f"{r['variant']:<22} median {r['step_s']:6.3f} s over {len(r['steps'])} steps  "
+              f"peak {r['peak_mb']:6.0f} MB  "
               + "  ".join(f"x{r[k]:.2f} vs {k[9:]}" for k in ("ratio_to_reference", "ratio_to_gdrdd") if k in r))
     write_report(args.out, {"rows": rows})
 

@@ -19,6 +19,7 @@ import argparse
 import copy
 import statistics
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -63,6 +64,11 @@ def train_vmap(template: torch.nn.Module, params: dict, batches: torch.Tensor, l
     return params
 
 
+def train_vmap_into(result: dict, *args) -> None:
+    """``train_vmap(*args)``, its parameters stored into ``result`` (for timing)."""
+    result.update(train_vmap(*args))
+
+
 def test_loop(nets: list[torch.nn.Module], test: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return torch.stack([torch.cat([net(x).argmax(1) for x in test.split(500)]) for net in nets])
@@ -99,18 +105,20 @@ def main() -> None:
     nets = copy.deepcopy(fresh)
     train_loop(nets, batches[:3], labels)
     stacked = train_vmap(template, stack_module_state(fresh)[0], batches[:3], labels)
-    gap = max(float((stacked[name][k] - p.detach()).abs().max()) for k, net in enumerate(nets) for name, p in net.named_parameters())
+    gap = max(float((stacked[name][k] - p.detach()).abs().max())
+              for k, net in enumerate(nets) for name, p in net.named_parameters())
     print(f"largest parameter difference loop vs vmap after 3 steps: {gap:.2e}")
 
     times: dict[str, list[float]] = {"train_loop": [], "train_vmap": [], "test_loop": [], "test_vmap": []}
     for _ in range(args.rounds):
         nets = copy.deepcopy(fresh)
-        times["train_loop"].append(timed(lambda: train_loop(nets, batches, labels), args.device))
+        times["train_loop"].append(timed(partial(train_loop, nets, batches, labels), args.device))
         params = stack_module_state(fresh)[0]
         result = {}
-        times["train_vmap"].append(timed(lambda: result.update(train_vmap(template, params, batches, labels)), args.device))
-        times["test_loop"].append(timed(lambda: test_loop(nets, test), args.device))
-        times["test_vmap"].append(timed(lambda: test_vmap(template, result, test), args.device))
+        times["train_vmap"].append(timed(partial(train_vmap_into, result, template, params, batches, labels),
+                                         args.device))
+        times["test_loop"].append(timed(partial(test_loop, nets, test), args.device))
+        times["test_vmap"].append(timed(partial(test_vmap, template, result, test), args.device))
     medians = {k: statistics.median(v) for k, v in times.items()}
     print(f"{args.nets} ConvNet-3s, {len(labels)} images, {args.epochs} epochs, {args.test} test images, "
           f"{args.rounds} interleaved rounds (median s)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -45,7 +46,8 @@ def main() -> None:
         data = random_cifar_data(spec, args.device)
         settings = ExpertSettings.from_config(cfg.experts)
         images, labels = data.training_set()
-        images, labels = images[: settings.batch_size * (args.batches + 1)], labels[: settings.batch_size * (args.batches + 1)]
+        kept = settings.batch_size * (args.batches + 1)
+        images, labels = images[:kept], labels[:kept]
         torch.manual_seed(0)
         net = build.network_factory(cfg, spec)().to(args.device)
         optimizer = torch.optim.SGD(net.parameters(), lr=settings.lr, momentum=settings.momentum)
@@ -53,8 +55,8 @@ def main() -> None:
         warm_x, warm_y = images[: settings.batch_size], labels[: settings.batch_size]
         run_epochs(net, optimizer, warm_x, warm_y, 1, settings.batch_size, augment, loss_fn=loss_fn)
         rest_x, rest_y = images[settings.batch_size:], labels[settings.batch_size:]
-        seconds = timed(lambda: run_epochs(net, optimizer, rest_x, rest_y, 1, settings.batch_size, augment,
-                                           loss_fn=loss_fn), args.device)
+        seconds = timed(partial(run_epochs, net, optimizer, rest_x, rest_y, 1, settings.batch_size, augment,
+                                loss_fn=loss_fn), args.device)
         per_batch = seconds / args.batches
         epoch = per_batch * math.ceil(args.train_size / settings.batch_size)
         rows.append({"objective": objective, "seconds_per_batch": per_batch, "seconds_per_epoch": epoch,

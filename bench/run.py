@@ -142,7 +142,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         method, ipc, objective = args.worker
-        print(json.dumps(worker(method, int(ipc), objective, args.steps, args.batch_real, args.device, args.eval_epochs)))
+        row = worker(method, int(ipc), objective, args.steps, args.batch_real, args.device, args.eval_epochs)
+        print(json.dumps(row))
         return
     rows = []
     for method in args.methods:
@@ -151,14 +152,16 @@ def main() -> None:
                 row = run_worker(__file__, [method, str(ipc), objective, "--steps", str(args.steps),
                                             "--batch-real", str(args.batch_real), "--device", args.device,
                                             "--eval-epochs", str(args.eval_epochs)])
-                plain = next((r for r in rows if r["method"] == method and r["ipc"] == ipc and r["objective"] == "none"), row)
+                plain = next((r for r in rows if (r["method"], r["ipc"], r["objective"]) == (method, ipc, "none")), row)
                 row["ratio_to_none"] = row["iteration_s"] / plain["iteration_s"]
                 rows.append(row)
-                print(f"{method:<4} ipc {ipc:<3} {objective:<9} step {row['step_s']:7.3f} s  inner {row['inner_s']:7.3f} s  "
+                print(f"{method:<4} ipc {ipc:<3} {objective:<9} step {row['step_s']:7.3f} s  "
+                      f"inner {row['inner_s']:7.3f} s  "
                       f"iteration {row['iteration_s']:8.2f} s  x{row['ratio_to_none']:.2f} vs none  "
                       f"grouping {100 * row['grouping_share']:4.1f} %  risk {100 * row['risk_share']:4.1f} %  "
-                      f"peak {row['peak_mb']:7.0f} MB" + (f"  eval {row['eval_train_s_per_epoch']:.3f} s/epoch + "
-                                                          f"{row['eval_test_s']:.2f} s test" if "eval_test_s" in row else ""),
+                      f"peak {row['peak_mb']:7.0f} MB"
+                      + (f"  eval {row['eval_train_s_per_epoch']:.3f} s/epoch + {row['eval_test_s']:.2f} s test"
+                         if "eval_test_s" in row else ""),
                       flush=True)
     write_report(args.out, {"rows": rows})
 

@@ -43,7 +43,8 @@ def test_cifar10_class_folder_layout_and_cache(tmp_path):
         for c, name in enumerate(CIFAR.class_names):
             (tmp_path / split / name).mkdir(parents=True)
             for i in range(n):
-                Image.fromarray(np.full((32, 32, 3), 20 * c + i, dtype=np.uint8)).save(tmp_path / split / name / f"{i}.png")
+                image = Image.fromarray(np.full((32, 32, 3), 20 * c + i, dtype=np.uint8))
+                image.save(tmp_path / split / name / f"{i}.png")
     cache = tmp_path / "cache"
     data = load_real_data(CIFAR, tmp_path, cache)
     assert data.train.images.shape == (20, 3, 32, 32) and data.test.labels.tolist() == list(range(10))
@@ -89,7 +90,8 @@ def test_datamodule_samples_class_balanced_batches(tmp_path):
     images, labels = dm.random_subset(1)
     assert images.shape == (10, 3, 32, 32) and labels.tolist() == list(range(10))
     assert list(dm.train_dataloader()) == [0, 1, 2]
-    assert abs(float(CIFAR.denormalise(CIFAR.normalise(torch.full((1, 3, 2, 2), 51, dtype=torch.uint8))).mean()) - 0.2) < 1e-6
+    round_trip = CIFAR.denormalise(CIFAR.normalise(torch.full((1, 3, 2, 2), 51, dtype=torch.uint8)))
+    assert abs(float(round_trip.mean()) - 0.2) < 1e-6
 
 
 def test_zca_is_fitted_on_train_and_applied_alike_to_test(tmp_path):

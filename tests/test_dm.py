@@ -83,7 +83,7 @@ def test_alpha_zero_mass_weights_gives_plain_gradient_times_constant(tiny_net_fa
 
 def test_cvar_of_dm_is_dm_toward_a_reweighted_real_mean(tiny_net_factory):
     """With the class-mean reference, CVaR's gradient for class c is 2 s_c (m_c - mu~_c) dm_c/dS: plain DM toward
-    the tail-weighted mean mu~_c of the class's group means, scaled by the class's tail share s_c (README)."""
+    the tail-weighted mean mu~_c of the class's group means, scaled by the class's tail share s_c (docs/robust.md)."""
     real, syn = batches(4)
     torch.manual_seed(5)
     m = matcher(tiny_net_factory)

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_tiny_run_writes_the_distilled_set_and_metrics(tmp_path, tiny):
     result = run(tiny("cvar.alpha=0.8", "eval.every=2", "dashboard.group_stats_every=1"))
     blob = torch.load(tmp_path / "distilled.pt", weights_only=True)
-    assert blob["images"].shape == (20, 1, 28, 28) and blob["labels"].tolist() == [c for c in range(10) for _ in range(2)]
+    assert blob["images"].shape == (20, 1, 28, 28)
+    assert blob["labels"].tolist() == [c for c in range(10) for _ in range(2)]
     assert blob["config"]["cvar"]["alpha"] == 0.8 and blob["dataset"] == "mnist_mini" and blob["mean"] == [0.1307]
     assert "gdrdd_version" in blob
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -94,21 +95,17 @@ def test_wandb_offline_writes_its_run_files(tmp_path, monkeypatch, tiny):
     assert (tmp_path / "csv" / "metrics.csv").is_file()
 
 
-@pytest.mark.parametrize("override,key", [("cvar.alpha=1.0", "cvar.alpha"), ("ipc=0", "ipc"),
-                                          ("eval.cvar_alpha=high", "eval.cvar_alpha"), ("cvar.weighting=max", "cvar.weighting"),
-                                          ("method.lr_img=-1", "method.lr_img"), ("model.name=vit", "model.name"),
-                                          ("method.init=zeros", "method.init"), ("eval.nets=0", "eval.nets"),
-                                          ("task=finetune", "task"), ("seed=abc", "seed"), ("iterations=-5", "iterations"),
-                                          ("checkpoint.every=-1", "checkpoint.every"),
-                                          ("guard.skip_nonfinite=maybe", "guard.skip_nonfinite"),
-                                          ("cvar.scale=-2", "cvar.scale"), ("cvar.target=everything", "cvar.target"),
-                                          ("dataset.dsa_strategy=color_blur", "dataset.dsa_strategy"),
-                                          ("dataset.mean=[0.1,0.2]", "dataset.mean/std"), ("eval.lr=0", "eval.lr"),
-                                          ("eval.augment=mixup", "eval.augment"), ("cvar.alpha=nan_string", "cvar.alpha"),
-                                          ("+cvar.alpah=0.8", "cvar.alpah"), ("eval.nets=2.5", "eval.nets"),
-                                          ("dataset.mean=[a,b]", "dataset.mean"), ("eval.models=alexnet", "eval.models"),
-                                          ("experts.lr=fast", "experts.lr"), ("+method.lr_image=1", "method.lr_image"),
-                                          ("dashboard.group_stats_every=-1", "dashboard.group_stats_every")])
+@pytest.mark.parametrize("override,key", [
+    ("cvar.alpha=1.0", "cvar.alpha"), ("ipc=0", "ipc"), ("eval.cvar_alpha=high", "eval.cvar_alpha"),
+    ("cvar.weighting=max", "cvar.weighting"), ("method.lr_img=-1", "method.lr_img"), ("model.name=vit", "model.name"),
+    ("method.init=zeros", "method.init"), ("eval.nets=0", "eval.nets"), ("task=finetune", "task"), ("seed=abc", "seed"),
+    ("iterations=-5", "iterations"), ("checkpoint.every=-1", "checkpoint.every"),
+    ("guard.skip_nonfinite=maybe", "guard.skip_nonfinite"), ("cvar.scale=-2", "cvar.scale"),
+    ("cvar.target=everything", "cvar.target"), ("dataset.dsa_strategy=color_blur", "dataset.dsa_strategy"),
+    ("dataset.mean=[0.1,0.2]", "dataset.mean/std"), ("eval.lr=0", "eval.lr"), ("eval.augment=mixup", "eval.augment"),
+    ("cvar.alpha=nan_string", "cvar.alpha"), ("+cvar.alpah=0.8", "cvar.alpah"), ("eval.nets=2.5", "eval.nets"),
+    ("dataset.mean=[a,b]", "dataset.mean"), ("eval.models=alexnet", "eval.models"), ("experts.lr=fast", "experts.lr"),
+    ("+method.lr_image=1", "method.lr_image"), ("dashboard.group_stats_every=-1", "dashboard.group_stats_every")])
 def test_bad_values_are_refused_before_any_work(tmp_path, override, key, tiny):
     """Each bad value stops the run with a ConfigError naming the key, before anything is read or written."""
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -116,10 +113,11 @@ def test_bad_values_are_refused_before_any_work(tmp_path, override, key, tiny):
     assert not (tmp_path / "distilled.pt").exists()
 
 
-@pytest.mark.parametrize("override,key", [("method.syn_steps=0", "method.syn_steps"), ("method.batch_syn=0", "method.batch_syn"),
-                                          ("method.lr_lr=-1", "method.lr_lr"), ("cvar.weight=-0.5", "cvar.weight"),
-                                          ("method.checkpoint=sometimes", "method.checkpoint"), ("experts.num=0", "experts.num"),
-                                          ("experts.augment=cutmix", "experts.augment")])
+@pytest.mark.parametrize("override,key", [
+    ("method.syn_steps=0", "method.syn_steps"), ("method.batch_syn=0", "method.batch_syn"),
+    ("method.lr_lr=-1", "method.lr_lr"), ("cvar.weight=-0.5", "cvar.weight"),
+    ("method.checkpoint=sometimes", "method.checkpoint"), ("experts.num=0", "experts.num"),
+    ("experts.augment=cutmix", "experts.augment")])
 def test_bad_trajectory_matching_values_are_refused(tmp_path, override, key, tiny):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         run(tiny(override, method="mtt"))
@@ -156,7 +154,8 @@ def test_gradient_matching_ipc_without_schedule_is_refused(tmp_path, tiny):
 
 @pytest.mark.parametrize("target", ["network", "both"])
 def test_robust_network_targets_run_through_hydra(tmp_path, target, tiny):
-    result = run(tiny("ipc=1", "iterations=1", "method.outer_loop=2", "method.inner_loop=1", f"cvar.target={target}", "eval.baseline=false", method="dsa"))
+    result = run(tiny("ipc=1", "iterations=1", "method.outer_loop=2", "method.inner_loop=1", f"cvar.target={target}",
+                      "eval.baseline=false", method="dsa"))
     assert result["cvar"]["target"] == target
     blob = torch.load(tmp_path / "distilled.pt", weights_only=True)
     assert torch.isfinite(blob["images"]).all()

@@ -18,7 +18,7 @@ FAST = ["model.width=8", "eval.nets=1", "eval.epochs=2", "trainer.accelerator=cp
 
 @pytest.fixture
 def evaluate_config(tmp_path, compose):
-    """``evaluate_config(path, *overrides)``: evaluate.py's config scoring ``path`` briefly, writing to tmp_path/eval."""
+    """``evaluate_config(path, *overrides)``: evaluate.py's config scoring ``path`` briefly, into tmp_path/eval."""
     def make(path, *overrides):
         return compose(f"path={path}", f"paths.output_dir={tmp_path / 'eval'}", *FAST, *overrides,
                        config_name="evaluate")
@@ -38,8 +38,9 @@ def test_loads_every_format(tmp_path):
     torch.save((images, labels, torch.tensor(0.03)), tmp_path / "pair.pt")
     import numpy as np
 
-    torch.save({"data": [[images, labels], [images[:10], labels[:10]]], "accs_all_exps": {"ConvNet": [np.float64(0.5)]}},
-               tmp_path / "res_DC.pt")
+    result_file = {"data": [[images, labels], [images[:10], labels[:10]]],
+                   "accs_all_exps": {"ConvNet": [np.float64(0.5)]}}
+    torch.save(result_file, tmp_path / "res_DC.pt")
     folder = tmp_path / "mtt"
     folder.mkdir()
     torch.save(images, folder / "images_best.pt")

@@ -32,7 +32,8 @@ def test_distance_ours_by_hand():
     assert got.shape == (1,) and float(got) == pytest.approx(expected, abs=1e-5)
     # mse and cos use every parameter, concatenated.
     r, s = torch.tensor([1.0, 0, 0, 2, 5, 5]), torch.tensor([1.0, 1, 0, -3, 1, -1])
-    assert float(gradient_distance([real_w, real_b], [syn_w, syn_b], "mse")) == pytest.approx(float(((r - s) ** 2).sum()))
+    mse = float(gradient_distance([real_w, real_b], [syn_w, syn_b], "mse"))
+    assert mse == pytest.approx(float(((r - s) ** 2).sum()))
     cos = float((r * s).sum() / (r.norm() * s.norm()))
     assert float(gradient_distance([real_w, real_b], [syn_w, syn_b], "cos")) == pytest.approx(1 - cos, abs=1e-5)
 
@@ -62,7 +63,8 @@ def test_group_gradient_equals_gradient_of_that_group_alone():
     grads, counts = group_gradients(net, params, x, 1, ids, 4)
     assert counts.tolist() == [4, 1, 5, 0]
     for g in range(3):
-        alone = torch.autograd.grad(F.cross_entropy(net(x[ids == g]), torch.ones(int(counts[g]), dtype=torch.long)), params)
+        group_loss = F.cross_entropy(net(x[ids == g]), torch.ones(int(counts[g]), dtype=torch.long))
+        alone = torch.autograd.grad(group_loss, params)
         # and the same through the whole batch, with the group's per-sample losses averaged
         per_sample = F.cross_entropy(net(x), torch.ones(10, dtype=torch.long), reduction="none")
         masked = torch.autograd.grad(per_sample[ids == g].mean(), params)
@@ -72,7 +74,8 @@ def test_group_gradient_equals_gradient_of_that_group_alone():
 
 
 def test_loop_schedule_by_ipc():
-    assert [loops_for_ipc(i) for i in (1, 10, 20, 30, 40, 50)] == [(1, 1), (10, 50), (20, 25), (30, 20), (40, 15), (50, 10)]
+    schedule = [(1, 1), (10, 50), (20, 25), (30, 20), (40, 15), (50, 10)]
+    assert [loops_for_ipc(i) for i in (1, 10, 20, 30, 40, 50)] == schedule
     assert loops_for_ipc(7, 3, 4) == (3, 4) and loops_for_ipc(10, 5, None) == (5, 50)
     with pytest.raises(ValueError, match="ipc=7"):
         loops_for_ipc(7)
@@ -104,7 +107,8 @@ def reference_gradient_matching(init, dm, augment, iterations, outer, inner, bat
                 r, s = real[c], syn[c * IPC:(c + 1) * IPC]
                 if augment is not None:
                     r, s = augment.siamese(r, s)
-                g_real = [g.detach() for g in torch.autograd.grad(F.cross_entropy(net(r), torch.full((len(r),), c)), params)]
+                real_loss = F.cross_entropy(net(r), torch.full((len(r),), c))
+                g_real = [g.detach() for g in torch.autograd.grad(real_loss, params)]
                 g_syn = torch.autograd.grad(F.cross_entropy(net(s), torch.full((IPC,), c)), params, create_graph=True)
                 loss = loss + gradient_distance([g.unsqueeze(0) for g in g_real], list(g_syn), "ours").sum()
             opt_img.zero_grad()
@@ -222,7 +226,8 @@ def test_robust_network_loss_is_differentiated_through_the_tail_groups():
     with torch.no_grad():
         ids = NearestSynthetic().assign(reference.embed(real.flatten(0, 1)).view(C, n, -1),
                                         reference.embed(syn.flatten(0, 1)).view(C, IPC, -1))
-    ce = F.cross_entropy(reference(real.flatten(0, 1)), torch.arange(C).repeat_interleave(n), reduction="none").view(C, n)
+    labels = torch.arange(C).repeat_interleave(n)
+    ce = F.cross_entropy(reference(real.flatten(0, 1)), labels, reduction="none").view(C, n)
     losses, counts = [], []
     for c in range(C):
         for j in range(IPC):

@@ -97,7 +97,8 @@ def test_a_new_method_is_one_registration_and_runs_end_to_end(tiny, pixel_mean_m
     assert isinstance(build.matcher(cfg, data, build.dataset_spec(cfg)), PixelMeanMatcher)
     result = run(cfg)
     assert result["method"] == "pixel_mean" and result["iterations_timed"] == 3
-    initial = run(with_method(tiny("eval.baseline=false", "eval.coverage=false", "iterations=0", out=tmp_path / "init")))
+    initial = run(with_method(tiny("eval.baseline=false", "eval.coverage=false", "iterations=0",
+                                   out=tmp_path / "init")))
     assert initial["scored"]["distilled"]["acc"] >= 0
     moved = torch.load(tmp_path / "distilled.pt", weights_only=True)["images"]
     start = torch.load(tmp_path / "init" / "distilled.pt", weights_only=True)["images"]

@@ -16,8 +16,9 @@ def write_run(folder, seed, alpha, acc, worst, method="dm", shift=None, **option
                                                    "mix": 0.5, "shrink": 0.0, "features": "step", **options}
     scored = {m: acc for m in METRICS}
     scored.update({f"{m}_std": 0.0 for m in METRICS}, worst_group_acc=worst)
-    (folder / "metrics.json").write_text(json.dumps({"method": method, "dataset": "mnist_mini", "ipc": 10, "seed": seed,
-                                                     "cvar": cvar, "shift": shift, "scored": {"distilled": scored, "random": scored}}))
+    record = {"method": method, "dataset": "mnist_mini", "ipc": 10, "seed": seed, "cvar": cvar, "shift": shift,
+              "scored": {"distilled": scored, "random": scored}}
+    (folder / "metrics.json").write_text(json.dumps(record))
 
 
 def test_report_averages_seeds_per_setting_and_writes_table_csv_and_plot(tmp_path):
@@ -57,7 +58,8 @@ def test_runs_that_differ_in_design_options_get_rows_of_their_own(tmp_path):
     by_options = {r["options"]: r for r in rows}
     assert set(by_options) == {"", "mix=1 shrink=16", "features=evaluation refresh=100"}
     assert by_options["mix=1 shrink=16"]["seeds"] == 2 and by_options["mix=1 shrink=16"]["acc"] == 83
-    assert "| cvar-matching | 0.8 | mix=1 shrink=16 | 2 | 83.00 ± 1.41 |" in (tmp_path / "out" / "report.md").read_text()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| cvar-matching | 0.8 | mix=1 shrink=16 | 2 | 83.00 ± 1.41 |" in report
 
 
 def test_paired_differences_match_robust_and_plain_runs_by_seed(tmp_path):

@@ -47,7 +47,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     victim.wait()
     assert not (tmp_path / "killed" / "distilled.pt").exists()  # killed mid-run
     assert 3 <= iterations_done(ckpt) < 40
-    assert not [p for p in (tmp_path / "killed" / "checkpoints").iterdir() if p.name != "last.ckpt"]  # no partial file left
+    leftovers = [p for p in (tmp_path / "killed" / "checkpoints").iterdir() if p.name != "last.ckpt"]
+    assert not leftovers  # no partial file left
     resumed = subprocess.run([sys.executable, str(ROOT / "train.py"), f"resume={tmp_path / 'killed'}",
                               f"hydra.run.dir={tmp_path / 'resume_log'}"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
@@ -82,7 +83,8 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_set(tmp_pat
     kept = torch.load(tmp_path / "nan" / "distilled.pt", weights_only=True)["images"]
     assert torch.isfinite(kept).all()
     assert f"iteration {int(str(err.value).split('iteration ')[1].split()[0])}" in str(err.value)
-    result = run(tiny("method.lr_img=1e38", "iterations=6", "eval.baseline=false", "cvar=none", "guard.skip_nonfinite=true", out=tmp_path / "skip"))
+    result = run(tiny("method.lr_img=1e38", "iterations=6", "eval.baseline=false", "cvar=none",
+                      "guard.skip_nonfinite=true", out=tmp_path / "skip"))
     images = torch.load(tmp_path / "skip" / "distilled.pt", weights_only=True)["images"]
     assert torch.isfinite(images).all() and math.isfinite(result["scored"]["distilled"]["acc"])
     log = (tmp_path / "skip" / "csv" / "metrics.csv").read_text()

@@ -15,7 +15,8 @@ def test_alpha_seed_sweep_composes_into_a_multirun(compose):
 
 
 def test_every_sweep_file_composes(compose):
-    for name, keys in (("alpha_ipc_seed", {"cvar.alpha", "ipc", "seed"}), ("method_dataset", {"method", "dataset", "cvar"})):
+    for name, keys in (("alpha_ipc_seed", {"cvar.alpha", "ipc", "seed"}),
+                       ("method_dataset", {"method", "dataset", "cvar"})):
         cfg = compose(f"hydra.searchpath=[file://{ROOT / 'sweeps'}]", f"+sweep={name}", hydra_config=True)
         assert set(cfg.hydra.sweeper.params) == keys
 
@@ -46,7 +47,8 @@ def test_multirun_writes_one_complete_folder_and_one_wandb_run_per_job(tmp_path)
     import sys
 
     tiny = ["ipc=1", "iterations=2", "model.width=8", "method.batch_real=8", "eval.nets=1", "eval.epochs=1",
-            "eval.baseline=false", "eval.coverage=false", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu"]
+            "eval.baseline=false", "eval.coverage=false", "trainer.enable_progress_bar=false",
+            "trainer.accelerator=cpu"]
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "-m", "cvar.alpha=0,0.8", *tiny, "logger=wandb",
                            f"hydra.sweep.dir={tmp_path}"], capture_output=True, text=True, timeout=900,
                           env={**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}, cwd=tmp_path)

@@ -49,7 +49,8 @@ class DSA:
         self.families = [f for f in strategy.split("_") if f]
         unknown = [f for f in self.families if f not in FAMILIES]
         if unknown or not self.families:
-            raise ValueError(f"unknown DSA strategy {strategy!r}; accepted families joined by '_': {', '.join(FAMILIES)}")
+            raise ValueError(f"unknown DSA strategy {strategy!r}; accepted families joined by '_': "
+                             f"{', '.join(FAMILIES)}")
         self.brightness, self.saturation, self.contrast = brightness, saturation, contrast
         self.crop, self.cutout, self.flip_p = crop, cutout, flip
         self.scale, self.rotate = scale, rotate

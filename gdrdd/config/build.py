@@ -73,7 +73,8 @@ def rarity_sampling(cfg: DictConfig) -> Rarity | None:
     """``cvar.sampling=rarity`` (robust runs): the real batches' label-free rarity weights; else None (also for
     configs without a ``cvar`` group, such as ``evaluate.py``'s)."""
     c = cfg.get("cvar")
-    return Rarity.from_config(c.rarity) if c is not None and c.name != "none" and c.get("sampling") == "rarity" else None
+    robust = c is not None and c.name != "none"
+    return Rarity.from_config(c.rarity) if robust and c.get("sampling") == "rarity" else None
 
 
 def device(cfg: DictConfig) -> torch.device:
@@ -98,8 +99,8 @@ def evaluation_features(cfg: DictConfig, spec: DatasetSpec) -> EvaluationFeature
     every ``cvar.refresh`` iterations) as the matcher's grouping network; else None."""
     if not acts_on_matching(cfg.cvar) or cfg.cvar.get("features", "step") != "evaluation":
         return None
-    return EvaluationFeatures(network_factory(cfg, spec), evaluation_settings(cfg), augmentation(cfg.eval.augment, spec),
-                              seed=cfg.seed, refresh=cfg.cvar.refresh)
+    return EvaluationFeatures(network_factory(cfg, spec), evaluation_settings(cfg),
+                              augmentation(cfg.eval.augment, spec), seed=cfg.seed, refresh=cfg.cvar.refresh)
 
 
 def evaluation_settings(cfg: DictConfig) -> TrainSettings:
@@ -139,10 +140,10 @@ def distill_module(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> 
 def evaluator(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Evaluator:
     e = cfg.eval
     return Evaluator(spec, data.test_images, data.test_labels, network_factory(cfg, spec), evaluation_settings(cfg),
-                     nets=e.nets, augment=augmentation(e.augment, spec), num_groups=e.num_groups, cvar_alpha=e.cvar_alpha,
-                     seed=cfg.seed, preprocess=data.preprocess, architectures=cross_architectures(cfg, spec),
-                     precision=e.precision, test_subgroups=data.test_subgroups,
-                     subgroup_keep=None if data.shift is None else data.shift.keep)
+                     nets=e.nets, augment=augmentation(e.augment, spec), num_groups=e.num_groups,
+                     cvar_alpha=e.cvar_alpha, seed=cfg.seed, preprocess=data.preprocess,
+                     architectures=cross_architectures(cfg, spec), precision=e.precision,
+                     test_subgroups=data.test_subgroups, subgroup_keep=None if data.shift is None else data.shift.keep)
 
 
 def cross_architectures(cfg: DictConfig, spec: DatasetSpec) -> dict[str, Callable[[], nn.Module]]:
@@ -151,7 +152,8 @@ def cross_architectures(cfg: DictConfig, spec: DatasetSpec) -> dict[str, Callabl
     own = OmegaConf.to_container(cfg.model, resolve=True)
     factories = {}
     for name in cfg.eval.get("models") or []:
-        merged = OmegaConf.merge({"dataset": cfg.dataset}, {"model": OmegaConf.load(CONFIG_DIR / "model" / f"{name}.yaml")})
+        model = OmegaConf.load(CONFIG_DIR / "model" / f"{name}.yaml")
+        merged = OmegaConf.merge({"dataset": cfg.dataset}, {"model": model})
         model_cfg = OmegaConf.to_container(merged.model, resolve=True)
         if model_cfg != own:
             factories[name] = lambda m=model_cfg: build_model(m, spec.channels, spec.num_classes, spec.resolution)

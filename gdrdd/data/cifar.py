@@ -55,7 +55,8 @@ def find_layout(release: CifarRelease, data_dir: Path, spec: DatasetSpec) -> tup
 def load_cifar(release: CifarRelease, data_dir: Path, spec: DatasetSpec) -> RealData:
     layout, root = find_layout(release, data_dir, spec)
     if layout == "python":
-        return RealData(_read_pickles(release, root, release.train_files), _read_pickles(release, root, (release.test_file,)))
+        return RealData(_read_pickles(release, root, release.train_files),
+                        _read_pickles(release, root, (release.test_file,)))
     return RealData(*(read_image_folder(root / s, spec.class_names, spec.resolution, spec.channels)
                       for s in ("train", "test")))
 

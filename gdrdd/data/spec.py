@@ -57,7 +57,8 @@ class ImageSet:
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise ValueError(f"ImageSet wants uint8 (N, C, H, W) images, got {self.images.dtype} {tuple(self.images.shape)}")
+            raise ValueError(f"ImageSet wants uint8 (N, C, H, W) images, got {self.images.dtype} "
+                             f"{tuple(self.images.shape)}")
         if self.labels.shape != (self.images.shape[0],):
             raise ValueError(f"ImageSet labels {tuple(self.labels.shape)} do not match {self.images.shape[0]} images")
 

@@ -41,10 +41,12 @@ class GroupStatsLogger(L.Callback):
     def __init__(self, out: str | Path, class_names: list[str], every: int = 10) -> None:
         self.path, self.class_names, self.every = Path(out) / "group_stats.jsonl", list(class_names), every
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
         stats: GroupStats | None = getattr(pl_module, "last_group_stats", None)
         done = batch_idx + 1
-        if stats is None or stats.losses.numel() == 0 or self.every <= 0 or done % self.every or not trainer.is_global_zero:
+        due = self.every > 0 and done % self.every == 0
+        if stats is None or stats.losses.numel() == 0 or not due or not trainer.is_global_zero:
             return
         stats = GroupStats(stats.losses.cpu(), stats.counts.cpu(),
                            None if stats.tail_weights is None else stats.tail_weights.cpu(), stats.groups_per_class)

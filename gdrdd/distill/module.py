@@ -23,7 +23,8 @@ class DistillModule(L.LightningModule):
     One training step is one distillation iteration: the matcher draws its network, then for each of its
     ``updates_per_iteration`` updates: a class-balanced real batch from the DataModule -> matcher -> per-group
     losses -> risk measure (plus the matcher's ``base`` loss, if any) -> backward -> SGD update of the images
-    and of the matcher's own learnable tensors (manual optimisation) -> the matcher's ``after_update`` hook. The logged values are those of the iteration's last update.
+    and of the matcher's own learnable tensors (manual optimisation) -> the matcher's ``after_update`` hook. The
+    logged values are those of the iteration's last update.
 
     Each iteration reseeds the global RNG from ``(seed, iteration)``, so an iteration's network, real batch
     and augmentation draws depend only on the run seed and the iteration index; the iteration index is

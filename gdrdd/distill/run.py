@@ -80,7 +80,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if module.evaluation_lr() is not None:
             extra["learned_lr"] = module.evaluation_lr()
         # With zero iterations Lightning stops before on_train_end, so score the initial set here.
-        scored["distilled"] = evaluation.final_metrics or evaluation.evaluator.evaluate(images, labels, lr=module.evaluation_lr())
+        scored["distilled"] = (evaluation.final_metrics
+                               or evaluation.evaluator.evaluate(images, labels, lr=module.evaluation_lr()))
         if cfg.eval.baseline:
             baseline = data.random_subset(cfg.ipc, torch.Generator().manual_seed(cfg.seed))
             scored["random"] = evaluation.evaluator.evaluate(*baseline)
@@ -90,8 +91,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     grid = save_image_grid(out / "distilled.png", data.preprocess.inverse(images), per_row=cfg.ipc)
     figures = {"distill/synthetic_images": grid}
     if cfg.eval.coverage:
-        figures["eval/coverage"] = coverage.plot_run(out / "coverage.png", data, build.network_factory(cfg, spec), images,
-                                                     labels, coverage.run_title(config), spec.class_names)
+        figures["eval/coverage"] = coverage.plot_run(out / "coverage.png", data, build.network_factory(cfg, spec),
+                                                     images, labels, coverage.run_title(config), spec.class_names)
     for logger in loggers:
         if hasattr(logger, "log_image"):
             for key, path in figures.items():

@@ -18,7 +18,8 @@ class EvaluationCallback(L.Callback):
         self.evaluator, self.every = evaluator, every
         self.final_metrics: dict[str, float] | None = None
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
         done = batch_idx + 1  # iterations completed
         if self.every > 0 and done % self.every == 0 and done < trainer.num_training_batches:
             self._run(trainer, pl_module)

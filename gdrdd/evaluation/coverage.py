@@ -72,7 +72,8 @@ def project(real_features: torch.Tensor, others: list[torch.Tensor], method: str
     from sklearn.manifold import TSNE
 
     stacked = torch.cat([real_features, *others]).cpu().numpy()
-    xy = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30, len(stacked) - 1)).fit_transform(stacked)
+    tsne = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30, len(stacked) - 1))
+    xy = tsne.fit_transform(stacked)
     sizes = np.cumsum([len(real_features), *(len(o) for o in others)])
     return xy[:sizes[0]], [xy[a:b] for a, b in zip(sizes[:-1], sizes[1:])]
 

@@ -45,7 +45,8 @@ class Evaluator:
         self.architectures = architectures or {}
         self.precision = precision
         preprocess = preprocess or Preprocess(spec)
-        self.nets, self.augment, self.num_groups, self.cvar_alpha, self.seed = nets, augment, num_groups, cvar_alpha, seed
+        self.nets, self.augment, self.num_groups = nets, augment, num_groups
+        self.cvar_alpha, self.seed = cvar_alpha, seed
         self.test_labels = test_labels
         self.test_subgroups, self.subgroup_keep = test_subgroups, subgroup_keep
         pixels = preprocess.inverse(test_images).clamp(0, 1)
@@ -83,7 +84,8 @@ class Evaluator:
         with autocast(images.device, self.precision):
             metrics = self._evaluate_with(self.make_network, images, labels, settings)
             for name, make_network in self.architectures.items():
-                metrics.update({f"{name}/{k}": v for k, v in self._evaluate_with(make_network, images, labels, settings).items()})
+                scored = self._evaluate_with(make_network, images, labels, settings)
+                metrics.update({f"{name}/{k}": v for k, v in scored.items()})
         return metrics
 
     def _evaluate_with(self, make_network: Callable[[], nn.Module], images: torch.Tensor, labels: torch.Tensor,
@@ -111,7 +113,8 @@ class Evaluator:
             **{f"group{g}_acc": float(a) for g, a in enumerate(per_group)},
         }
         for name in ("noise", "blur", "invert"):
-            metrics[f"acc_{name}"] = accuracy(predict(net, self.test_sets[name], self.test_labels)[0], self.test_labels, c)
+            corrupted_preds = predict(net, self.test_sets[name], self.test_labels)[0]
+            metrics[f"acc_{name}"] = accuracy(corrupted_preds, self.test_labels, c)
         metrics["test_cvar"] = group_loss_cvar(losses, self.groups, self.num_groups, self.cvar_alpha)
         if self.test_subgroups is not None:
             metrics.update(subgroup_metrics(preds, self.test_labels, self.test_subgroups, self.subgroup_keep, c))

@@ -53,21 +53,23 @@ def load_distilled(path: str | Path, fmt: str = "auto", exp: int = 0) -> Distill
         return _pair_folder(path)
     if not path.is_file():
         raise DistilledFileError(f"path={str(path)!r} does not exist; give a distilled.pt file, a saved "
-                                 f"(images, labels[, lr]) file, a DC-style result file, or a folder with {PAIR_FILES[0]} "
-                                 f"and {PAIR_FILES[1]}")
+                                 f"(images, labels[, lr]) file, a DC-style result file, or a folder with "
+                                 f"{PAIR_FILES[0]} and {PAIR_FILES[1]}")
     try:
         with torch.serialization.safe_globals(NUMPY_SCALARS):
             blob = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
         raise DistilledFileError(f"{path} is not a readable distilled set: it is truncated, or it pickles more "
-                                 f"than tensors, plain containers and NumPy scalars ({str(err).splitlines()[0]})") from err
+                                 f"than tensors, plain containers and NumPy scalars "
+                                 f"({str(err).splitlines()[0]})") from err
     if isinstance(blob, dict) and "images" in blob and "labels" in blob and fmt in ("auto", "gdrdd"):
         lr = blob.get("learned_lr")
         return _checked(blob["images"], blob["labels"], lr, blob.get("config"), "gdrdd", path)
     if isinstance(blob, dict) and "data" in blob and fmt in ("auto", "dc"):
         runs = blob["data"]
         if not 0 <= exp < len(runs):
-            raise DistilledFileError(f"exp={exp} is out of range: {path} holds {len(runs)} experiments (0..{len(runs) - 1})")
+            raise DistilledFileError(f"exp={exp} is out of range: {path} holds {len(runs)} experiments "
+                                     f"(0..{len(runs) - 1})")
         images, labels = runs[exp][:2]
         return _checked(images, labels, None, None, "dc", path)
     if isinstance(blob, (list, tuple)) and len(blob) in (2, 3) and fmt in ("auto", "pair"):

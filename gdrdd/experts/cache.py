@@ -2,9 +2,9 @@
 
 Folder: ``<cache_dir>/experts/<dataset>-<key>/`` where ``key`` hashes everything that determines the
 trajectories (``expert_key``); ``key.json`` beside the experts says what it was made from. Expert ``i`` is
-``expert_<i>.pt``: ``{"trajectory": [initial params, params after epoch 1, ..., after epoch E]}``, each a ``{name: tensor}``
-dict of the network's parameters. Files are written atomically, so a folder only ever holds whole experts
-and an interrupted run resumes with the next one.
+``expert_<i>.pt``: ``{"trajectory": [initial params, params after epoch 1, ..., after epoch E]}``, each a
+``{name: tensor}`` dict of the network's parameters. Files are written atomically, so a folder only ever holds
+whole experts and an interrupted run resumes with the next one.
 """
 
 from __future__ import annotations

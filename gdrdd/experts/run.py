@@ -49,16 +49,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     write_json(out / "experts.json", summary)
     with tqdm(total=max(num - first, 0) * settings.epochs, desc=f"experts {first}..{num - 1}", unit="epoch",
               disable=not cfg.trainer.enable_progress_bar) as bar:
+        clock = [time.perf_counter()]
+
+        def tick(epoch: int) -> None:
+            summary["seconds_per_epoch"].append(time.perf_counter() - clock[0])
+            clock[0] = time.perf_counter()
+            bar.update(1)
+
         for index in range(first, num):
-            clock = [time.perf_counter()]
-
-            def tick(epoch: int) -> None:
-                summary["seconds_per_epoch"].append(time.perf_counter() - clock[0])
-                clock[0] = time.perf_counter()
-                bar.update(1)
-
-            trajectory = train_expert(make_network, images, labels, settings, seed=cfg.experts.seed * 1_000_003 + index,
-                                      augment=augment, loss_fn=loss_fn, on_epoch=tick)
+            clock[0] = time.perf_counter()
+            trajectory = train_expert(make_network, images, labels, settings,
+                                      seed=cfg.experts.seed * 1_000_003 + index, augment=augment, loss_fn=loss_fn,
+                                      on_epoch=tick)
             cache.save(index, trajectory)
             summary["final_test_accuracy"].append(_test_accuracy(make_network, trajectory[-1], data))
             summary["experts_in_cache"], summary["trained_now"] = cache.count(), summary["trained_now"] + 1

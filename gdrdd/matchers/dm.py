@@ -8,8 +8,9 @@ real and synthetic images with one shared DSA draw, and embeds both. Group ``g``
 With ``ByClass`` grouping there is one group per class and the sum of the losses is plain DM's loss.
 
 ``embed_batch``: real images per forward pass; ``channels_last``: the step's network in channels-last memory
-format (same numerics up to summation order; faster pooling on CPUs). Robust options: ``group_encoder`` (a fixed network) forms the groups in its features instead of the step's
-network's; ``shrink`` pulls each group's real mean toward its class mean with a prior of that many images.
+format (same numerics up to summation order; faster pooling on CPUs). Robust options: ``group_encoder`` (a fixed
+network) forms the groups in its features instead of the step's network's; ``shrink`` pulls each group's real
+mean toward its class mean with a prior of that many images.
 """
 
 from __future__ import annotations

@@ -77,7 +77,8 @@ class ResNet18(FeatureClassifier):
         super().__init__()
         if downsample not in ("stride", "avgpool"):
             raise ValueError(f"model.downsample={downsample!r} is unknown; accepted: stride, avgpool")
-        layers: list[nn.Module] = [nn.Conv2d(channels, 64, 3, 1, 1, bias=False), make_norm(norm, 64), nn.ReLU(inplace=True)]
+        layers: list[nn.Module] = [nn.Conv2d(channels, 64, 3, 1, 1, bias=False), make_norm(norm, 64),
+                                   nn.ReLU(inplace=True)]
         c_in = 64
         for c_out, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
             layers += [BasicBlock(c_in, c_out, stride, norm, downsample), BasicBlock(c_out, c_out, 1, norm, downsample)]

@@ -30,8 +30,8 @@ from gdrdd.utils.files import atomic_write, write_text
 
 KEYS = ("method", "dataset", "ipc", "iterations", "objective", "alpha", "options")
 # The robust objective's design options; at their schema defaults they are not shown in ``options``.
-OPTION_DEFAULTS = {k: getattr(CvarSchema(), k) for k in ("weighting", "mix", "min_count", "shrink", "warmup", "features",
-                                                          "sampling", "groups")}
+OPTION_DEFAULTS = {k: getattr(CvarSchema(), k)
+                   for k in ("weighting", "mix", "min_count", "shrink", "warmup", "features", "sampling", "groups")}
 
 
 def run_record(path: Path) -> dict[str, Any] | None:
@@ -79,7 +79,10 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in records:
         groups[tuple(r[k] for k in KEYS)].append(r)
     rows = []
-    for key in sorted(groups, key=lambda k: (*k[:3], k[3] or 0, k[4] != "none", k[4], -1.0 if k[5] is None else k[5], k[6])):
+    def order(k: tuple) -> tuple:  # method, data set, IPC, iterations, plain first, objective, alpha, options
+        return (*k[:3], k[3] or 0, k[4] != "none", k[4], -1.0 if k[5] is None else k[5], k[6])
+
+    for key in sorted(groups, key=order):
         runs = groups[key]
         row: dict[str, Any] = dict(zip(KEYS, key))
         row["seeds"] = len(runs)

@@ -52,7 +52,8 @@ class EvaluationFeatures(L.Callback):
         self.net: nn.Module | None = None
         self.trained_at: int | None = None
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
         due = batch_idx - batch_idx % self.refresh
         if self.trained_at != due:
             self.net = self.train_on(pl_module.images.detach(), pl_module.labels, due)

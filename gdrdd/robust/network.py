@@ -61,7 +61,8 @@ class RobustNetworkTraining:
         if augment is not None:
             images = augment(images)
         net.train()
-        loss = GroupRobustLoss(synthetic, self.grouping, self.risk)(net, images, class_major_labels(c, real.shape[1], images.device))
+        labels = class_major_labels(c, real.shape[1], images.device)
+        loss = GroupRobustLoss(synthetic, self.grouping, self.risk)(net, images, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

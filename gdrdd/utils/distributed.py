@@ -1,6 +1,6 @@
 """Helpers for runs over several processes (Lightning DDP). Every helper is a no-op in a single process.
 
-Semantics (README, "Many devices"): every rank draws the same global real batch (the RNG is reseeded per
+Semantics (docs/scaling.md): every rank draws the same global real batch (the RNG is reseeded per
 iteration from the run seed and the iteration index), keeps its slice of it, and the matchers sum their group
 statistics over ranks before the risk measure, so the CVaR is taken over the global groups.
 """

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from gdrdd.errors import ConfigError, DataNotFoundError, NonFiniteError
 from gdrdd.utils.checks import one_of
+from gdrdd.utils.console import quiet
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -18,6 +19,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from gdrdd.distill import run as distill
     from gdrdd.experts import run as experts
 
+    quiet()
     jobs = {"distill": distill.run, "experts": experts.run}
     one_of("task", cfg.task, jobs)
     return jobs[cfg.task](cfg)
@@ -27,6 +29,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """The job of ``evaluate.py``: score a saved distilled set (``gdrdd.evaluation.run``)."""
     from gdrdd.evaluation import run as evaluation
 
+    quiet()
     return evaluation.run(cfg)
 
 

@@ -5,6 +5,7 @@ Fixtures:
   command-line overrides (``config_name="evaluate"``: ``evaluate.py``'s);
 - ``tiny(*overrides, method="dm", out=tmp_path)``: the config of a run of a few seconds on the embedded data set
   (IPC 2, 3 iterations, narrow networks, one evaluation network x 2 epochs, CPU), writing to ``out``;
+- ``distilled_file``: the ``distilled.pt`` of one tiny robust DM run, made once per test session;
 - ``tiny_net_factory``: a small ConvNet factory for 3 x 16 x 16 inputs.
 
 Markers: ``slow`` (left out of the default run; ``pytest -m slow``) and ``integration`` (runs ``train.py`` or
@@ -45,6 +46,16 @@ def tiny(tmp_path):
         return compose_config(*TINY, f"method={method}", *distill, f"paths.output_dir={out or tmp_path}", *overrides)
 
     return tiny_config
+
+
+@pytest.fixture(scope="session")
+def distilled_file(tmp_path_factory):
+    from gdrdd.distill.run import run
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    run(compose_config(*TINY, "method.batch_real=16", "eval.baseline=false", "eval.coverage=false",
+                       f"paths.output_dir={out}"))
+    return out / "distilled.pt"
 
 
 @pytest.fixture

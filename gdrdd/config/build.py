@@ -143,7 +143,8 @@ def evaluator(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Evalu
                      nets=e.nets, augment=augmentation(e.augment, spec), num_groups=e.num_groups,
                      cvar_alpha=e.cvar_alpha, seed=cfg.seed, preprocess=data.preprocess,
                      architectures=cross_architectures(cfg, spec), precision=e.precision,
-                     test_subgroups=data.test_subgroups, subgroup_keep=None if data.shift is None else data.shift.keep)
+                     test_subgroups=data.test_subgroups, subgroup_keep=None if data.shift is None else data.shift.keep,
+                     progress=cfg.trainer.enable_progress_bar)
 
 
 def cross_architectures(cfg: DictConfig, spec: DatasetSpec) -> dict[str, Callable[[], nn.Module]]:

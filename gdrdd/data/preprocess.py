@@ -29,6 +29,16 @@ class Preprocess:
         whitening.fit(unit_pixels(train_pixels))
         return cls(spec, whitening)
 
+    @classmethod
+    def from_state(cls, spec: DatasetSpec, zca: dict[str, torch.Tensor] | None) -> Preprocess:
+        """The preprocessing a saved ``state()`` describes (the ``zca`` entry of ``distilled.pt``)."""
+        if zca is None:
+            return cls(spec)
+        whitening = ZCAWhitening(eps=float(zca["eps"]), compute_inv=True)
+        whitening.mean_vector, whitening.transform_matrix = zca["mean"], zca["matrix"]
+        whitening.transform_inv, whitening.fitted = zca["inverse"], True
+        return cls(spec, whitening)
+
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         if self.zca is None:
             return self.spec.normalise(pixels)

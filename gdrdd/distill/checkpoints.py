@@ -36,7 +36,7 @@ class IterationCheckpoint(L.Callback):
     def save(self, trainer: L.Trainer) -> None:
         tmp = self.path.with_name(f".{self.path.name}.partial")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(tmp)  # every rank takes part; rank 0 writes
+        trainer.save_checkpoint(tmp, weights_only=False)  # the whole state; every rank takes part, rank 0 writes
         if trainer.is_global_zero:
             atomic_write(self.path, lambda target: tmp.replace(target))
 

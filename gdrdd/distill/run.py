@@ -17,11 +17,13 @@ from gdrdd.config.checks import validate
 from gdrdd.distill.checkpoints import IterationCheckpoint, refuse_finished_run, resumed_config
 from gdrdd.distill.group_stats import GroupStatsLogger
 from gdrdd.distill.outputs import save_distilled, save_image_grid
+from gdrdd.distill.progress import DistillProgressBar
 from gdrdd.distill.timer import StepTimer
 from gdrdd.errors import NonFiniteError
 from gdrdd.evaluation import coverage
 from gdrdd.evaluation.callback import EvaluationCallback
 from gdrdd.evaluation.tables import comparison_table, write_tables
+from gdrdd.robust.objective import describe
 from gdrdd.utils.files import write_json, write_text
 
 
@@ -57,6 +59,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     grouping_network = build.evaluation_features(cfg, spec)
     if grouping_network is not None:
         callbacks.insert(0, grouping_network)  # trains before the step timer starts
+    if cfg.trainer.enable_progress_bar:
+        callbacks.insert(0, DistillProgressBar())  # first, so its bar is closed before the final evaluation's
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     data.to(trainer.strategy.root_device)
 
@@ -64,7 +68,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if cfg.method.name == "random":
         images, labels = data.random_subset(cfg.ipc)
-        scored["random"] = evaluation.evaluator.evaluate(images, labels)
+        scored["random"] = evaluation.evaluator.evaluate(images, labels, name="random")
         _log_metrics(loggers, {f"eval/{k}": v for k, v in scored["random"].items()}, 0)
     else:
         module = build.distill_module(cfg, data, spec)
@@ -84,7 +88,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                                or evaluation.evaluator.evaluate(images, labels, lr=module.evaluation_lr()))
         if cfg.eval.baseline:
             baseline = data.random_subset(cfg.ipc, torch.Generator().manual_seed(cfg.seed))
-            scored["random"] = evaluation.evaluator.evaluate(*baseline)
+            scored["random"] = evaluation.evaluator.evaluate(*baseline, name="random")
             _log_metrics(loggers, {f"baseline/{k}": v for k, v in scored["random"].items()}, trainer.global_step)
 
     save_distilled(out / "distilled.pt", images, labels, spec, config, {**extra, **data.preprocess.state()})
@@ -104,7 +108,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     write_tables(out, loggers, scored, evaluation.evaluator.group_sizes(), evaluation.evaluator.cells())
     table = comparison_table(scored)
     write_text(out / "table.md", table + "\n")
-    print(f"\n{spec.name}, method={cfg.method.name}, cvar={cfg.cvar.name}, IPC {cfg.ipc}, "
+    print(f"\n{spec.name}, method={cfg.method.name}, {describe(cfg.cvar)}, IPC {cfg.ipc}, "
           f"{cfg.eval.nets} evaluation nets x {cfg.eval.epochs} epochs\n{table}\nrun folder: {out}")
     for logger in loggers:
         logger.finalize("success")

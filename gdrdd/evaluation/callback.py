@@ -22,15 +22,16 @@ class EvaluationCallback(L.Callback):
                            batch_idx: int) -> None:
         done = batch_idx + 1  # iterations completed
         if self.every > 0 and done % self.every == 0 and done < trainer.num_training_batches:
-            self._run(trainer, pl_module)
+            self._run(trainer, pl_module, f"distilled at iteration {done}")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.final_metrics = self._run(trainer, pl_module)
+        self.final_metrics = self._run(trainer, pl_module, "distilled")
 
-    def _run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float] | None:
+    def _run(self, trainer: L.Trainer, pl_module: L.LightningModule, name: str) -> dict[str, float] | None:
         if not trainer.is_global_zero:  # in a distributed run, rank 0 evaluates
             return None
-        metrics = self.evaluator.evaluate(pl_module.images.detach(), pl_module.labels, lr=pl_module.evaluation_lr())
+        metrics = self.evaluator.evaluate(pl_module.images.detach(), pl_module.labels, lr=pl_module.evaluation_lr(),
+                                          name=name)
         for logger in trainer.loggers:
             logger.log_metrics({f"eval/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
         return metrics

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from gdrdd.robust.grouping import NearestSynthetic, assign_labelled
+from gdrdd.robust.objective import describe
 from gdrdd.utils.files import atomic_write
 
 NETWORK_SEED = 12345
@@ -172,10 +173,8 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 def run_title(config: dict) -> str:
-    """``method, IPC, cvar`` of a run's resolved config, for plot titles."""
-    cvar = config["cvar"]
-    objective = "none" if cvar["name"] == "none" else f"{cvar['alpha']} ({cvar.get('target', 'matching')})"
-    return f"{config['method']['name']}, IPC {config['ipc']}, cvar={objective}"
+    """``method, IPC, objective`` of a run's resolved config, for plot titles."""
+    return f"{config['method']['name']}, IPC {config['ipc']}, {describe(config['cvar'])}"
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from gdrdd.evaluation.corruptions import corrupted_copies
 from gdrdd.evaluation.metrics import accuracy, group_accuracies, group_loss_cvar, summarise
 from gdrdd.evaluation.pixel_groups import pixel_kmeans_groups
 from gdrdd.models.fit import TrainSettings, predict, train_network
+from gdrdd.utils.progress import bar, job_label
 from gdrdd.utils.runtime import autocast
 
 METRICS = ("acc", "worst_group_acc", "mean_group_acc", "acc_noise", "acc_blur", "acc_invert", "test_cvar")
@@ -33,15 +34,17 @@ class Evaluator:
                  augment: DSA | None = None, num_groups: int = 10, cvar_alpha: float = 0.8, seed: int = 0,
                  preprocess: Preprocess | None = None,
                  architectures: dict[str, Callable[[], nn.Module]] | None = None, precision: str = "32-true",
-                 test_subgroups: torch.Tensor | None = None, subgroup_keep: tuple[float, ...] | None = None) -> None:
+                 test_subgroups: torch.Tensor | None = None, subgroup_keep: tuple[float, ...] | None = None,
+                 progress: bool = False) -> None:
         """``test_images`` are network inputs; ``preprocess`` maps pixels to inputs (default: normalisation);
         ``architectures``: further networks to score the set with (cross-architecture evaluation), whose
         metrics are reported as ``<name>/<metric>``; ``precision``: ``32-true``, or ``bf16-mixed`` to train and
         test the networks under bfloat16 autocast. ``test_subgroups`` ``(N_test,)`` and ``subgroup_keep`` (the
         training fraction kept of each subgroup) of a subpopulation-shift data set add ``acc_kept<percent>`` per
         rarity level, ``cell<c>_<s>_acc`` per class ``c`` x subgroup ``s`` cell and ``worst_cell_acc`` (the
-        worst cell)."""
+        worst cell). ``progress``: a bar per scored set (``eval distilled 2/3``, epochs, time left)."""
         self.spec, self.make_network, self.settings = spec, make_network, settings
+        self.progress = progress
         self.architectures = architectures or {}
         self.precision = precision
         preprocess = preprocess or Preprocess(spec)
@@ -76,29 +79,35 @@ class Evaluator:
                 self.test_subgroups = self.test_subgroups.to(device)
             self.test_sets = {name: x.to(device) for name, x in self.test_sets.items()}
 
-    def evaluate(self, images: torch.Tensor, labels: torch.Tensor, lr: float | None = None) -> dict[str, float]:
+    def evaluate(self, images: torch.Tensor, labels: torch.Tensor, lr: float | None = None,
+                 name: str = "distilled") -> dict[str, float]:
         """Train ``nets`` fresh networks on ``images`` / ``labels`` and return the summarised metrics.
-        ``lr`` replaces the protocol's learning rate (MTT evaluates with its learned step size)."""
+        ``lr`` replaces the protocol's learning rate (MTT evaluates with its learned step size); ``name`` labels
+        the progress bar."""
         self._move_test_data(images.device)
         settings = self.settings if lr is None else replace(self.settings, lr=lr)
         with autocast(images.device, self.precision):
-            metrics = self._evaluate_with(self.make_network, images, labels, settings)
-            for name, make_network in self.architectures.items():
-                scored = self._evaluate_with(make_network, images, labels, settings)
-                metrics.update({f"{name}/{k}": v for k, v in scored.items()})
+            metrics = self._evaluate_with(self.make_network, images, labels, settings, name)
+            for architecture, make_network in self.architectures.items():
+                scored = self._evaluate_with(make_network, images, labels, settings, f"{name} [{architecture}]")
+                metrics.update({f"{architecture}/{k}": v for k, v in scored.items()})
         return metrics
 
     def _evaluate_with(self, make_network: Callable[[], nn.Module], images: torch.Tensor, labels: torch.Tensor,
-                       settings: TrainSettings) -> dict[str, float]:
+                       settings: TrainSettings, name: str) -> dict[str, float]:
         per_net = []
-        for i in range(self.nets):
-            net_seed = 1_000_003 * (self.seed + 1) + i
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(net_seed)
-                net = make_network().to(images.device)
-            generator = torch.Generator().manual_seed(net_seed)
-            train_network(net, images, labels, settings, self.augment, generator)
-            per_net.append(self.score(net))
+        with bar(f"eval {name} 1/{self.nets}", self.nets * settings.epochs, "epoch", self.progress) as progress:
+            for i in range(self.nets):
+                if i > 0:
+                    progress.set_description(f"{job_label()}eval {name} {i + 1}/{self.nets}")
+                net_seed = 1_000_003 * (self.seed + 1) + i
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(net_seed)
+                    net = make_network().to(images.device)
+                generator = torch.Generator().manual_seed(net_seed)
+                train_network(net, images, labels, settings, self.augment, generator,
+                              on_epoch=lambda _: progress.update(1))
+                per_net.append(self.score(net))
         return summarise(per_net)
 
     def score(self, net: nn.Module) -> dict[str, float]:

@@ -17,7 +17,7 @@ or soft labels ``(N, C)``.
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +35,21 @@ NUMPY_SCALARS = [_NUMPY_CORE.multiarray.scalar, (_NUMPY_CORE.multiarray.scalar, 
 
 
 @dataclass
-class DistilledSet:
+class SavedSet:
+    """A distilled set as a tool saved it: ``images`` ``(N, ch, H, W)`` network inputs, ``labels`` ``(N,)`` or
+    ``(N, C)``, its learned ``lr`` if any; for gdrdd's files also the run ``config``, the ``zca`` state and the
+    ``class_names``."""
+
     images: torch.Tensor
     labels: torch.Tensor
     lr: float | None = None
     config: dict[str, Any] | None = None  # gdrdd's resolved run config, when the file carries one
     format: str = "pair"
+    zca: dict[str, Any] | None = None  # gdrdd's ZCA tensors (Preprocess.state), when the run whitened
+    class_names: list[str] | None = None
 
 
-def load_distilled(path: str | Path, fmt: str = "auto", exp: int = 0) -> DistilledSet:
+def load_distilled(path: str | Path, fmt: str = "auto", exp: int = 0) -> SavedSet:
     """Read ``path`` with ``torch.load(weights_only=True)``: tensors, plain containers and NumPy scalars (which
     the DC result files hold) only, so a crafted pickle cannot run code."""
     path = Path(path).expanduser()
@@ -63,8 +69,8 @@ def load_distilled(path: str | Path, fmt: str = "auto", exp: int = 0) -> Distill
                                  f"than tensors, plain containers and NumPy scalars "
                                  f"({str(err).splitlines()[0]})") from err
     if isinstance(blob, dict) and "images" in blob and "labels" in blob and fmt in ("auto", "gdrdd"):
-        lr = blob.get("learned_lr")
-        return _checked(blob["images"], blob["labels"], lr, blob.get("config"), "gdrdd", path)
+        saved = _checked(blob["images"], blob["labels"], blob.get("learned_lr"), blob.get("config"), "gdrdd", path)
+        return replace(saved, zca=blob.get("zca"), class_names=blob.get("class_names"))
     if isinstance(blob, dict) and "data" in blob and fmt in ("auto", "dc"):
         runs = blob["data"]
         if not 0 <= exp < len(runs):
@@ -78,7 +84,7 @@ def load_distilled(path: str | Path, fmt: str = "auto", exp: int = 0) -> Distill
                              "distilled.pt dict, an (images, labels[, lr]) sequence, or a DC-style dict with 'data'")
 
 
-def _pair_folder(folder: Path) -> DistilledSet:
+def _pair_folder(folder: Path) -> SavedSet:
     images, labels, lr = (folder / name for name in PAIR_FILES)
     if not (images.is_file() and labels.is_file()):
         raise DistilledFileError(f"folder {folder} lacks {PAIR_FILES[0]} and {PAIR_FILES[1]} (MTT/DATM layout)")
@@ -91,7 +97,7 @@ def _pair_folder(folder: Path) -> DistilledSet:
     return _checked(load(images), load(labels), load(lr) if lr.is_file() else None, None, "pair", folder)
 
 
-def _checked(images: Any, labels: Any, lr: Any, config: dict | None, fmt: str, source: Path) -> DistilledSet:
+def _checked(images: Any, labels: Any, lr: Any, config: dict | None, fmt: str, source: Path) -> SavedSet:
     if not (isinstance(images, torch.Tensor) and images.dim() == 4):
         raise DistilledFileError(f"{source}: images must be a (N, ch, H, W) tensor, got {type(images).__name__}"
                                  + (f" {tuple(images.shape)}" if isinstance(images, torch.Tensor) else ""))
@@ -100,4 +106,4 @@ def _checked(images: Any, labels: Any, lr: Any, config: dict | None, fmt: str, s
                                  f"{images.shape[0]} images")
     labels = labels.long() if labels.dim() == 1 else labels.float()
     lr_value = float(lr) if lr is not None else None
-    return DistilledSet(images.detach().float(), labels, lr_value, config, fmt)
+    return SavedSet(images.detach().float(), labels, lr_value, config, fmt)

@@ -12,7 +12,6 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from gdrdd.config import build
 from gdrdd.config.checks import validate
@@ -24,6 +23,7 @@ from gdrdd.robust.grouping import NearestSynthetic
 from gdrdd.robust.network import GroupRobustLoss
 from gdrdd.robust.objective import acts_on_network, network_risk
 from gdrdd.utils.files import write_json, write_text
+from gdrdd.utils.progress import bar, job_label
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -47,16 +47,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     summary = {"cache": str(cache.folder), "experts_in_cache": first, "trained_now": 0, "epochs": settings.epochs,
                "seconds_per_epoch": [], "final_test_accuracy": [], "description": cache.description}
     write_json(out / "experts.json", summary)
-    with tqdm(total=max(num - first, 0) * settings.epochs, desc=f"experts {first}..{num - 1}", unit="epoch",
-              disable=not cfg.trainer.enable_progress_bar) as bar:
+    total = max(num - first, 0) * settings.epochs
+    with bar(f"expert {first + 1}/{num}", total, "epoch", cfg.trainer.enable_progress_bar) as progress:
         clock = [time.perf_counter()]
 
         def tick(epoch: int) -> None:
             summary["seconds_per_epoch"].append(time.perf_counter() - clock[0])
             clock[0] = time.perf_counter()
-            bar.update(1)
+            progress.update(1)
 
         for index in range(first, num):
+            progress.set_description(f"{job_label()}expert {index + 1}/{num}")
             clock[0] = time.perf_counter()
             trajectory = train_expert(make_network, images, labels, settings,
                                       seed=cfg.experts.seed * 1_000_003 + index, augment=augment, loss_fn=loss_fn,

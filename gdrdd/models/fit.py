@@ -29,25 +29,29 @@ class TrainSettings:
 
 
 def train_network(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: TrainSettings,
-                  augment: DSA | None = None, generator: torch.Generator | None = None) -> nn.Module:
-    """Train ``net`` in place on ``images`` ``(N, ch, H, W)`` and ``labels`` ``(N,)``; returns it in eval mode."""
+                  augment: DSA | None = None, generator: torch.Generator | None = None,
+                  on_epoch: Callable[[int], None] | None = None) -> nn.Module:
+    """Train ``net`` in place on ``images`` ``(N, ch, H, W)`` and ``labels`` ``(N,)``; returns it in eval mode.
+    ``on_epoch(epoch)`` after each epoch (progress)."""
     optimizer = torch.optim.SGD(net.parameters(), lr=settings.lr, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [settings.epochs // 2], gamma=0.1)
-    run_epochs(net, optimizer, images, labels, settings.epochs, settings.batch_size, augment, generator, scheduler)
+    run_epochs(net, optimizer, images, labels, settings.epochs, settings.batch_size, augment, generator, scheduler,
+               on_epoch=on_epoch)
     return net.eval()
 
 
 def run_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
                epochs: int, batch_size: int, augment: DSA | None = None, generator: torch.Generator | None = None,
-               scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, loss_fn: LossFn | None = None) -> None:
+               scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, loss_fn: LossFn | None = None,
+               on_epoch: Callable[[int], None] | None = None) -> None:
     """``epochs`` passes of shuffled mini-batch training, per-sample augmentation if given; the loss is
-    ``loss_fn(net, x, y)`` (default: mean cross-entropy); the scheduler (if any) steps once per epoch.
-    Leaves ``net`` in train mode."""
+    ``loss_fn(net, x, y)`` (default: mean cross-entropy); the scheduler (if any) steps once per epoch, then
+    ``on_epoch(epoch)`` is called. Leaves ``net`` in train mode."""
     loss_fn = loss_fn or cross_entropy
     images, labels = images.detach(), labels.detach()
     net.train()
-    for _ in range(epochs):
+    for epoch in range(epochs):
         order = torch.randperm(len(images), generator=generator).to(images.device)
         for start in range(0, len(images), batch_size):
             idx = order[start:start + batch_size]
@@ -60,6 +64,8 @@ def run_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.T
             optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if on_epoch is not None:
+            on_epoch(epoch)
 
 
 def cross_entropy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

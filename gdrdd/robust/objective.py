@@ -8,6 +8,9 @@ experts; the paper's Algorithm 1, ``gdrdd.robust.network``); ``both``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from omegaconf import DictConfig
 
 from gdrdd.robust.grouping import ByClass, Grouping, KnownGroups, NearestSynthetic
@@ -41,6 +44,21 @@ def matching_objective(cfg: DictConfig, num_classes: int, risk_is_term: bool = F
     grouping = KnownGroups(len(cfg.dataset.shift.keep)) if c.get("groups") == "known" else NearestSynthetic()
     return grouping, CVaR(float(c.alpha), c.weighting, scale, mix=float(c.get("mix", 1.0)),
                           min_count=c.get("min_count", 0), warmup=c.get("warmup", 0))
+
+
+def describe(cvar: Mapping[str, Any]) -> str:
+    """The objective in a few words, for titles and headers: ``plain (cvar=none)``, or ``CVaR alpha 0.8, mix 0.5``
+    plus the target and the groups where they are not the defaults (``matching``, ``nearest``)."""
+    if cvar["name"] == "none":
+        return "plain (cvar=none)"
+    parts = [f"CVaR alpha {cvar['alpha']:g}"]
+    if cvar.get("mix", 1.0) != 1.0:
+        parts.append(f"mix {cvar['mix']:g}")
+    if cvar.get("target", "matching") != "matching":
+        parts.append(f"target {cvar['target']}")
+    if cvar.get("groups", "nearest") != "nearest":
+        parts.append(f"{cvar['groups']} groups")
+    return ", ".join(parts)
 
 
 def network_risk(cvar: DictConfig) -> CVaR:

@@ -73,15 +73,15 @@ def test_scores_a_pair_file_with_its_learned_lr_and_checks_shapes(tmp_path, eval
 
 
 @pytest.mark.integration
-def test_scores_a_gdrdd_run_from_the_command_line(tmp_path, tiny):
-    from gdrdd.distill.run import run
-
-    run(tiny("iterations=1", "eval.baseline=false", "model.width=8", out=tmp_path / "run"))
-    cmd = [sys.executable, str(ROOT / "evaluate.py"), f"path={tmp_path / 'run' / 'distilled.pt'}",
-           f"hydra.run.dir={tmp_path / 'eval'}", *FAST, "eval.models=[alexnet]"]
+def test_scores_a_gdrdd_run_from_the_command_line(tmp_path, distilled_file):
+    cmd = [sys.executable, str(ROOT / "evaluate.py"), f"path={distilled_file}", f"hydra.run.dir={tmp_path / 'eval'}",
+           *FAST]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert "(gdrdd, mnist_mini, 20 images)" in proc.stdout and "[alexnet]" in proc.stdout
+    assert "(gdrdd, mnist_mini, 20 images)" in proc.stdout and "| test accuracy (%) |" in proc.stdout
+    assert "eval distilled 1/1" in proc.stdout  # the evaluation's progress bar
+    assert "Tip" not in proc.stdout + proc.stderr and "INFO" not in proc.stdout  # one plain line per message
+    assert (tmp_path / "eval" / "evaluate.log").is_file()
     missing = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), f"path={tmp_path / 'nothing.pt'}",
                               f"hydra.run.dir={tmp_path / 'eval2'}"], capture_output=True, text=True, cwd=tmp_path)
     assert missing.returncode == 2 and "does not exist" in missing.stderr

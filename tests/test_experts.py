@@ -87,9 +87,9 @@ def test_mtt_after_experts_end_to_end_evaluates_with_the_learned_lr(tmp_path, mo
     run(tiny(*EXPERTS, cache_dir, out=tmp_path / "experts"))
     seen_lrs = []
     original = Evaluator.evaluate
-    def recording(self, images, labels, lr=None):
+    def recording(self, images, labels, lr=None, name="distilled"):
         seen_lrs.append(lr)
-        return original(self, images, labels, lr)
+        return original(self, images, labels, lr, name)
 
     monkeypatch.setattr(Evaluator, "evaluate", recording)
     result = run(tiny(*MTT, cache_dir, "cvar.alpha=0.5", method="mtt", out=tmp_path / "mtt"))

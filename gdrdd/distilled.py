@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 
 from gdrdd.data.preprocess import Preprocess
 from gdrdd.data.spec import DatasetSpec
+from gdrdd.distill.parameterization import Parameterization
 from gdrdd.errors import ConfigError, DistilledFileError
 from gdrdd.evaluation.saved_sets import SavedSet, load_distilled
 from gdrdd.utils.files import atomic_write
@@ -36,8 +37,9 @@ from gdrdd.utils.files import atomic_write
 @dataclass(frozen=True)
 class DistilledSet:
     """``images`` ``(N, ch, H, W)`` float32 (pixels on the ``[0, 1]`` scale unless ``normalised``), ``labels``
-    ``(N,)`` class indices or ``(N, C)`` probabilities, in the file's (class-major) order; ``lr``: the learned
-    evaluation learning rate (MTT), else ``None``; ``config``: the run's resolved config."""
+    ``(N,)`` class indices or ``(N, C)`` probabilities, in the file's (class-major) order, decoded when the run
+    used multi-formation (``factor`` > 1: each stored image gives ``factor^2`` training images); ``lr``: the
+    learned evaluation learning rate (MTT), else ``None``; ``config``: the run's resolved config."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -47,6 +49,7 @@ class DistilledSet:
     std: tuple[float, ...]
     lr: float | None
     normalised: bool
+    factor: int
     config: dict[str, Any]
 
     def __len__(self) -> int:
@@ -81,12 +84,13 @@ def load(path: str | Path, normalised: bool = False, soft: bool = False) -> Dist
                                  "reads gdrdd's distilled.pt (it records the data set and its normalisation). Score "
                                  "other tools' files with evaluate.py, which takes dataset=... for them")
     spec = saved_spec(saved)
-    images = saved.images if normalised else Preprocess.from_state(spec, saved.zca).inverse(saved.images)
-    labels = saved.labels
+    preprocess = Preprocess.from_state(spec, saved.zca)
+    inputs, labels = Parameterization(preprocess, factor=saved.factor).decode_set(saved.images, saved.labels)
+    images = inputs if normalised else preprocess.inverse(inputs)
     if soft and labels.dim() == 1:
         labels = F.one_hot(labels, spec.num_classes).float()
     return DistilledSet(images, labels, spec.class_names, spec.name, spec.mean, spec.std, saved.lr, normalised,
-                        saved.config)
+                        saved.factor, saved.config)
 
 
 def saved_spec(saved: SavedSet) -> DatasetSpec:

@@ -17,12 +17,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 
 FAMILIES = ("color", "crop", "cutout", "flip", "scale", "rotate")
-AUGMENTATIONS = ("dsa", "none")  # the values of the method.augment, eval.augment and experts.augment keys
+AUGMENTATIONS = ("dsa", "none")  # the values of the method.augment and experts.augment keys
+EVAL_AUGMENTATIONS = ("dsa", "idc", "none")  # of eval.augment
+
+
+class Augmentation(Protocol):
+    """What the matchers and training loops call: a shared draw over several batches, or draws per sample."""
+
+    def siamese(self, *batches: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]: ...
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
 
 
 @dataclass
@@ -60,6 +70,11 @@ class DSA:
                generator: torch.Generator | None = None) -> DSAParams:
         """Draw one family and ``n`` parameter sets (``n=1``: shared by the whole batch) for ``size`` px."""
         family = self.families[int(torch.randint(len(self.families), (1,), generator=generator))]
+        return self.sample_family(family, n, size, device, generator)
+
+    def sample_family(self, family: str, n: int, size: int, device: torch.device | str = "cpu",
+                      generator: torch.Generator | None = None) -> DSAParams:
+        """``n`` parameter sets of ``family`` for ``size`` px."""
 
         def uniform(*shape: int) -> torch.Tensor:
             return torch.rand(n, *shape, generator=generator).to(device)

@@ -12,7 +12,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from gdrdd.augment.dsa import DSA
+from gdrdd.augment.dsa import DSA, Augmentation
+from gdrdd.augment.stacked import StackedAugment, without
 from gdrdd.config import CONFIG_DIR
 from gdrdd.config.schema import method_config
 from gdrdd.data.datamodule import RealDataModule
@@ -22,6 +23,7 @@ from gdrdd.data.readers import CLASS_NAME_READERS
 from gdrdd.data.spec import DatasetSpec
 from gdrdd.data.subpopulation import Shift
 from gdrdd.distill.module import DistillModule
+from gdrdd.distill.parameterization import Parameterization, mosaic
 from gdrdd.evaluation.evaluator import Evaluator
 from gdrdd.matchers.base import Matcher
 from gdrdd.matchers.registry import MatcherInputs, method
@@ -58,8 +60,14 @@ def network_factory(cfg: DictConfig, spec: DatasetSpec) -> Callable[[], nn.Modul
     return lambda: build_model(model_cfg, spec.channels, spec.num_classes, spec.resolution)
 
 
-def augmentation(kind: str, spec: DatasetSpec) -> DSA | None:
-    return DSA(spec.dsa_strategy) if kind == "dsa" else None
+def augmentation(kind: str, spec: DatasetSpec) -> Augmentation | None:
+    """Per-sample (or siamese) augmentation by name: ``dsa`` (the data set's DSA strategy), ``idc`` (IDC's stack
+    of the same strategy without cutout), ``none``."""
+    if kind == "dsa":
+        return DSA(spec.dsa_strategy)
+    if kind == "idc":
+        return StackedAugment(without(spec.dsa_strategy, "cutout"))
+    return None
 
 
 def datamodule(cfg: DictConfig, spec: DatasetSpec) -> RealDataModule:
@@ -107,15 +115,25 @@ def evaluation_settings(cfg: DictConfig) -> TrainSettings:
     """The evaluation protocol's SGD settings (``eval.*``)."""
     e = cfg.eval
     return TrainSettings(epochs=e.epochs, lr=e.lr, momentum=e.momentum, weight_decay=e.weight_decay,
-                         batch_size=e.batch_size)
+                         batch_size=e.batch_size, milestones=tuple(e.milestones), gamma=e.gamma, cutmix=e.cutmix,
+                         cutmix_beta=e.cutmix_beta)
 
 
-def initial_images(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> torch.Tensor:
-    """``(C*ipc, ch, H, W)`` normalised: random real images per class, or Gaussian noise."""
-    if cfg.method.init == "real":
-        return data.random_subset(cfg.ipc)[0]
-    shape = (spec.num_classes * cfg.ipc, spec.channels, spec.resolution, spec.resolution)
-    return torch.randn(shape, device=data.device)
+def initial_images(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec,
+                   parameterization: Parameterization) -> torch.Tensor:
+    """The stored tensors ``(C*ipc, ch, H, W)`` at the start: random real images per class (with multi-formation,
+    each a mosaic of ``f x f`` random real images of its class), or Gaussian noise in network-input space; in
+    pixel space for pixel storage."""
+    f = parameterization.factor
+    if cfg.method.init == "real" and f == 1:
+        inputs = data.random_subset(cfg.ipc)[0]
+    elif cfg.method.init == "real":
+        real = data.sample_real(cfg.ipc * f ** 2, uniform=True)
+        inputs = torch.cat([mosaic(images, f) for images in real])
+    else:
+        shape = (spec.num_classes * cfg.ipc, spec.channels, spec.resolution, spec.resolution)
+        inputs = torch.randn(shape, device=data.device)
+    return data.preprocess.inverse(inputs) if parameterization.pixels else inputs
 
 
 def matcher(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Matcher:
@@ -129,12 +147,22 @@ def matcher(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Matcher
     return entry.build(inputs)
 
 
+def parameterization(cfg: DictConfig, data: RealDataModule) -> Parameterization:
+    """``method.factor`` (multi-formation) and the storage space of the method (pixels for IDC)."""
+    m = method_config(cfg.method)
+    return Parameterization(data.preprocess, factor=m.factor, pixels=method(m.name).stores_pixels)
+
+
 def distill_module(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> DistillModule:
     m = method_config(cfg.method)
-    grouping, risk = matching_objective(cfg, spec.num_classes, risk_is_term=method(m.name).risk_is_term)
-    return DistillModule(initial_images(cfg, data, spec), data.synthetic_labels(cfg.ipc), matcher(cfg, data, spec),
-                         grouping, risk, lr_img=m.lr_img, momentum=m.momentum, batch_real=m.batch_real,
-                         seed=cfg.seed, skip_nonfinite=cfg.guard.skip_nonfinite)
+    entry = method(m.name)
+    grouping, risk = matching_objective(cfg, spec.num_classes, risk_is_term=entry.risk_is_term,
+                                        classes_per_update=spec.num_classes if entry.updates_all_classes else 1)
+    synthetic = parameterization(cfg, data)
+    return DistillModule(initial_images(cfg, data, spec, synthetic), data.synthetic_labels(cfg.ipc),
+                         matcher(cfg, data, spec), grouping, risk, lr_img=m.lr_img, momentum=m.momentum,
+                         batch_real=m.batch_real, seed=cfg.seed, skip_nonfinite=cfg.guard.skip_nonfinite,
+                         parameterization=synthetic)
 
 
 def evaluator(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Evaluator:

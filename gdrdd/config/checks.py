@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from gdrdd.augment.dsa import AUGMENTATIONS, FAMILIES
+from gdrdd.augment.dsa import EVAL_AUGMENTATIONS, FAMILIES
 from gdrdd.config import CONFIG_DIR
 from gdrdd.config.schema import check_types
 from gdrdd.data.rarity import Rarity
 from gdrdd.data.readers import READERS
 from gdrdd.data.subpopulation import Shift
+from gdrdd.distill.parameterization import MIN_TILE, tile_size
 from gdrdd.errors import ConfigError
 from gdrdd.experts.trajectory import check_expert_settings
 from gdrdd.matchers.registry import Method, method, methods
@@ -48,7 +49,23 @@ def validate(cfg: DictConfig) -> None:
         check_expert_settings(cfg)
     if cfg.task == "distill" and entry.check is not None:
         entry.check(cfg)
+    if "factor" in cfg.method:
+        check_factor("method.factor", cfg.method.factor, cfg.dataset)
     check_evaluation(cfg)
+
+
+def check_factor(key: str, factor: object, dataset: DictConfig) -> None:
+    """Multi-formation: an integer >= 1 whose tiles keep at least ``MIN_TILE`` pixels, and per-channel
+    normalisation (not ZCA)."""
+    integer(key, factor)
+    if factor == 1:
+        return
+    size = dataset.resolution
+    largest = max(f for f in range(1, size + 1) if tile_size(size, f) >= MIN_TILE)
+    require(factor <= largest, key, factor, f"an integer from 1 to {largest}: larger factors leave tiles under "
+            f"{MIN_TILE} pixels of the {size}-pixel images")
+    require(not dataset.zca, "dataset.zca", True, f"false with {key} > 1: ZCA whitening mixes pixels across the "
+            "tiles, so multi-formation needs per-channel normalisation")
 
 
 def _check_cvar(cfg: DictConfig, entry: Method) -> None:
@@ -138,7 +155,12 @@ def check_evaluation(cfg: DictConfig) -> None:
         integer(f"eval.{key}", e[key])
     integer("eval.every", e.every, minimum=0)
     positive("eval.lr", e.lr)
-    one_of("eval.augment", e.augment, AUGMENTATIONS)
+    require(all(is_number(m) and 0 < m < 1 for m in e.milestones), "eval.milestones", list(e.milestones),
+            "fractions of the epochs in (0, 1), e.g. [0.5]")
+    positive("eval.gamma", e.gamma)
+    require(is_number(e.cutmix) and 0 <= e.cutmix <= 1, "eval.cutmix", e.cutmix, "a probability in [0, 1]")
+    positive("eval.cutmix_beta", e.cutmix_beta)
+    one_of("eval.augment", e.augment, EVAL_AUGMENTATIONS)
     level("eval.cvar_alpha", e.cvar_alpha)
     one_of("eval.precision", e.precision, PRECISIONS)
     known = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))

@@ -128,7 +128,11 @@ class EvalSchema:
     momentum: float = 0.9
     weight_decay: float = 0.0005
     batch_size: int = 256
+    milestones: List[float] = field(default_factory=lambda: [0.5])
+    gamma: float = 0.1
     augment: str = "dsa"
+    cutmix: float = 0.0
+    cutmix_beta: float = 1.0
     num_groups: int = 10
     cvar_alpha: float = 0.8
     baseline: bool = True

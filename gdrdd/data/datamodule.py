@@ -84,24 +84,25 @@ class RealDataModule(L.LightningDataModule):
         return self.class_images[0].device
 
     def sample_real(self, n: int, generator: torch.Generator | None = None, split: bool = False,
-                    uniform: bool = False,
-                    with_subgroups: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                    uniform: bool = False, with_subgroups: bool = False,
+                    classes: list[int] | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """``(C, m, ch, H, W)`` random real images per class (without replacement), ``m = min(n, smallest class
-        size)``. With ``split``, in a distributed run, this rank's slice of that batch (every rank draws the same
-        batch). Images are equally likely unless ``batch_weights`` are set (``shift.balanced_batches`` or
-        ``rarity``) and ``uniform`` is False. ``with_subgroups`` (shift benchmarks only): also the images' known
-        subgroup ids ``(C, m)``, sliced alike."""
+        size)``; ``classes``: only these classes, in this order (``(len(classes), m, ...)``). With ``split``, in a
+        distributed run, this rank's slice of that batch (every rank draws the same batch). Images are equally
+        likely unless ``batch_weights`` are set (``shift.balanced_batches`` or ``rarity``) and ``uniform`` is
+        False. ``with_subgroups`` (shift benchmarks only): also the images' known subgroup ids, sliced alike."""
+        classes = list(range(len(self.class_images))) if classes is None else classes
         m = min(n, *(len(x) for x in self.class_images))
         weights = self.batch_weights if not uniform else None
         weights = weights or [None] * len(self.class_images)
-        picks = [draw(len(x), m, w, generator).to(x.device) for x, w in zip(self.class_images, weights)]
-        batch = torch.stack([x[i] for x, i in zip(self.class_images, picks)])
+        picks = [draw(len(self.class_images[c]), m, weights[c], generator).to(self.device) for c in classes]
+        batch = torch.stack([self.class_images[c][i] for c, i in zip(classes, picks)])
         batch = rank_slice(batch, dim=1) if split else batch
         if not with_subgroups:
             return batch
         if self.class_subgroups is None:
             raise ValueError("known subgroups need a subpopulation-shift data set (dataset.shift)")
-        ids = torch.stack([s[i] for s, i in zip(self.class_subgroups, picks)])
+        ids = torch.stack([self.class_subgroups[c][i] for c, i in zip(classes, picks)])
         return batch, rank_slice(ids, dim=1) if split else ids
 
     def random_subset(self, ipc: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,9 @@ import lightning as L
 import torch
 from torch import nn
 
+from gdrdd.data.spec import class_major_labels
 from gdrdd.distill.group_stats import GroupStats
+from gdrdd.distill.parameterization import Parameterization
 from gdrdd.errors import NonFiniteError
 from gdrdd.matchers.base import Matcher
 from gdrdd.robust.grouping import Grouping, KnownGroups
@@ -18,7 +20,9 @@ log = logging.getLogger(__name__)
 
 
 class DistillModule(L.LightningModule):
-    """Synthetic set ``images`` ``(C*ipc, ch, H, W)`` (class-major, normalised) with fixed ``labels`` ``(C*ipc,)``.
+    """Stored synthetic tensors ``images`` ``(C*ipc, ch, H, W)`` (class-major) with fixed ``labels`` ``(C*ipc,)``;
+    the ``parameterization`` turns them into the training images the matcher sees, ``(C, ipc * f^2, ch, H, W)``
+    network inputs (``synthetic_by_class``; without multi-formation and pixel storage: the tensors themselves).
 
     One training step is one distillation iteration: the matcher draws its network, then for each of its
     ``updates_per_iteration`` updates: a class-balanced real batch from the DataModule -> matcher -> per-group
@@ -34,13 +38,14 @@ class DistillModule(L.LightningModule):
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, matcher: Matcher, grouping: Grouping,
                  risk: RiskMeasure, lr_img: float, momentum: float = 0.5, batch_real: int = 256, seed: int = 0,
-                 skip_nonfinite: bool = False) -> None:
+                 skip_nonfinite: bool = False, parameterization: Parameterization | None = None) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.images = nn.Parameter(images.detach().clone())
         self.register_buffer("labels", labels.detach().clone())
         self.num_classes = int(labels.max()) + 1
         self.ipc = len(labels) // self.num_classes
+        self.parameterization = parameterization or Parameterization()
         self.matcher, self.grouping, self.risk = matcher, grouping, risk
         self.lr_img, self.momentum, self.batch_real, self.seed = lr_img, momentum, batch_real, seed
         self.skip_nonfinite, self.skipped_updates = skip_nonfinite, 0
@@ -59,18 +64,19 @@ class DistillModule(L.LightningModule):
             return None
         return lr
 
-    def _real_batch(self) -> torch.Tensor | None:
-        """The class-balanced real batch of one update; in a distributed run this rank's slice of it, unless the
-        matcher works on the whole batch (``splits_real = False``); ``None`` if the matcher uses none. With
-        ``KnownGroups``, the batch's subgroup labels go to the grouping."""
+    def _real_batch(self, classes: list[int] | None = None) -> torch.Tensor | None:
+        """The class-balanced real batch of one update (of ``classes`` only, if given); in a distributed run this
+        rank's slice of it, unless the matcher works on the whole batch (``splits_real = False``); ``None`` if the
+        matcher uses none. With ``KnownGroups``, the batch's subgroup labels go to the grouping."""
         if not getattr(self.matcher, "uses_real", True):
             return None
         split = getattr(self.matcher, "splits_real", True)
+        data = self.trainer.datamodule
         if isinstance(self.grouping, KnownGroups):
-            batch, ids = self.trainer.datamodule.sample_real(self.batch_real, split=split, with_subgroups=True)
+            batch, ids = data.sample_real(self.batch_real, split=split, with_subgroups=True, classes=classes)
             self.grouping.set_batch(ids)
             return batch
-        return self.trainer.datamodule.sample_real(self.batch_real, split=split)
+        return data.sample_real(self.batch_real, split=split, classes=classes)
 
     def _finite(self, objective: torch.Tensor, iteration: int, update: int) -> bool:
         """True if the loss and every gradient are finite. Otherwise raise ``NonFiniteError`` (the images are
@@ -91,17 +97,28 @@ class DistillModule(L.LightningModule):
         self.trainer.datamodule.to(self.device)
 
     def synthetic_by_class(self) -> torch.Tensor:
-        """The images as ``(C, ipc, ch, H, W)``."""
-        return self.images.view(self.num_classes, self.ipc, *self.images.shape[1:])
+        """The training images ``(C, ipc * f^2, ch, H, W)`` (network inputs, differentiable in ``images``)."""
+        return self.parameterization.decode(self.images.view(self.num_classes, self.ipc, *self.images.shape[1:]))
+
+    def training_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training images, flattened and detached ``(C * ipc * f^2, ch, H, W)``, with their labels."""
+        images = self.synthetic_by_class().detach()
+        return images.flatten(0, 1), class_major_labels(self.num_classes, images.shape[1], images.device)
+
+    def stored_inputs(self) -> torch.Tensor:
+        """The stored tensors as network inputs ``(C*ipc, ch, H, W)``, not decoded (what ``distilled.pt`` keeps)."""
+        return self.parameterization.inputs(self.images.detach())
 
     def training_step(self, batch: int, batch_idx: int) -> torch.Tensor:
         optimizer = self.optimizers()
+        self.parameterization.project_(self.images)
         torch.manual_seed(iteration_seed(self.seed, batch_idx))
         self.matcher.start_iteration(self.device)
         self.risk.start_iteration(batch_idx)
         updates = self.matcher.updates_per_iteration
+        update_classes = getattr(self.matcher, "update_classes", None)
         for update in range(updates):
-            real = self._real_batch()
+            real = self._real_batch(None if update_classes is None else update_classes(update))
             out = self.matcher.group_losses(real, self.synthetic_by_class(), self.grouping)
             risk = self.risk(out.losses, out.counts)
             objective = risk.objective if out.base is None else risk.objective + out.base

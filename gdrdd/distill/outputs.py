@@ -15,9 +15,10 @@ from gdrdd.utils.files import atomic_write
 
 def save_distilled(path: str | Path, images: torch.Tensor, labels: torch.Tensor, spec: DatasetSpec,
                    config: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:
-    """``distilled.pt``: normalised images ``(N, ch, H, W)``, labels ``(N,)``, the normalisation, class names,
-    the resolved config and the gdrdd version. Only tensors and plain containers, so it loads with
-    ``torch.load(path, weights_only=True)``."""
+    """``distilled.pt``: the stored images as network inputs ``(N, ch, H, W)`` (with multi-formation the compact
+    ones: ``extra['factor']`` > 1, decoded by ``gdrdd.distill.parameterization``), labels ``(N,)``, the
+    normalisation, class names, the resolved config and the gdrdd version. Only tensors and plain containers, so
+    it loads with ``torch.load(path, weights_only=True)``."""
     blob = {
         "images": images.detach().cpu().float(),
         "labels": labels.detach().cpu().long(),

@@ -68,24 +68,27 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if cfg.method.name == "random":
         images, labels = data.random_subset(cfg.ipc)
+        training = images, labels
         scored["random"] = evaluation.evaluator.evaluate(images, labels, name="random")
         _log_metrics(loggers, {f"eval/{k}": v for k, v in scored["random"].items()}, 0)
     else:
         module = build.distill_module(cfg, data, spec)
+        extra["factor"] = module.parameterization.factor
         try:
             trainer.fit(module, datamodule=data, ckpt_path=checkpoint)
         except NonFiniteError:  # keep the last good synthetic set beside the last good checkpoint
-            save_distilled(out / "distilled.pt", module.images.detach(), module.labels, spec, config,
-                           data.preprocess.state())
+            save_distilled(out / "distilled.pt", module.stored_inputs(), module.labels, spec, config,
+                           {**extra, **data.preprocess.state()})
             raise
         if not trainer.is_global_zero:
             return {}  # in a distributed run, rank 0 evaluates and writes
-        images, labels = module.images.detach(), module.labels
+        images, labels = module.stored_inputs(), module.labels  # stored (compact), as network inputs
+        training = module.training_set()  # decoded: what networks train on
         if module.evaluation_lr() is not None:
             extra["learned_lr"] = module.evaluation_lr()
         # With zero iterations Lightning stops before on_train_end, so score the initial set here.
         scored["distilled"] = (evaluation.final_metrics
-                               or evaluation.evaluator.evaluate(images, labels, lr=module.evaluation_lr()))
+                               or evaluation.evaluator.evaluate(*training, lr=module.evaluation_lr()))
         if cfg.eval.baseline:
             baseline = data.random_subset(cfg.ipc, torch.Generator().manual_seed(cfg.seed))
             scored["random"] = evaluation.evaluator.evaluate(*baseline, name="random")
@@ -96,7 +99,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     figures = {"distill/synthetic_images": grid}
     if cfg.eval.coverage:
         figures["eval/coverage"] = coverage.plot_run(out / "coverage.png", data, build.network_factory(cfg, spec),
-                                                     images, labels, coverage.run_title(config), spec.class_names)
+                                                     *training, coverage.run_title(config), spec.class_names)
     for logger in loggers:
         if hasattr(logger, "log_image"):
             for key, path in figures.items():

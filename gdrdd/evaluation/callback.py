@@ -30,8 +30,7 @@ class EvaluationCallback(L.Callback):
     def _run(self, trainer: L.Trainer, pl_module: L.LightningModule, name: str) -> dict[str, float] | None:
         if not trainer.is_global_zero:  # in a distributed run, rank 0 evaluates
             return None
-        metrics = self.evaluator.evaluate(pl_module.images.detach(), pl_module.labels, lr=pl_module.evaluation_lr(),
-                                          name=name)
+        metrics = self.evaluator.evaluate(*pl_module.training_set(), lr=pl_module.evaluation_lr(), name=name)
         for logger in trainer.loggers:
             logger.log_metrics({f"eval/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
         return metrics

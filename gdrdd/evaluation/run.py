@@ -9,23 +9,28 @@ import lightning as L
 from omegaconf import DictConfig, open_dict
 
 from gdrdd.config import build
-from gdrdd.config.checks import check_dataset, check_evaluation
+from gdrdd.config.checks import check_dataset, check_evaluation, check_factor
 from gdrdd.config.schema import check_types
+from gdrdd.distill.parameterization import Parameterization
 from gdrdd.errors import ConfigError
 from gdrdd.evaluation.saved_sets import load_distilled
 from gdrdd.evaluation.tables import comparison_table
+from gdrdd.utils.checks import require
 from gdrdd.utils.files import write_json, write_text
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Load ``cfg.path``, score it, print the table, write ``metrics.json`` and ``table.md`` to the run folder."""
-    distilled = load_distilled(cfg.path, cfg.format, cfg.exp)  # a DistilledFileError is a ConfigError
+    distilled = load_distilled(cfg.path, cfg.format, cfg.exp, cfg.factor)  # DistilledFileError is a ConfigError
     if distilled.config is not None:  # gdrdd's own file: its data set (and preprocessing) decide, whole
+        require(cfg.factor == 1 or cfg.factor == distilled.factor, "factor", cfg.factor,
+                f"1 (the default) for gdrdd's distilled.pt, which records its own factor ({distilled.factor})")
         with open_dict(cfg):  # replaced, not merged: its keys (shift, download, ...) need not be in the default's
             cfg.dataset = distilled.config["dataset"]
     check_types(cfg)
     check_dataset(cfg)
     check_evaluation(cfg)
+    check_factor("factor", distilled.factor, cfg.dataset)
     build.fetch_data(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -40,15 +45,21 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if top > spec.num_classes or (labels.dim() == 1 and int(labels.min()) < 0):
         raise ConfigError(f"the labels in {cfg.path} need {top} classes, but dataset={spec.name} has "
                           f"{spec.num_classes}; choose the data set they were distilled from")
+    require(distilled.format != "idc" or len(labels) % spec.num_classes == 0, "path", str(cfg.path),
+            f"an IDC data.pt with the same number of images for each of the {spec.num_classes} classes of "
+            f"{spec.name}; it holds {len(labels)} images")
     data = build.datamodule(cfg, spec)
     data.setup()
     device = build.device(cfg)
     data.to(device)
     lr = cfg.lr if cfg.lr is not None else distilled.lr
     evaluator = build.evaluator(cfg, data, spec)
-    scored = {"distilled": evaluator.evaluate(distilled.images.to(device), distilled.labels.to(device), lr=lr)}
-    result = {"path": str(cfg.path), "format": distilled.format, "dataset": spec.name,
-              "images": distilled.images.shape[0], "lr": lr if lr is not None else cfg.eval.lr, "scored": scored}
+    decoding = Parameterization(data.preprocess, factor=distilled.factor, pixels=distilled.pixels)
+    images, labels = decoding.decode_set(distilled.images.to(device), distilled.labels.to(device))
+    scored = {"distilled": evaluator.evaluate(images, labels, lr=lr)}
+    result = {"path": str(cfg.path), "format": distilled.format, "dataset": spec.name, "factor": distilled.factor,
+              "images": distilled.images.shape[0], "decoded_images": len(images),
+              "lr": lr if lr is not None else cfg.eval.lr, "scored": scored}
     write_json(out / "metrics.json", result)
     table = comparison_table(scored)
     write_text(out / "table.md", table + "\n")

@@ -8,10 +8,12 @@ Formats (``format=auto`` tells them apart):
   a folder with ``images_best.pt``, ``labels_best.pt`` and optionally ``lr_best.pt`` (MTT / DATM style).
 - ``dc``: the result file of the original DC/DSA/DM code, ``{"data": [[images, labels], ...], ...}`` with one
   pair per experiment (``exp`` picks one).
+- ``idc``: IDC's ``data.pt``, ``[images, labels]`` with the images in ``[0, 1]`` pixel space and not yet decoded
+  (``factor`` gives its multi-formation factor); never chosen by ``auto``, which reads such a list as ``pair``.
 
-Images are network inputs as the tool saved them (normalised, ZCA-whitened for MTT's ZCA runs): set the
-data set and ``dataset.zca`` to match when the file does not carry them. Labels are class indices ``(N,)``
-or soft labels ``(N, C)``.
+Images are otherwise network inputs as the tool saved them (normalised, ZCA-whitened for MTT's ZCA runs): set
+the data set and ``dataset.zca`` to match when the file does not carry them. Labels are class indices ``(N,)``
+or soft labels ``(N, C)``. gdrdd's files record their multi-formation factor; for the others ``factor`` says it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import torch
 
 from gdrdd.errors import DistilledFileError
 
-FORMATS = ("auto", "gdrdd", "pair", "dc")
+FORMATS = ("auto", "gdrdd", "pair", "dc", "idc")
 PAIR_FILES = ("images_best.pt", "labels_best.pt", "lr_best.pt")
 _NUMPY_CORE = getattr(np, "_core", None) or np.core  # NumPy 2 / NumPy 1
 # NumPy scalars as pickled by NumPy 2 (numpy._core...) and by NumPy 1 (numpy.core..., as old DC result files hold).
@@ -47,16 +49,18 @@ class SavedSet:
     format: str = "pair"
     zca: dict[str, Any] | None = None  # gdrdd's ZCA tensors (Preprocess.state), when the run whitened
     class_names: list[str] | None = None
+    factor: int = 1  # multi-formation factor of the stored images (1: they train as they are)
+    pixels: bool = False  # images in [0, 1] pixel space (IDC's data.pt), not network inputs
 
 
-def load_distilled(path: str | Path, fmt: str = "auto", exp: int = 0) -> SavedSet:
+def load_distilled(path: str | Path, fmt: str = "auto", exp: int = 0, factor: int = 1) -> SavedSet:
     """Read ``path`` with ``torch.load(weights_only=True)``: tensors, plain containers and NumPy scalars (which
     the DC result files hold) only, so a crafted pickle cannot run code."""
     path = Path(path).expanduser()
     if fmt not in FORMATS:
         raise DistilledFileError(f"format={fmt!r} is unknown; accepted: {', '.join(FORMATS)}")
     if path.is_dir():
-        return _pair_folder(path)
+        return replace(_pair_folder(path), factor=factor)
     if not path.is_file():
         raise DistilledFileError(f"path={str(path)!r} does not exist; give a distilled.pt file, a saved "
                                  f"(images, labels[, lr]) file, a DC-style result file, or a folder with "
@@ -70,16 +74,20 @@ def load_distilled(path: str | Path, fmt: str = "auto", exp: int = 0) -> SavedSe
                                  f"({str(err).splitlines()[0]})") from err
     if isinstance(blob, dict) and "images" in blob and "labels" in blob and fmt in ("auto", "gdrdd"):
         saved = _checked(blob["images"], blob["labels"], blob.get("learned_lr"), blob.get("config"), "gdrdd", path)
-        return replace(saved, zca=blob.get("zca"), class_names=blob.get("class_names"))
+        return replace(saved, zca=blob.get("zca"), class_names=blob.get("class_names"),
+                       factor=int(blob.get("factor", 1)))
     if isinstance(blob, dict) and "data" in blob and fmt in ("auto", "dc"):
         runs = blob["data"]
         if not 0 <= exp < len(runs):
             raise DistilledFileError(f"exp={exp} is out of range: {path} holds {len(runs)} experiments "
                                      f"(0..{len(runs) - 1})")
         images, labels = runs[exp][:2]
-        return _checked(images, labels, None, None, "dc", path)
+        return replace(_checked(images, labels, None, None, "dc", path), factor=factor)
+    if isinstance(blob, (list, tuple)) and len(blob) == 2 and fmt == "idc":
+        return replace(_checked(blob[0], blob[1], None, None, "idc", path), factor=factor, pixels=True)
     if isinstance(blob, (list, tuple)) and len(blob) in (2, 3) and fmt in ("auto", "pair"):
-        return _checked(blob[0], blob[1], blob[2] if len(blob) == 3 else None, None, "pair", path)
+        return replace(_checked(blob[0], blob[1], blob[2] if len(blob) == 3 else None, None, "pair", path),
+                       factor=factor)
     raise DistilledFileError(f"{path} is not a distilled set in a known format (format={fmt}): expected gdrdd's "
                              "distilled.pt dict, an (images, labels[, lr]) sequence, or a DC-style dict with 'data'")
 

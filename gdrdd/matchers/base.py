@@ -9,6 +9,8 @@ One distillation *iteration* is: ``start_iteration()`` (draw the iteration's net
 (where a matcher may train its network, as gradient matching does between matching steps).
 
 Optional: ``uses_real = False`` when ``group_losses`` ignores the real batch (plain MTT), so none is drawn;
+``update_classes(update)`` -> the classes an update matches (called before that update's ``group_losses``, whose
+real batch then holds those classes only; IDC updates one class at a time); without it every class;
 ``splits_real = False`` when, in a distributed run, the matcher wants the whole real batch on every rank
 rather than its slice (by default it gets a slice and sums its group statistics over ranks);
 a matcher with learnable tensors of its own (MTT's step size) is an ``nn.Module`` with

@@ -30,7 +30,7 @@ from gdrdd.robust.objective import acts_on_network, network_risk
 from gdrdd.utils.checks import integer, one_of, positive, require
 from gdrdd.utils.distributed import all_reduce_sum, is_distributed
 
-DISTANCES = ("ours", "mse", "cos")
+DISTANCES = ("ours", "mse", "cos", "l1")
 # IPC -> (outer_loop, inner_loop) of the reference implementation.
 LOOPS_BY_IPC = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
 BN_BATCH_PER_CLASS = 16
@@ -55,6 +55,7 @@ def gradient_distance(real: list[torch.Tensor], synthetic: list[torch.Tensor], m
     - ``ours``: sum over layers and output units of ``1 - cos`` (conv weights flattened per output channel;
       1-D parameters such as biases and norm scales contribute 0);
     - ``mse``: squared Euclidean distance of the concatenated gradients;
+    - ``l1``: the absolute differences of the concatenated gradients, summed (IDC's ``l1``);
     - ``cos``: ``1 - cos`` of the concatenated gradients.
     """
     if metric == "ours":
@@ -70,6 +71,8 @@ def gradient_distance(real: list[torch.Tensor], synthetic: list[torch.Tensor], m
     s_vec = torch.cat([s.flatten() for s in synthetic]).unsqueeze(0)
     if metric == "mse":
         return ((s_vec - r_vec) ** 2).sum(-1)
+    if metric == "l1":
+        return (s_vec - r_vec).abs().sum(-1)
     if metric == "cos":
         return 1 - (r_vec * s_vec).sum(-1) / (r_vec.norm(dim=-1) * s_vec.norm(dim=-1) + 1e-6)
     raise ValueError(f"unknown gradient distance {metric!r}; accepted: {', '.join(DISTANCES)}")

@@ -15,6 +15,8 @@ Each matcher module of ``gdrdd/matchers/`` registers its methods when imported, 
   applies;
 - ``risk_is_term``: its group losses are a term added to its own loss with weight ``cvar.weight`` (MTT),
   not the whole objective scaled by ``cvar.scale``;
+- ``updates_all_classes``: each synthetic update covers every class (``False``: one class per update, IDC);
+- ``stores_pixels``: its synthetic tensors are learnt in ``[0, 1]`` pixel space (IDC), not as network inputs;
 - ``check(cfg)``: optional checks that involve other config groups (the IPC, the experts).
 
 A new matcher is one module in this package that calls ``register``, plus its ``conf/method/<name>.yaml``:
@@ -58,16 +60,20 @@ class MethodConfig:
 @dataclass
 class DistillConfig(MethodConfig):
     """The keys of every method that learns a synthetic set: the images' SGD (``lr_img``, ``momentum``), their
-    initialisation (``init``: real images or Gaussian noise) and the augmentation while matching (``augment``)."""
+    initialisation (``init``: real images or Gaussian noise), the augmentation while matching (``augment``) and
+    the multi-formation ``factor`` (each stored image trains as ``factor^2`` images; 1: none;
+    ``gdrdd.distill.parameterization``)."""
 
     lr_img: float = 1.0
     momentum: float = 0.5
     init: str = "real"
     augment: str = "dsa"
+    factor: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
         positive("method.lr_img", self.lr_img)
+        integer("method.factor", self.factor)
         one_of("method.init", self.init, INITS)
         one_of("method.augment", self.augment, AUGMENTATIONS)
 
@@ -98,6 +104,8 @@ class Method:
     groups_real: bool = False
     trains_network: bool = False
     risk_is_term: bool = False
+    updates_all_classes: bool = True
+    stores_pixels: bool = False
     check: Callable[[DictConfig], None] | None = None
 
 

@@ -40,7 +40,7 @@ def train_real_data_encoder(make_network: Callable[[], nn.Module], images: torch
 
 class EvaluationFeatures(L.Callback):
     """Keeps the matcher's ``group_encoder`` an evaluation network of the synthetic set, re-trained every
-    ``refresh`` iterations. The module must expose ``images`` ``(C*ipc, ch, H, W)``, ``labels`` ``(C*ipc,)``
+    ``refresh`` iterations. The module must expose ``training_set()`` (its training images and labels)
     and a ``matcher`` with a ``group_encoder`` attribute."""
 
     def __init__(self, make_network: Callable[[], nn.Module], settings: TrainSettings, augment: DSA | None,
@@ -56,7 +56,7 @@ class EvaluationFeatures(L.Callback):
                              batch_idx: int) -> None:
         due = batch_idx - batch_idx % self.refresh
         if self.trained_at != due:
-            self.net = self.train_on(pl_module.images.detach(), pl_module.labels, due)
+            self.net = self.train_on(*pl_module.training_set(), due)
             self.trained_at = due
         pl_module.matcher.group_encoder = self.net.to(pl_module.device)  # a restored network starts on the CPU
 

@@ -21,22 +21,29 @@ from gdrdd.robust.risk import RiskMeasure
 
 
 class GroupRobustLoss:
-    """The group-robust training loss, as a ``loss_fn`` of ``gdrdd.models.fit.run_epochs``: every image joins a group of
-    its class by ``grouping`` (nearest synthetic image) in the network's current embedding; the risk measure
-    (CVaR) of the groups' mean cross-entropy, differentiated end to end. ``synthetic``: ``(C, ipc, ch, H, W)``.
-    With mass weights and alpha 0 it equals the mean cross-entropy."""
+    """The group-robust training loss, as a ``loss_fn`` of ``gdrdd.models.fit.run_epochs``: every image joins a
+    group of its class by ``grouping`` (nearest synthetic image) in the network's current embedding; the risk
+    measure (CVaR) of the groups' mean loss, differentiated end to end. ``synthetic``: ``(C, ipc, ch, H, W)``;
+    ``per_sample(net, images, labels)`` -> ``(B,)`` losses (default: cross-entropy; IDC: CutMix-ed cross-entropy,
+    the images grouped as they were before mixing). With mass weights and alpha 0 it equals the mean loss."""
 
-    def __init__(self, synthetic: torch.Tensor, grouping: Grouping, risk: RiskMeasure) -> None:
+    def __init__(self, synthetic: torch.Tensor, grouping: Grouping, risk: RiskMeasure,
+                 per_sample: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> None:
         self.synthetic, self.grouping, self.risk = synthetic, grouping, risk
+        self.per_sample = per_sample or cross_entropy_per_sample
 
     def __call__(self, net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         c, ipc = self.synthetic.shape[:2]
         with torch.no_grad():
             synthetic_features = net.embed(self.synthetic.flatten(0, 1)).view(c, ipc, -1)
             ids = assign_labelled(self.grouping, net.embed(images), labels, synthetic_features)
-        per_sample = F.cross_entropy(net(images), labels, reduction="none")
+        per_sample = self.per_sample(net, images, labels)
         means, counts = segment_means(per_sample, ids, c * self.grouping.groups_per_class(ipc))
         return self.risk(means, counts).objective
+
+
+def cross_entropy_per_sample(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(net(images), labels, reduction="none")
 
 
 class RobustNetworkTraining:

@@ -29,10 +29,12 @@ def acts_on_network(cvar: DictConfig) -> bool:
     return cvar.name != "none" and cvar.target != "matching"
 
 
-def matching_objective(cfg: DictConfig, num_classes: int, risk_is_term: bool = False) -> tuple[Grouping, RiskMeasure]:
+def matching_objective(cfg: DictConfig, num_classes: int, risk_is_term: bool = False,
+                       classes_per_update: int | None = None) -> tuple[Grouping, RiskMeasure]:
     """The synthetic set's objective. When it ``acts_on_matching``: CVaR over nearest-synthetic groups (or the
     shift benchmark's known subgroups, ``cvar.groups=known``), scaled by ``cvar.scale`` (``classes``: the number
-    of classes), or weighted by ``cvar.weight`` when the group losses are a term beside the matcher's own loss
+    of classes one update's losses cover, ``classes_per_update``, default all, so alpha 0 gives the base method's
+    gradient), or weighted by ``cvar.weight`` when the group losses are a term beside the matcher's own loss
     (``risk_is_term``, MTT). Otherwise one group per class and the plain sum: the base method."""
     c = cfg.cvar
     if not acts_on_matching(c):
@@ -40,7 +42,7 @@ def matching_objective(cfg: DictConfig, num_classes: int, risk_is_term: bool = F
     if risk_is_term:
         scale = float(c.weight)
     else:
-        scale = float(num_classes) if c.scale == "classes" else float(c.scale)
+        scale = float(classes_per_update or num_classes) if c.scale == "classes" else float(c.scale)
     grouping = KnownGroups(len(cfg.dataset.shift.keep)) if c.get("groups") == "known" else NearestSynthetic()
     return grouping, CVaR(float(c.alpha), c.weighting, scale, mix=float(c.get("mix", 1.0)),
                           min_count=c.get("min_count", 0), warmup=c.get("warmup", 0))

@@ -4,7 +4,8 @@ Fixtures:
 - ``compose(*overrides, config_name="config", hydra_config=False)``: the config ``train.py`` composes from these
   command-line overrides (``config_name="evaluate"``: ``evaluate.py``'s);
 - ``tiny(*overrides, method="dm", out=tmp_path)``: the config of a run of a few seconds on the embedded data set
-  (IPC 2, 3 iterations, narrow networks, one evaluation network x 2 epochs, CPU), writing to ``out``;
+  (IPC 2, 3 iterations, narrow networks, one evaluation network x 2 epochs, CPU, no coverage plot), writing to
+  ``out``;
 - ``distilled_file``: the ``distilled.pt`` of one tiny robust DM run, made once per test session;
 - ``tiny_net_factory``: a small ConvNet factory for 3 x 16 x 16 inputs.
 
@@ -26,7 +27,7 @@ torch.set_num_threads(2)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["ipc=2", "iterations=3", "model.width=16", "eval.nets=1", "eval.epochs=2", "trainer.accelerator=cpu",
-        "trainer.enable_progress_bar=false"]
+        "trainer.enable_progress_bar=false", "eval.coverage=false"]
 
 
 def compose_config(*overrides: str, config_name: str = "config", hydra_config: bool = False):

@@ -128,6 +128,9 @@ class _Module:
         self.images, self.labels, self.device = images, labels, torch.device("cpu")
         self.matcher = DistributionMatcher(lambda: ChannelSplit())
 
+    def training_set(self):
+        return self.images, self.labels
+
 
 def _tiny_classifier():
     return nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 2))

@@ -94,7 +94,7 @@ def test_coverage_group_sizes_and_plots(tmp_path, tiny):
     assert sizes.tolist() == [2, 3, 1, 0] and int(sizes.sum()) == len(real)
 
     for name, objective in (("plain", "cvar=none"), ("robust", "cvar.alpha=0.8")):
-        run(tiny("iterations=1", "eval.baseline=false", objective, out=tmp_path / name))
+        run(tiny("iterations=1", "eval.baseline=false", "eval.coverage=true", objective, out=tmp_path / name))
     with Image.open(tmp_path / "plain" / "coverage.png") as img:
         assert img.format == "PNG" and img.size[0] > 400
     out = coverage_main([str(tmp_path / "plain"), str(tmp_path / "robust"), "--out", str(tmp_path / "both.png"),

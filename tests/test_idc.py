@@ -86,8 +86,7 @@ def reference_idc(pixels, dm, augment, net_augment, iterations, inner, seed, lr_
 
 def idc_module(dm, pixels, grouping, risk, inner=2, robust=None):
     augment, net_augment = StackedAugment("color_crop_cutout"), StackedAugment("color_crop")
-    images, labels = dm.training_set()
-    matcher = IDCMatcher(tiny_net, C, images, labels, augment, net_augment, metric="mse", inner_loop=inner,
+    matcher = IDCMatcher(tiny_net, C, dm, augment, net_augment, metric="mse", inner_loop=inner,
                          n_data=24, batch_net=8, cutmix=0.0, robust_network=robust)
     module = DistillModule(pixels, torch.arange(C).repeat_interleave(IPC), matcher, grouping, risk, lr_img=0.05,
                            batch_real=8, seed=3, parameterization=Parameterization(dm.preprocess, FACTOR, pixels=True))
@@ -236,3 +235,11 @@ def test_an_idc_data_file_is_decoded_and_its_image_count_checked(tmp_path, compo
         evaluate(compose(f"path={tmp_path / 'data.pt'}", f"paths.output_dir={tmp_path / 'out3'}",
                          *fast[:-1], "factor=0", config_name="evaluate"))
     assert np.isfinite(result["scored"]["distilled"]["acc"])
+
+
+def test_training_images_gather_the_class_major_training_set_without_concatenating():
+    dm = toy_datamodule(iterations=1)
+    images, labels = dm.training_set()
+    idx = torch.tensor([0, 59, 21, 40, 19, 20])
+    got_images, got_labels = dm.training_images(idx)
+    assert dm.training_size == 60 and torch.equal(got_images, images[idx]) and torch.equal(got_labels, labels[idx])

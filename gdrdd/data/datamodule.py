@@ -61,8 +61,8 @@ class RealDataModule(L.LightningDataModule):
             if self.shift.balanced_batches:
                 self.batch_weights = [balanced_weights(s) for s in self.class_subgroups]
         self.preprocess = Preprocess.fit(self.spec, train_images, self.zca)
-        train = self.preprocess(train_images)
-        self.class_images = [train[train_labels == c] for c in range(self.spec.num_classes)]
+        # class by class, so the whole float training set exists once (preprocessing acts on each image alone)
+        self.class_images = [self.preprocess(train_images[train_labels == c]) for c in range(self.spec.num_classes)]
         empty = [self.spec.class_names[c] for c, x in enumerate(self.class_images) if len(x) == 0]
         if empty:
             raise ValueError(f"data set {self.spec.name!r} has no training images for classes {empty}")
@@ -119,6 +119,23 @@ class RealDataModule(L.LightningDataModule):
         images = torch.cat(self.class_images)
         sizes = torch.tensor([len(x) for x in self.class_images], device=images.device)
         return images, torch.arange(len(sizes), device=images.device).repeat_interleave(sizes)
+
+    @property
+    def training_size(self) -> int:
+        return sum(len(x) for x in self.class_images)
+
+    def training_images(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images and labels at ``indices`` ``(n,)`` of the class-major training set (``training_set``'s
+        order), gathered from the per-class tensors without concatenating them."""
+        sizes = torch.tensor([len(x) for x in self.class_images], device=indices.device)
+        starts = torch.cumsum(sizes, 0) - sizes
+        labels = torch.searchsorted(starts, indices, right=True) - 1
+        images = torch.empty(len(indices), *self.class_images[0].shape[1:], device=self.device,
+                             dtype=self.class_images[0].dtype)
+        for c in labels.unique().tolist():
+            mask = labels == c
+            images[mask.to(self.device)] = self.class_images[c][(indices[mask] - starts[c]).to(self.device)]
+        return images, labels.to(self.device)
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(range(self.iterations), batch_size=None, shuffle=False)

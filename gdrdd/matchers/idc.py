@@ -34,6 +34,7 @@ from torch import nn
 
 from gdrdd.augment.dsa import FAMILIES
 from gdrdd.augment.stacked import StackedAugment, without
+from gdrdd.data.datamodule import RealDataModule
 from gdrdd.matchers.base import GroupLosses
 from gdrdd.matchers.gradient import gradient_distance, group_gradients
 from gdrdd.matchers.registry import DistillConfig, MatcherInputs, Method, register
@@ -52,18 +53,18 @@ def matched_parameters(net: nn.Module) -> list[nn.Parameter]:
 
 
 class IDCMatcher:
-    def __init__(self, make_network: Callable[[], nn.Module], num_classes: int, real_images: torch.Tensor,
-                 real_labels: torch.Tensor, augment: StackedAugment | None, net_augment: StackedAugment | None,
+    def __init__(self, make_network: Callable[[], nn.Module], num_classes: int, real: RealDataModule,
+                 augment: StackedAugment | None, net_augment: StackedAugment | None,
                  metric: str = "mse", inner_loop: int = 100, batch_syn_max: int = 128, lr_net: float = 0.01,
                  momentum_net: float = 0.9, weight_decay_net: float = 5e-4, n_data: int = 2000, batch_net: int = 64,
                  cutmix: float = 0.5, cutmix_beta: float = 1.0, robust_network: Callable | None = None,
                  group_encoder: nn.Module | None = None, shrink: float = 0.0) -> None:
-        """``real_images`` ``(N, ch, H, W)`` (network inputs) / ``real_labels`` ``(N,)``: the training set the network
-        trains on; ``robust_network(synthetic, per_sample) -> loss_fn``: the group-robust loss of Algorithm 1;
+        """``real``: the training set the network trains on (network inputs, gathered by class-major index);
+        ``robust_network(synthetic, per_sample) -> loss_fn``: the group-robust loss of Algorithm 1;
         ``group_encoder`` (a fixed network) forms the groups instead of the step's network; ``shrink`` pulls each
         group's real gradient toward the class's with a prior of that many images."""
         self.make_network, self.num_classes = make_network, num_classes
-        self.real_images, self.real_labels = real_images, real_labels
+        self.real = real
         self.augment, self.net_augment, self.metric = augment, net_augment, metric
         self.inner_loop, self.batch_syn_max = inner_loop, batch_syn_max
         self.lr_net, self.momentum_net, self.weight_decay_net = lr_net, momentum_net, weight_decay_net
@@ -128,10 +129,10 @@ class IDCMatcher:
         loss_fn: LossFn = (self.robust_network(synthetic, per_sample) if self.robust_network is not None
                            else lambda net, x, y: per_sample(net, x, y).mean())
         batches = -(-self.n_data // self.batch_net)  # IDC stops after the batch that reaches n_data images
-        order = torch.randperm(len(self.real_images))[:batches * self.batch_net].to(self.real_images.device)
+        order = torch.randperm(self.real.training_size)[:batches * self.batch_net]
         self.net.train()
         for idx in order.split(self.batch_net):
-            x, y = self.real_images[idx], self.real_labels[idx]
+            x, y = self.real.training_images(idx)
             if self.net_augment is not None:
                 with torch.no_grad():
                     x = self.net_augment(x)
@@ -183,7 +184,6 @@ def check_network(cfg: DictConfig) -> None:
 
 def build(inputs: MatcherInputs) -> IDCMatcher:
     m, cfg = inputs.method, inputs.cfg
-    images, labels = inputs.data.training_set()
     match_augment = StackedAugment(m.strategy) if m.augment == "dsa" else None
     net_strategy = without(m.strategy, "cutout") if m.cutmix > 0 else m.strategy
     net_augment = StackedAugment(net_strategy) if m.augment == "dsa" and net_strategy else None
@@ -192,7 +192,7 @@ def build(inputs: MatcherInputs) -> IDCMatcher:
         risk = network_risk(cfg.cvar)
         robust = lambda synthetic, per_sample: GroupRobustLoss(synthetic, NearestSynthetic(), risk,  # noqa: E731
                                                                per_sample=per_sample)
-    matcher = IDCMatcher(inputs.make_network, inputs.spec.num_classes, images, labels, match_augment, net_augment,
+    matcher = IDCMatcher(inputs.make_network, inputs.spec.num_classes, inputs.data, match_augment, net_augment,
                          metric=m.metric, inner_loop=m.inner_loop, batch_syn_max=m.batch_syn_max, lr_net=m.lr_net,
                          momentum_net=m.momentum_net, weight_decay_net=m.weight_decay_net, n_data=m.n_data,
                          batch_net=m.batch_net, cutmix=m.cutmix, cutmix_beta=m.cutmix_beta, robust_network=robust,

@@ -11,6 +11,8 @@ both distilled sets scored by one and the same evaluation (gdrdd's ``evaluate.py
 
 Budget: the original counts ``niter * 100 / inner_loop`` outer iterations and logs every fiftieth of them, so it
 needs at least 50; ``--inner-loop K`` (default 2) gives 50 outer iterations of K inner steps, identical for both.
+``--original-run`` reuses a finished original run of the same settings (the original is the slow part): the
+time ratio then compares two runs that did not share the machine's load, so prefer a fresh paired run for speed.
 Writes a JSON report (both programs' seconds per outer iteration: median; their peak resident memory; both
 sets' accuracy under IDC's evaluation protocol) and prints a table.
 """
@@ -31,9 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OUTER = 50  # the fewest outer iterations the original's logging allows
 
 
-def peak_mb(command: list[str], cwd: Path, log: Path) -> tuple[float, float]:
-    """Run ``command`` under GNU time; return (its peak resident memory in MB, wall seconds)."""
-    start = time.perf_counter()
+def peak_mb(command: list[str], cwd: Path, log: Path) -> float:
+    """Run ``command`` under GNU time (its output to ``log``); return its peak resident memory in MB."""
     with open(log, "w") as out:
         proc = subprocess.run(["/usr/bin/time", "-f", "PEAK_KB %M", *command], cwd=cwd, stdout=out,
                               stderr=subprocess.STDOUT)
@@ -41,7 +42,7 @@ def peak_mb(command: list[str], cwd: Path, log: Path) -> tuple[float, float]:
     if proc.returncode != 0:
         raise SystemExit(f"{command[0]} failed (exit {proc.returncode}); its log: {log}\n{text[-3000:]}")
     peak = [line for line in text.splitlines() if line.startswith("PEAK_KB")][-1]
-    return int(peak.split()[1]) / 1024, time.perf_counter() - start
+    return int(peak.split()[1]) / 1024
 
 
 def run_original_idc(args, work: Path) -> dict:
@@ -53,11 +54,17 @@ def run_original_idc(args, work: Path) -> dict:
                str(args.ipc), "-n", "convnet", "--depth", "3", "--metric", "mse", "--lr_img", "5e-3",
                "--n_data", str(args.n_data), "--niter", str(niter), "--inner_loop", str(args.inner_loop),
                "--seed", str(args.seed + 1), "-j", "0", "--test"]  # its seed 0 means "not seeded"
-    peak, wall = peak_mb(command, work, work / "log.txt")
-    seconds = json.loads(timing.read_text())["seconds_per_iteration"]
-    data = work / "results" / "test" / "data.pt"
+    peak_mb(command, work, work / "log.txt")
+    return finished_original(work)
+
+
+def finished_original(work: Path) -> dict:
+    """The record of an original run that has finished in ``work`` (its log, timing and data files)."""
+    peak = [line for line in (work / "log.txt").read_text().splitlines() if line.startswith("PEAK_KB")][-1]
+    seconds = json.loads((work / "timing.json").read_text())["seconds_per_iteration"]
     return {"seconds_per_iteration_median": statistics.median(seconds), "iterations": len(seconds),
-            "peak_rss_mb": peak, "wall_s": wall, "file": str(data), "format": "idc"}
+            "peak_rss_mb": int(peak.split()[1]) / 1024, "file": str(work / "results" / "test" / "data.pt"),
+            "format": "idc"}
 
 
 def run_gdrdd_idc(args, work: Path) -> dict:
@@ -66,23 +73,26 @@ def run_gdrdd_idc(args, work: Path) -> dict:
                  f"method.factor={args.factor}", f"method.n_data={args.n_data}", f"seed={args.seed}", "eval.nets=1",
                  "eval.epochs=1", "eval.baseline=false", "eval.coverage=false", "trainer.enable_progress_bar=false",
                  f"hydra.run.dir={work}", "checkpoint.every=0"]
-    peak, wall = peak_mb([sys.executable, str(ROOT / "train.py"), *overrides], ROOT, work.parent / "gdrdd_log.txt")
+    peak = peak_mb([sys.executable, str(ROOT / "train.py"), *overrides], ROOT, work.parent / "gdrdd_log.txt")
     metrics = json.loads((work / "metrics.json").read_text())
     return {"seconds_per_iteration_median": metrics["seconds_per_iteration_median"],
-            "iterations": metrics["iterations_timed"], "peak_rss_mb": peak, "wall_s": wall,
+            "iterations": metrics["iterations_timed"], "peak_rss_mb": peak,
             "file": str(work / "distilled.pt"), "format": "gdrdd"}
 
 
 def score(args, program: dict, work: Path) -> dict:
-    """One evaluation for both files: IDC's protocol, the same network seeds."""
-    overrides = [f"path={program['file']}", f"format={program['format']}", "dataset=cifar10", "eval=idc",
-                 f"paths.data_dir={args.data_dir}", f"eval.nets={args.eval_nets}", f"eval.epochs={args.eval_epochs}",
-                 f"seed={args.seed}", "trainer.enable_progress_bar=false", f"hydra.run.dir={work}"]
-    if program["format"] == "idc":
-        overrides.append(f"factor={args.factor}")
-    subprocess.run([sys.executable, str(ROOT / "evaluate.py"), *overrides], cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL)
-    scored = json.loads((work / "metrics.json").read_text())["scored"]["distilled"]
+    """One evaluation for both files: IDC's protocol, the same network seeds (read back if ``work`` has it)."""
+    metrics = work / "metrics.json"
+    if not metrics.is_file():
+        overrides = [f"path={program['file']}", f"format={program['format']}", "dataset=cifar10", "eval=idc",
+                     f"paths.data_dir={args.data_dir}", f"eval.nets={args.eval_nets}",
+                     f"eval.epochs={args.eval_epochs}", f"seed={args.seed}", "trainer.enable_progress_bar=false",
+                     f"hydra.run.dir={work}"]
+        if program["format"] == "idc":
+            overrides.append(f"factor={args.factor}")
+        subprocess.run([sys.executable, str(ROOT / "evaluate.py"), *overrides], cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL)
+    scored = json.loads(metrics.read_text())["scored"]["distilled"]
     return {"acc": scored["acc"], "acc_std": scored["acc_std"]}
 
 
@@ -101,6 +111,9 @@ def main() -> None:
     parser.add_argument("--eval-epochs", type=int, default=1000)
     parser.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench" / "vs_original")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--original-run", type=Path, default=None,
+                        help="the 'original' folder of an earlier report with the same settings: reuse that run "
+                             "(its time, memory and file) instead of running the original again")
     args = parser.parse_args()
     if not (args.data_dir / "cifar-10-batches-py").is_dir():
         parser.error(f"--data-dir {args.data_dir} has no cifar-10-batches-py/: both programs read CIFAR-10's python "
@@ -111,9 +124,11 @@ def main() -> None:
     if not (args.reference_dir / "condense.py").is_file():
         parser.error(f"--reference-dir {args.reference_dir} has no condense.py: give a copy of IDC's repository files")
     run = args.work / f"{args.matcher}_ipc{args.ipc}_seed{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
-    programs = {"original": run_original_idc(args, run / "original"), "gdrdd": run_gdrdd_idc(args, run / "gdrdd")}
+    original = finished_original(args.original_run) if args.original_run else run_original_idc(args, run / "original")
+    programs = {"original": original, "gdrdd": run_gdrdd_idc(args, run / "gdrdd")}
     for name, program in programs.items():
-        program.update(score(args, program, run / f"eval_{name}"))
+        earlier = args.original_run.parent / "eval_original" if args.original_run and name == "original" else None
+        program.update(score(args, program, earlier if earlier and earlier.is_dir() else run / f"eval_{name}"))
     o, g = programs["original"], programs["gdrdd"]
     report = {"matcher": args.matcher, "ipc": args.ipc, "factor": args.factor, "inner_loop": args.inner_loop,
               "outer_iterations": OUTER, "n_data": args.n_data, "seed": args.seed, "eval_nets": args.eval_nets,

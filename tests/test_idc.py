@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
 from gdrdd.augment.stacked import StackedAugment
+from gdrdd.config.build import initial_images
 from gdrdd.data import DatasetSpec, RealDataModule
 from gdrdd.data.preprocess import Preprocess
 from gdrdd.distill.module import DistillModule, iteration_seed
-from gdrdd.distill.parameterization import Parameterization
+from gdrdd.distill.parameterization import Parameterization, mosaic
 from gdrdd.errors import ConfigError
 from gdrdd.matchers.idc import IDCMatcher
 from gdrdd.models import ConvNet
@@ -243,3 +245,14 @@ def test_training_images_gather_the_class_major_training_set_without_concatenati
     idx = torch.tensor([0, 59, 21, 40, 19, 20])
     got_images, got_labels = dm.training_images(idx)
     assert dm.training_size == 60 and torch.equal(got_images, images[idx]) and torch.equal(got_labels, labels[idx])
+
+
+@pytest.mark.parametrize("init", ["first", "real"])
+def test_the_initial_mosaics_are_made_of_the_first_or_of_random_real_images_of_each_class(init):
+    dm = toy_datamodule(iterations=1)
+    cfg = OmegaConf.create({"ipc": 2, "method": {"init": init}})
+    torch.manual_seed(0)
+    got = initial_images(cfg, dm, SPEC, Parameterization(dm.preprocess, FACTOR))
+    first = torch.cat([mosaic(x[:2 * FACTOR ** 2], FACTOR) for x in dm.class_images])
+    assert got.shape == (C * 2, 3, SIZE, SIZE)
+    assert torch.equal(got, first) == (init == "first")

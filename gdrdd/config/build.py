@@ -121,18 +121,18 @@ def evaluation_settings(cfg: DictConfig) -> TrainSettings:
 
 def initial_images(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec,
                    parameterization: Parameterization) -> torch.Tensor:
-    """The stored tensors ``(C*ipc, ch, H, W)`` at the start: random real images per class (with multi-formation,
-    each a mosaic of ``f x f`` random real images of its class), or Gaussian noise in network-input space; in
-    pixel space for pixel storage."""
+    """The stored tensors ``(C*ipc, ch, H, W)`` at the start: real images per class (``init=real`` random ones,
+    ``init=first`` the first ones in the data set's order, as IDC's code does; with multi-formation each stored
+    image is a mosaic of ``f x f`` of them), or Gaussian noise in network-input space; in pixel space for pixel
+    storage."""
     f = parameterization.factor
-    if cfg.method.init == "real" and f == 1:
-        inputs = data.random_subset(cfg.ipc)[0]
-    elif cfg.method.init == "real":
-        real = data.sample_real(cfg.ipc * f ** 2, uniform=True)
-        inputs = torch.cat([mosaic(images, f) for images in real])
-    else:
+    if cfg.method.init == "noise":
         shape = (spec.num_classes * cfg.ipc, spec.channels, spec.resolution, spec.resolution)
         inputs = torch.randn(shape, device=data.device)
+    else:
+        n = cfg.ipc * f ** 2
+        real = data.first_images(n) if cfg.method.init == "first" else data.sample_real(n, uniform=True)
+        inputs = torch.cat([mosaic(images, f) for images in real])
     return data.preprocess.inverse(inputs) if parameterization.pixels else inputs
 
 

@@ -105,6 +105,12 @@ class RealDataModule(L.LightningDataModule):
         ids = torch.stack([self.class_subgroups[c][i] for c, i in zip(classes, picks)])
         return batch, rank_slice(ids, dim=1) if split else ids
 
+    def first_images(self, n: int) -> torch.Tensor:
+        """``(C, m, ch, H, W)`` the first ``m = min(n, smallest class size)`` training images of each class, in the
+        data set's order."""
+        m = min(n, *(len(x) for x in self.class_images))
+        return torch.stack([x[:m] for x in self.class_images])
+
     def random_subset(self, ipc: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``ipc`` random real images per class, flattened: images ``(C*ipc, ch, H, W)``, labels ``(C*ipc,)``."""
         images = self.sample_real(ipc, generator, uniform=True).flatten(0, 1).clone()

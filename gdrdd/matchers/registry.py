@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from gdrdd.data.datamodule import RealDataModule
     from gdrdd.matchers.base import Matcher
 
-INITS = ("real", "noise")
+INITS = ("real", "first", "noise")
 
 
 @dataclass
@@ -60,9 +60,9 @@ class MethodConfig:
 @dataclass
 class DistillConfig(MethodConfig):
     """The keys of every method that learns a synthetic set: the images' SGD (``lr_img``, ``momentum``), their
-    initialisation (``init``: real images or Gaussian noise), the augmentation while matching (``augment``) and
-    the multi-formation ``factor`` (each stored image trains as ``factor^2`` images; 1: none;
-    ``gdrdd.distill.parameterization``)."""
+    initialisation (``init``: ``real`` random real images, ``first`` the first real images of each class, or
+    ``noise``), the augmentation while matching (``augment``) and the multi-formation ``factor`` (each stored
+    image trains as ``factor^2`` images; 1: none; ``gdrdd.distill.parameterization``)."""
 
     lr_img: float = 1.0
     momentum: float = 0.5

@@ -124,6 +124,7 @@ def main() -> None:
     if not (args.reference_dir / "condense.py").is_file():
         parser.error(f"--reference-dir {args.reference_dir} has no condense.py: give a copy of IDC's repository files")
     run = args.work / f"{args.matcher}_ipc{args.ipc}_seed{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
+    run.mkdir(parents=True)
     original = finished_original(args.original_run) if args.original_run else run_original_idc(args, run / "original")
     programs = {"original": original, "gdrdd": run_gdrdd_idc(args, run / "gdrdd")}
     for name, program in programs.items():

@@ -139,8 +139,9 @@ class RealDataModule(L.LightningDataModule):
         images = torch.empty(len(indices), *self.class_images[0].shape[1:], device=self.device,
                              dtype=self.class_images[0].dtype)
         for c in labels.unique().tolist():
-            mask = labels == c
-            images[mask.to(self.device)] = self.class_images[c][(indices[mask] - starts[c]).to(self.device)]
+            positions = (labels == c).nonzero().squeeze(1)
+            local = (indices[positions] - starts[c]).to(self.device)
+            images.index_copy_(0, positions.to(self.device), self.class_images[c].index_select(0, local))
         return images, labels.to(self.device)
 
     def train_dataloader(self) -> DataLoader:

@@ -1,4 +1,5 @@
-"""Wall-clock seconds per distillation iteration (one Lightning training step), evaluation excluded."""
+"""Wall-clock seconds per distillation iteration (one Lightning training step), evaluation excluded. On a CUDA
+device each step is timed to its end (the device synchronised) and the peak allocated GPU memory is reported."""
 
 from __future__ import annotations
 
@@ -6,22 +7,35 @@ import statistics
 import time
 
 import lightning as L
+import torch
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 class StepTimer(L.Callback):
     def __init__(self) -> None:
         self.seconds: list[float] = []
+        self.peak_gpu_mb: float | None = None
         self._start = 0.0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        synchronize(pl_module.device)
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         # Registered before the evaluation callback, so a mid-run evaluation is not counted.
+        synchronize(pl_module.device)
         self.seconds.append(time.perf_counter() - self._start)
+        if pl_module.device.type == "cuda":
+            self.peak_gpu_mb = torch.cuda.max_memory_allocated(pl_module.device) / 2**20
 
     def summary(self) -> dict[str, float]:
         if not self.seconds:
             return {}
+        gpu = {} if self.peak_gpu_mb is None else {"peak_gpu_memory_mb": self.peak_gpu_mb}
         return {"seconds_per_iteration_median": statistics.median(self.seconds),
-                "seconds_per_iteration_mean": statistics.fmean(self.seconds), "iterations_timed": len(self.seconds)}
+                "seconds_per_iteration_mean": statistics.fmean(self.seconds), "iterations_timed": len(self.seconds),
+                **gpu}

@@ -128,6 +128,7 @@ class RealDataModule(L.LightningDataModule):
 
     @property
     def training_size(self) -> int:
+        """The number of training images (all classes)."""
         return sum(len(x) for x in self.class_images)
 
     def training_images(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

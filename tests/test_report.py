@@ -3,6 +3,7 @@
 import csv
 import json
 
+import pytest
 from PIL import Image
 
 from gdrdd.report.run import main
@@ -102,3 +103,13 @@ def test_coverage_group_sizes_and_plots(tmp_path, tiny):
     assert out.stat().st_size > 20_000
     with Image.open(out) as img:
         assert img.size[0] > 1000  # two panels side by side
+
+
+def test_a_file_that_is_not_a_metrics_file_is_refused_by_name_before_any_output(tmp_path, capsys):
+    write_run(tmp_path / "run_seed0", 0, None, 90, 80)
+    log = tmp_path / "run_seed0.log"
+    log.write_text("not json")
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "run_seed0"), str(log), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2 and not (tmp_path / "out").exists()
+    assert f"{log}: neither a folder nor a metrics.json file" in capsys.readouterr().err

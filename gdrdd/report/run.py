@@ -183,6 +183,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("folders", nargs="+", type=Path, help="multirun folders, run folders or metrics.json files")
     parser.add_argument("--out", type=Path, default=None, help="where to write report.* (default: the first folder)")
     args = parser.parse_args(argv)
+    unreadable = [str(f) for f in args.folders if not f.is_dir() and f.name != "metrics.json"]
+    if unreadable:
+        parser.error(f"{', '.join(unreadable)}: neither a folder nor a metrics.json file; give multirun folders, run "
+                     "folders or their metrics.json files (a shell pattern like runs/*_seed* also matches log files)")
     records = collect(args.folders)
     if not records:
         parser.error(f"no metrics.json with a distilled set under {', '.join(map(str, args.folders))}")

@@ -38,10 +38,14 @@ def peak_mb(command: list[str], cwd: Path, log: Path) -> float:
     with open(log, "w") as out:
         proc = subprocess.run(["/usr/bin/time", "-f", "PEAK_KB %M", *command], cwd=cwd, stdout=out,
                               stderr=subprocess.STDOUT)
-    text = log.read_text()
     if proc.returncode != 0:
-        raise SystemExit(f"{command[0]} failed (exit {proc.returncode}); its log: {log}\n{text[-3000:]}")
-    peak = [line for line in text.splitlines() if line.startswith("PEAK_KB")][-1]
+        raise SystemExit(f"{command[0]} failed (exit {proc.returncode}); its log: {log}\n{log.read_text()[-3000:]}")
+    return logged_peak_mb(log)
+
+
+def logged_peak_mb(log: Path) -> float:
+    """The peak resident memory (MB) GNU time wrote at the end of ``log``."""
+    peak = [line for line in log.read_text().splitlines() if line.startswith("PEAK_KB")][-1]
     return int(peak.split()[1]) / 1024
 
 
@@ -60,10 +64,9 @@ def run_original_idc(args, work: Path) -> dict:
 
 def finished_original(work: Path) -> dict:
     """The record of an original run that has finished in ``work`` (its log, timing and data files)."""
-    peak = [line for line in (work / "log.txt").read_text().splitlines() if line.startswith("PEAK_KB")][-1]
     seconds = json.loads((work / "timing.json").read_text())["seconds_per_iteration"]
     return {"seconds_per_iteration_median": statistics.median(seconds), "iterations": len(seconds),
-            "peak_rss_mb": int(peak.split()[1]) / 1024, "file": str(work / "results" / "test" / "data.pt"),
+            "peak_rss_mb": logged_peak_mb(work / "log.txt"), "file": str(work / "results" / "test" / "data.pt"),
             "format": "idc"}
 
 
@@ -125,11 +128,16 @@ def main() -> None:
         parser.error(f"--reference-dir {args.reference_dir} has no condense.py: give a copy of IDC's repository files")
     run = args.work / f"{args.matcher}_ipc{args.ipc}_seed{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
     run.mkdir(parents=True)
-    original = finished_original(args.original_run) if args.original_run else run_original_idc(args, run / "original")
+    original_eval = run / "eval_original"
+    if args.original_run:  # its score too, if that report has one
+        original = finished_original(args.original_run)
+        earlier = args.original_run.parent / "eval_original"
+        original_eval = earlier if earlier.is_dir() else original_eval
+    else:
+        original = run_original_idc(args, run / "original")
     programs = {"original": original, "gdrdd": run_gdrdd_idc(args, run / "gdrdd")}
-    for name, program in programs.items():
-        earlier = args.original_run.parent / "eval_original" if args.original_run and name == "original" else None
-        program.update(score(args, program, earlier if earlier and earlier.is_dir() else run / f"eval_{name}"))
+    programs["original"].update(score(args, original, original_eval))
+    programs["gdrdd"].update(score(args, programs["gdrdd"], run / "eval_gdrdd"))
     o, g = programs["original"], programs["gdrdd"]
     report = {"matcher": args.matcher, "ipc": args.ipc, "factor": args.factor, "inner_loop": args.inner_loop,
               "outer_iterations": OUTER, "n_data": args.n_data, "seed": args.seed, "eval_nets": args.eval_nets,

@@ -9,10 +9,15 @@ Patches:
   tensor factories, to ``Tensor.to`` and ``Module.to`` means the CPU;
 - torchvision's CIFAR files check: the MD5 check of the python release's files is replaced by a check that they
   exist (a locally prepared copy of the release, in its format, has other checksums); they are read as usual;
+- overlapping assignment: ``x[:] = x[0]`` (DatasetCondensation's siamese DSA draws one transform for a whole
+  batch that way) is refused by PyTorch >= 2.1 as a write into its own source; ``Tensor.__setitem__`` copies a
+  right-hand side that shares the target's storage first, which gives what older PyTorch computed;
 - NumPy: the aliases ``np.int``, ``np.float``, ``np.bool`` (removed in NumPy 1.24) are the builtins again;
-- timing: the network constructor the script calls once per outer iteration (IDC: ``train.define_model``) is
-  wrapped to record a timestamp, so TIMING_JSON gets the seconds of every outer iteration and the peak resident
-  memory of the process.
+- timing: the network constructor the script calls once per outer iteration (IDC: ``train.define_model``; the
+  DatasetCondensation scripts: ``utils.get_network``) is wrapped to record a timestamp, and the evaluation
+  function (``utils.evaluate_synset``) to record its start and end, so TIMING_JSON gets the seconds of every outer
+  iteration (an interval that contains an evaluation is not one), the seconds of every evaluation and the peak
+  resident memory of the process.
 """
 
 from __future__ import annotations
@@ -60,6 +65,18 @@ def patch_cuda() -> None:
         cls.to = to
 
 
+def patch_overlapping_assignment() -> None:
+    original = torch.Tensor.__setitem__
+
+    @functools.wraps(original)
+    def setitem(self, key, value):
+        if isinstance(value, torch.Tensor) and value.untyped_storage().data_ptr() == self.untyped_storage().data_ptr():
+            value = value.clone()
+        return original(self, key, value)
+
+    torch.Tensor.__setitem__ = setitem
+
+
 def patch_numpy_aliases() -> None:
     """``np.int`` and friends, removed in NumPy 1.24, which older originals still call (IDC's CutMix box)."""
     import numpy as np
@@ -76,19 +93,46 @@ def patch_cifar_check() -> None:
     cifar.check_integrity = lambda path, md5=None: os.path.isfile(path)
 
 
-def record_iterations(module_name: str, function: str, stamps: list[float]) -> None:
+def record_calls(module_name: str, function: str, events: list[tuple[str, float]], kind: str) -> None:
+    """Wrap ``module_name.function`` to append ``(kind, time)`` to ``events`` when called; an evaluation function
+    also appends ``("end of " + kind, time)`` when it returns."""
     module = __import__(module_name)
     original = getattr(module, function)
 
     @functools.wraps(original)
     def stamped(*args, **kwargs):
-        stamps.append(time.perf_counter())
-        return original(*args, **kwargs)
+        events.append((kind, time.perf_counter()))
+        result = original(*args, **kwargs)
+        if kind == "evaluation":
+            events.append(("end of evaluation", time.perf_counter()))
+        return result
 
     setattr(module, function, stamped)
 
 
-TIMED = {"condense.py": ("train", "define_model")}  # script -> the function called once per outer iteration
+def iteration_seconds(events: list[tuple[str, float]]) -> list[float]:
+    """Seconds between consecutive network constructions (and the script's end), leaving out every interval in
+    which an evaluation ran (those constructions build evaluation networks, not an iteration's)."""
+    seconds, last, evaluated = [], None, False
+    for kind, stamp in events:
+        if kind == "evaluation":
+            evaluated = True
+        elif kind == "network":
+            if last is not None and not evaluated:
+                seconds.append(stamp - last)
+            last, evaluated = stamp, False
+    return seconds
+
+
+def evaluation_seconds(events: list[tuple[str, float]]) -> list[float]:
+    starts = [stamp for kind, stamp in events if kind == "evaluation"]
+    ends = [stamp for kind, stamp in events if kind == "end of evaluation"]
+    return [b - a for a, b in zip(starts, ends)]
+
+
+# script -> (module, the function called once per outer iteration, the evaluation function or None)
+TIMED = {"condense.py": ("train", "define_model", None), "main.py": ("utils", "get_network", "evaluate_synset"),
+         "main_DM.py": ("utils", "get_network", "evaluate_synset")}
 
 
 def main() -> None:
@@ -96,18 +140,22 @@ def main() -> None:
     reference = str(Path(reference).resolve())
     sys.path.insert(0, reference)
     patch_cuda()
+    patch_overlapping_assignment()
     patch_numpy_aliases()
     patch_cifar_check()
-    stamps: list[float] = []
-    if script in TIMED:
-        record_iterations(*TIMED[script], stamps)
+    events: list[tuple[str, float]] = []
+    module, network, evaluation = TIMED[script]
+    record_calls(module, network, events, "network")
+    if evaluation:
+        record_calls(module, evaluation, events, "evaluation")
     start = time.perf_counter()
     sys.argv = [script, *args]
     runpy.run_path(str(Path(reference) / script), run_name="__main__")
-    stamps.append(time.perf_counter())
-    seconds = [b - a for a, b in zip(stamps, stamps[1:])]
-    Path(timing).write_text(json.dumps({"seconds_per_iteration": seconds, "total_seconds": time.perf_counter() - start,
-                                        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    events.append(("network", time.perf_counter()))  # the end closes the last iteration
+    Path(timing).write_text(json.dumps({
+        "seconds_per_iteration": iteration_seconds(events), "seconds_per_evaluation": evaluation_seconds(events),
+        "total_seconds": time.perf_counter() - start,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 if __name__ == "__main__":

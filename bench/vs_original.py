@@ -1,36 +1,103 @@
 """gdrdd side by side with an original program: the same data, IPC, budget and seed, run one after the other;
 both distilled sets scored by one and the same evaluation (gdrdd's ``evaluate.py``, same network seeds).
 
-    python bench/vs_original.py --matcher idc --reference-dir DIR --reference-python PY --data-dir DATA --ipc 1
+    python bench/vs_original.py --matcher {dc,dsa,dm,idc} --reference-dir DIR --reference-python PY --data-dir DATA
+                                [--ipc 1] [--iterations N | --inner-loop K] [--eval-nets 3] [--eval-epochs E]
 
-- ``DIR``: a local copy of the original repository's files (IDC: snu-mllab/Efficient-Dataset-Condensation),
-  never edited; ``bench/run_original.py`` runs it with documented runtime patches (CUDA calls to the CPU,
-  torchvision's CIFAR checksum check, NumPy's removed aliases);
-- ``PY``: a Python with the original's dependencies (torch, torchvision, matplotlib, efficientnet_pytorch);
+- ``DIR``: a local copy of the original repository's files, never edited: VICO-UoE/DatasetCondensation for DC, DSA
+  (``main.py``) and DM (``main_DM.py``), snu-mllab/Efficient-Dataset-Condensation for IDC (``condense.py``);
+  ``bench/run_original.py`` runs it with documented runtime patches (CUDA calls to the CPU, torchvision's CIFAR
+  checksum check, NumPy's removed aliases) and times its iterations and evaluations;
+- ``PY``: a Python with the original's dependencies (torch, torchvision; IDC also matplotlib, efficientnet_pytorch);
 - ``DATA``: CIFAR-10 in the official python layout (``DATA/cifar-10-batches-py``), read by both programs.
 
-Budget: the original counts ``niter * 100 / inner_loop`` outer iterations and logs every fiftieth of them, so it
-needs at least 50; ``--inner-loop K`` (default 2) gives 50 outer iterations of K inner steps, identical for both.
-``--original-run`` reuses a finished original run of the same settings (the original is the slow part): the
-time ratio then compares two runs that did not share the machine's load, so prefer a fresh paired run for speed.
-Writes a JSON report (both programs' seconds per outer iteration: median; their peak resident memory; both
-sets' accuracy under IDC's evaluation protocol) and prints a table.
+Budget. DC/DSA/DM: ``--iterations N`` synthetic-set updates (outer iterations) in both programs, with the
+reference loops for the IPC; the original script is given ``--Iteration N-1`` (it updates once more than that
+number) and evaluates its own set once at the end with ``--original-eval-nets`` networks (its own protocol: for DC
+300 epochs without augmentation, for DSA 1000 with DSA, for DM ``--eval-epochs`` with DSA); that number is
+reported beside the common one. The DatasetCondensation scripts seed nothing, so only gdrdd's run follows
+``--seed``. IDC: the original counts ``niter * 100 / inner_loop`` outer iterations and logs every fiftieth of
+them, so it needs at least 50; ``--inner-loop K`` (default 2) gives 50 outer iterations of K inner steps in both.
+``--original-run`` reuses a finished original run of the same settings (the original is the slow part): the time
+ratio then compares two runs that did not share the machine's load, so prefer a fresh paired run for speed.
+
+Writes a JSON report (both programs' seconds per outer iteration: median; their peak resident memory; both sets'
+accuracy under one evaluation: IDC's protocol for IDC, gdrdd's default protocol otherwise) and prints a table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from common import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
-OUTER = 50  # the fewest outer iterations the original's logging allows
+IDC_OUTER = 50  # the fewest outer iterations IDC's logging allows
+
+
+@dataclass(frozen=True)
+class Original:
+    """How one matcher's original program runs with the settings of ``args``, and where its result lands."""
+
+    repository: str  # what --reference-dir must be a copy of
+    script: str
+    arguments: Callable[[argparse.Namespace], list[str]]
+    result: Callable[[argparse.Namespace, Path], Path]  # its distilled file, given its working folder
+    format: str  # evaluate.py's format= for that file
+
+
+def condensation_arguments(method: str) -> Callable[[argparse.Namespace], list[str]]:
+    """DatasetCondensation's ``main.py`` (DC, DSA) or ``main_DM.py`` (DM) arguments: the reference settings."""
+    by_method = {"dc": ["--method", "DC", "--init", "noise"],
+                 "dsa": ["--method", "DSA", "--init", "real", "--dsa_strategy", "color_crop_cutout_flip_scale_rotate"],
+                 "dm": ["--init", "real", "--dsa_strategy", "color_crop_cutout_flip_scale_rotate", "--lr_img", "1"]}
+
+    def arguments(args: argparse.Namespace) -> list[str]:
+        # An eval_mode outside its list evaluates the training model once, after the last iteration.
+        return [*by_method[method], "--dataset", "CIFAR10", "--model", "ConvNet", "--ipc", str(args.ipc),
+                "--eval_mode", "final", "--num_exp", "1", "--num_eval", str(args.original_eval_nets),
+                "--epoch_eval_train", str(args.eval_epochs), "--Iteration", str(args.iterations - 1),
+                "--data_path", str(args.data_dir), "--save_path", "result"]
+
+    return arguments
+
+
+def condensation_result(method: str) -> Callable[[argparse.Namespace, Path], Path]:
+    return lambda args, work: work / "result" / f"res_{method.upper()}_CIFAR10_ConvNet_{args.ipc}ipc.pt"
+
+
+def idc_arguments(args: argparse.Namespace) -> list[str]:
+    niter = IDC_OUTER * args.inner_loop // 100  # the original runs niter * 100 / inner_loop outer iterations
+    return ["-d", "cifar10", "--data_dir", str(args.data_dir), "-f", str(args.factor), "--ipc", str(args.ipc), "-n",
+            "convnet", "--depth", "3", "--metric", "mse", "--lr_img", "5e-3", "--n_data", str(args.n_data),
+            "--niter", str(niter), "--inner_loop", str(args.inner_loop), "--seed", str(args.seed + 1),  # 0: unseeded
+            "-j", "0", "--test"]
+
+
+ORIGINALS = {
+    **{m: Original("VICO-UoE/DatasetCondensation", "main_DM.py" if m == "dm" else "main.py",
+                   condensation_arguments(m), condensation_result(m), "dc") for m in ("dc", "dsa", "dm")},
+    "idc": Original("snu-mllab/Efficient-Dataset-Condensation", "condense.py", idc_arguments,
+                    lambda args, work: work / "results" / "test" / "data.pt", "idc"),
+}
+
+
+def gdrdd_overrides(args: argparse.Namespace) -> list[str]:
+    """train.py settings equal to the original's; its own end-of-run evaluation reduced to one 1-epoch network."""
+    budget = ([f"iterations={IDC_OUTER}", f"method.inner_loop={args.inner_loop}", f"method.factor={args.factor}",
+               f"method.n_data={args.n_data}"] if args.matcher == "idc" else [f"iterations={args.iterations}"])
+    return [f"experiment={args.matcher}_cifar10_ipc{args.ipc}", "cvar=none", f"paths.data_dir={args.data_dir}",
+            *budget, f"seed={args.seed}", "eval.nets=1", "eval.epochs=1", "eval.baseline=false",
+            "eval.coverage=false", "trainer.enable_progress_bar=false", "checkpoint.every=0"]
 
 
 def peak_mb(command: list[str], cwd: Path, log: Path) -> float:
@@ -49,33 +116,39 @@ def logged_peak_mb(log: Path) -> float:
     return int(peak.split()[1]) / 1024
 
 
-def run_original_idc(args, work: Path) -> dict:
+def own_evaluation(log: Path) -> dict | None:
+    """The accuracy (%) the DatasetCondensation scripts print for their own set, if the log has it."""
+    found = re.findall(r"Evaluate (\d+) random \S+, mean = ([\d.]+) std = ([\d.]+)", log.read_text())
+    if not found:
+        return None
+    nets, mean, std = found[-1]
+    return {"nets": int(nets), "acc": 100 * float(mean), "acc_std": 100 * float(std)}
+
+
+def run_original(args, work: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
-    timing = work / "timing.json"
-    niter = OUTER * args.inner_loop // 100  # the original runs niter * 100 / inner_loop outer iterations
-    command = [args.reference_python, str(ROOT / "bench" / "run_original.py"), str(args.reference_dir), "condense.py",
-               str(timing), "-d", "cifar10", "--data_dir", str(args.data_dir), "-f", str(args.factor), "--ipc",
-               str(args.ipc), "-n", "convnet", "--depth", "3", "--metric", "mse", "--lr_img", "5e-3",
-               "--n_data", str(args.n_data), "--niter", str(niter), "--inner_loop", str(args.inner_loop),
-               "--seed", str(args.seed + 1), "-j", "0", "--test"]  # its seed 0 means "not seeded"
+    original = ORIGINALS[args.matcher]
+    command = [args.reference_python, str(ROOT / "bench" / "run_original.py"), str(args.reference_dir),
+               original.script, str(work / "timing.json"), *original.arguments(args)]
     peak_mb(command, work, work / "log.txt")
-    return finished_original(work)
+    return finished_original(args, work)
 
 
-def finished_original(work: Path) -> dict:
-    """The record of an original run that has finished in ``work`` (its log, timing and data files)."""
-    seconds = json.loads((work / "timing.json").read_text())["seconds_per_iteration"]
-    return {"seconds_per_iteration_median": statistics.median(seconds), "iterations": len(seconds),
-            "peak_rss_mb": logged_peak_mb(work / "log.txt"), "file": str(work / "results" / "test" / "data.pt"),
-            "format": "idc"}
+def finished_original(args, work: Path) -> dict:
+    """The record of an original run that has finished in ``work`` (its log, timing and result file)."""
+    original = ORIGINALS[args.matcher]
+    timing = json.loads((work / "timing.json").read_text())
+    seconds = timing["seconds_per_iteration"]
+    record = {"seconds_per_iteration_median": statistics.median(seconds), "iterations": len(seconds),
+              "peak_rss_mb": logged_peak_mb(work / "log.txt"), "file": str(original.result(args, work)),
+              "format": original.format, "own_evaluation": own_evaluation(work / "log.txt")}
+    if timing.get("seconds_per_evaluation"):
+        record["seconds_per_own_evaluation_network"] = statistics.median(timing["seconds_per_evaluation"])
+    return record
 
 
-def run_gdrdd_idc(args, work: Path) -> dict:
-    overrides = [f"experiment=idc_cifar10_ipc{args.ipc}", "cvar=none", f"paths.data_dir={args.data_dir}",
-                 f"iterations={OUTER}", f"method.inner_loop={args.inner_loop}",
-                 f"method.factor={args.factor}", f"method.n_data={args.n_data}", f"seed={args.seed}", "eval.nets=1",
-                 "eval.epochs=1", "eval.baseline=false", "eval.coverage=false", "trainer.enable_progress_bar=false",
-                 f"hydra.run.dir={work}", "checkpoint.every=0"]
+def run_gdrdd(args, work: Path) -> dict:
+    overrides = [*gdrdd_overrides(args), f"hydra.run.dir={work}"]
     peak = peak_mb([sys.executable, str(ROOT / "train.py"), *overrides], ROOT, work.parent / "gdrdd_log.txt")
     metrics = json.loads((work / "metrics.json").read_text())
     return {"seconds_per_iteration_median": metrics["seconds_per_iteration_median"],
@@ -84,13 +157,15 @@ def run_gdrdd_idc(args, work: Path) -> dict:
 
 
 def score(args, program: dict, work: Path) -> dict:
-    """One evaluation for both files: IDC's protocol, the same network seeds (read back if ``work`` has it)."""
+    """One evaluation for both files, the same network seeds (read back if ``work`` has it): IDC's protocol for
+    IDC, gdrdd's default protocol (DSA) otherwise."""
     metrics = work / "metrics.json"
     if not metrics.is_file():
-        overrides = [f"path={program['file']}", f"format={program['format']}", "dataset=cifar10", "eval=idc",
+        protocol = "eval=idc" if args.matcher == "idc" else "eval=default"
+        overrides = [f"path={program['file']}", f"format={program['format']}", "dataset=cifar10", protocol,
                      f"paths.data_dir={args.data_dir}", f"eval.nets={args.eval_nets}",
-                     f"eval.epochs={args.eval_epochs}", f"seed={args.seed}", "trainer.enable_progress_bar=false",
-                     f"hydra.run.dir={work}"]
+                     f"eval.epochs={args.eval_epochs}", "eval.baseline=false", "eval.coverage=false",
+                     f"seed={args.seed}", "trainer.enable_progress_bar=false", f"hydra.run.dir={work}"]
         if program["format"] == "idc":
             overrides.append(f"factor={args.factor}")
         subprocess.run([sys.executable, str(ROOT / "evaluate.py"), *overrides], cwd=ROOT, check=True,
@@ -99,55 +174,72 @@ def score(args, program: dict, work: Path) -> dict:
     return {"acc": scored["acc"], "acc_std": scored["acc_std"]}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--matcher", choices=["idc"], required=True)
+    parser.add_argument("--matcher", choices=sorted(ORIGINALS), required=True)
     parser.add_argument("--reference-dir", type=Path, required=True)
     parser.add_argument("--reference-python", default=sys.executable)
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--ipc", type=int, default=1)
-    parser.add_argument("--factor", type=int, default=2)
-    parser.add_argument("--inner-loop", type=int, default=2)
-    parser.add_argument("--n-data", type=int, default=2000)
+    parser.add_argument("--iterations", type=int, default=200, help="DC/DSA/DM: outer iterations of both programs")
+    parser.add_argument("--original-eval-nets", type=int, default=1,
+                        help="DC/DSA/DM: networks of the original's own evaluation of its set (0: none)")
+    parser.add_argument("--factor", type=int, default=2, help="IDC: multi-formation factor")
+    parser.add_argument("--inner-loop", type=int, default=2, help="IDC: inner steps per outer iteration")
+    parser.add_argument("--n-data", type=int, default=2000, help="IDC: real images the network trains on")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-nets", type=int, default=3)
-    parser.add_argument("--eval-epochs", type=int, default=1000)
+    parser.add_argument("--eval-epochs", type=int, default=None, help="default: 1000 for IDC, 300 otherwise")
     parser.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench" / "vs_original")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--original-run", type=Path, default=None,
                         help="the 'original' folder of an earlier report with the same settings: reuse that run "
                              "(its time, memory and file) instead of running the original again")
     args = parser.parse_args()
+    args.eval_epochs = args.eval_epochs or (1000 if args.matcher == "idc" else 300)
+    original = ORIGINALS[args.matcher]
     if not (args.data_dir / "cifar-10-batches-py").is_dir():
         parser.error(f"--data-dir {args.data_dir} has no cifar-10-batches-py/: both programs read CIFAR-10's python "
                      "release layout there")
-    if args.inner_loop % 2 or not 2 <= args.inner_loop <= 100:
+    if args.matcher == "idc" and (args.inner_loop % 2 or not 2 <= args.inner_loop <= 100):
         parser.error(f"--inner-loop {args.inner_loop}: an even number from 2 to 100, so that both programs run "
-                     f"{OUTER} outer iterations")
-    if not (args.reference_dir / "condense.py").is_file():
-        parser.error(f"--reference-dir {args.reference_dir} has no condense.py: give a copy of IDC's repository files")
+                     f"{IDC_OUTER} outer iterations")
+    if args.iterations < 2:
+        parser.error(f"--iterations {args.iterations}: at least 2 (the original is given --Iteration N-1 >= 1)")
+    if not (args.reference_dir / original.script).is_file():
+        parser.error(f"--reference-dir {args.reference_dir} has no {original.script}: give a copy of "
+                     f"{original.repository}'s files")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     run = args.work / f"{args.matcher}_ipc{args.ipc}_seed{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
     run.mkdir(parents=True)
     original_eval = run / "eval_original"
     if args.original_run:  # its score too, if that report has one
-        original = finished_original(args.original_run)
+        original = finished_original(args, args.original_run)
         earlier = args.original_run.parent / "eval_original"
         original_eval = earlier if earlier.is_dir() else original_eval
     else:
-        original = run_original_idc(args, run / "original")
-    programs = {"original": original, "gdrdd": run_gdrdd_idc(args, run / "gdrdd")}
+        original = run_original(args, run / "original")
+    programs = {"original": original, "gdrdd": run_gdrdd(args, run / "gdrdd")}
     programs["original"].update(score(args, original, original_eval))
     programs["gdrdd"].update(score(args, programs["gdrdd"], run / "eval_gdrdd"))
     o, g = programs["original"], programs["gdrdd"]
-    report = {"matcher": args.matcher, "ipc": args.ipc, "factor": args.factor, "inner_loop": args.inner_loop,
-              "outer_iterations": OUTER, "n_data": args.n_data, "seed": args.seed, "eval_nets": args.eval_nets,
+    budget = ({"outer_iterations": IDC_OUTER, "inner_loop": args.inner_loop, "factor": args.factor,
+               "n_data": args.n_data} if args.matcher == "idc" else {"outer_iterations": args.iterations})
+    report = {"matcher": args.matcher, "ipc": args.ipc, **budget, "seed": args.seed, "eval_nets": args.eval_nets,
               "eval_epochs": args.eval_epochs, "programs": programs,
               "time_ratio": g["seconds_per_iteration_median"] / o["seconds_per_iteration_median"],
               "memory_ratio": g["peak_rss_mb"] / o["peak_rss_mb"], "accuracy_difference": g["acc"] - o["acc"]}
-    print("| program | s / outer iteration | peak RSS (MB) | accuracy (%) |\n|---|---|---|---|")
+    print("| program | s / outer iteration | peak RSS (MB) | accuracy (%) | its own evaluation (%) |\n"
+          "|---|---|---|---|---|")
     for name, p in programs.items():
+        own = p.get("own_evaluation")
+        own = f"{own['acc']:.2f} ± {own['acc_std']:.2f} ({own['nets']} nets)" if own else "-"
         print(f"| {name} | {p['seconds_per_iteration_median']:.2f} | {p['peak_rss_mb']:.0f} | "
-              f"{p['acc']:.2f} ± {p['acc_std']:.2f} |")
+              f"{p['acc']:.2f} ± {p['acc_std']:.2f} | {own} |")
     print(f"gdrdd / original: time x{report['time_ratio']:.2f}, memory x{report['memory_ratio']:.2f}; "
           f"accuracy difference {report['accuracy_difference']:+.2f}")
     write_report(args.out or run / "report.json", report)

@@ -7,7 +7,7 @@ from gdrdd.augment import DSA
 from gdrdd.matchers import DistributionMatcher
 from gdrdd.models import ConvNet, has_batchnorm
 from gdrdd.robust import ByClass, CVaR, NearestSynthetic, SumOverGroups
-from gdrdd.robust.grouping import group_means
+from gdrdd.robust.grouping import NearestAnySynthetic, group_means
 
 C, N, IPC = 3, 12, 4
 
@@ -101,6 +101,29 @@ def test_cvar_of_dm_is_dm_toward_a_reweighted_real_mean(tiny_net_factory):
     syn_mean = torch.stack([m.net.embed(s) for s in syn]).mean(1)
     (g_reweighted,) = torch.autograd.grad((share * ((syn_mean - target) ** 2).sum(-1)).sum(), syn)
     assert torch.allclose(g_cvar, g_reweighted, rtol=1e-4, atol=1e-7)
+
+
+def test_groups_by_nearest_synthetic_image_of_any_class_are_scored_against_their_own_class():
+    """cvar.groups=nearest_any: class c's group j holds its real images whose nearest synthetic image (of all
+    classes) is image j; its loss is the distance of that group's mean embedding to class c's synthetic mean."""
+    real, syn = batches(6)
+    m = matcher(lambda: ConvNet(3, C, 16, width=8, depth=2))
+    grouping = NearestAnySynthetic(C)
+    out = m.group_losses(real, syn, grouping)
+    with torch.no_grad():
+        real_emb = torch.stack([m.net.embed(r) for r in real])
+        syn_emb = torch.stack([m.net.embed(s) for s in syn])
+        nearest = torch.cdist(real_emb.flatten(0, 1), syn_emb.flatten(0, 1)).argmin(1).view(C, N)
+        assert (nearest // IPC != torch.arange(C)[:, None]).any()  # some real image sits by another class's
+        expected_losses, expected_counts = torch.zeros(C, C * IPC), torch.zeros(C, C * IPC)
+        for c in range(C):
+            for j in nearest[c].unique().tolist():
+                members = real_emb[c][nearest[c] == j]
+                expected_losses[c, j] = ((members.mean(0) - syn_emb[c].mean(0)) ** 2).sum()
+                expected_counts[c, j] = len(members)
+    assert out.groups_per_class == C * IPC
+    assert torch.equal(out.counts, expected_counts.flatten())
+    assert torch.allclose(out.losses.detach(), expected_losses.flatten(), rtol=1e-5)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.5, 0.8, 0.95])

@@ -1,6 +1,12 @@
+import json
+
+import pytest
 import torch
 
+from gdrdd.distill.run import run
+from gdrdd.errors import ConfigError
 from gdrdd.robust import ByClass, NearestSynthetic, group_means
+from gdrdd.robust.grouping import NearestAnySynthetic
 
 
 def test_nearest_same_class_synthetic_image():
@@ -21,3 +27,34 @@ def test_group_means_and_counts_with_an_empty_group():
     assert counts.tolist() == [[2, 0, 1], [0, 3, 0]]
     assert means[0, 0, 0] == 2.0 and means[0, 2, 0] == 5.0 and means[1, 1, 0] == 4.0
     assert means[0, 1, 0] == 0.0
+
+
+def test_nearest_any_class_synthetic_image_names_the_confusable_modes():
+    syn = torch.tensor([[[0.0, 0.0], [10.0, 0.0]], [[0.0, 10.0], [5.0, 5.0]]])
+    real = torch.tensor([[[1.0, 0.0], [9.0, 1.0], [0.0, 9.0]], [[0.0, 9.0], [4.0, 4.0], [0.0, 0.0]]])
+    grouping = NearestAnySynthetic(num_classes=2)
+    # class-major ids: 0, 1 are class 0's images, 2, 3 class 1's
+    assert grouping.assign(real, syn).tolist() == [[0, 1, 2], [2, 3, 0]]
+    # the real (0, 9) of class 0 sits by class 1's first image and the real (0, 0) of class 1 by class 0's
+    # first: each now forms a group of its own instead of joining its class's nearest common mode
+    assert NearestSynthetic().assign(real, syn).tolist() == [[0, 1, 0], [0, 1, 1]]
+    assert grouping.groups_per_class(3) == 6
+
+
+def test_a_run_groups_by_the_nearest_synthetic_image_of_any_class(tmp_path, compose):
+    cfg = compose("cvar.groups=nearest_any", "ipc=2", "iterations=2", "model.width=16",
+                  "eval.nets=1", "eval.epochs=2", "method.batch_real=16", "trainer.enable_progress_bar=false",
+                  "eval.coverage=false", "eval.baseline=false", "dashboard.group_stats_every=1",
+                  f"paths.output_dir={tmp_path}")
+    run(cfg)
+    last = json.loads((tmp_path / "group_stats.jsonl").read_text().splitlines()[-1])
+    assert last["groups_per_class"] == 10 * 2  # every synthetic image of the 10 classes
+
+
+@pytest.mark.parametrize("method", ["idc", "mtt"])
+def test_grouping_across_classes_needs_a_matcher_of_every_class_per_update(tmp_path, compose, method):
+    cfg = compose(f"method={method}", "cvar.groups=nearest_any", f"paths.output_dir={tmp_path}")
+    with pytest.raises(ConfigError, match=rf"cvar\.groups='nearest_any' is not valid; accepted: 'nearest' for "
+                                          rf"method={method}.*\(dc, dm, dsa\)"):
+        run(cfg)
+    assert list(tmp_path.iterdir()) == []

@@ -105,7 +105,7 @@ def test_run_with_known_groups_reports_them(tmp_path, compose):
     (("dataset=mnist_mini_shift", "method=mtt"), r"'nearest' for method=mtt"),
     (("dataset=mnist_mini_shift", "method=dsa", "cvar.target=network"), r"cvar\.target='network' is not valid"),
     (("dataset=mnist_mini_shift", "cvar.features=encoder"), r"cvar\.features='encoder' is not valid"),
-    (("dataset=mnist_mini_shift", "cvar.groups=clusters"), r"accepted: nearest, known"),
+    (("dataset=mnist_mini_shift", "cvar.groups=clusters"), r"accepted: nearest, nearest_any, known"),
 ])
 def test_known_groups_need_labels_and_a_grouping_matcher(tmp_path, overrides, message, compose):
     groups = [] if any(o.startswith("cvar.groups") for o in overrides) else ["cvar.groups=known"]

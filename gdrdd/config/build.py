@@ -22,6 +22,7 @@ from gdrdd.data.rarity import Rarity
 from gdrdd.data.readers import CLASS_NAME_READERS
 from gdrdd.data.spec import DatasetSpec
 from gdrdd.data.subpopulation import Shift
+from gdrdd.distill.coreset import select_per_class
 from gdrdd.distill.module import DistillModule
 from gdrdd.distill.parameterization import Parameterization, mosaic
 from gdrdd.evaluation.evaluator import Evaluator
@@ -122,18 +123,40 @@ def evaluation_settings(cfg: DictConfig) -> TrainSettings:
 def initial_images(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec,
                    parameterization: Parameterization) -> torch.Tensor:
     """The stored tensors ``(C*ipc, ch, H, W)`` at the start: real images per class (``init=real`` random ones,
-    ``init=first`` the first ones in the data set's order, as IDC's code does; with multi-formation each stored
-    image is a mosaic of ``f x f`` of them), or Gaussian noise in network-input space; in pixel space for pixel
-    storage."""
+    ``init=first`` the first ones in the data set's order, as IDC's code does, ``init=kcenter``/``herding`` a
+    coreset in a fixed network's features, ``gdrdd.distill.coreset``; with multi-formation each stored image is a
+    mosaic of ``f x f`` of them), or Gaussian noise in network-input space; in pixel space for pixel storage."""
     f = parameterization.factor
-    if cfg.method.init == "noise":
+    init = cfg.method.init
+    if init == "noise":
         shape = (spec.num_classes * cfg.ipc, spec.channels, spec.resolution, spec.resolution)
         inputs = torch.randn(shape, device=data.device)
     else:
         n = cfg.ipc * f ** 2
-        real = data.first_images(n) if cfg.method.init == "first" else data.sample_real(n, uniform=True)
+        if init == "first":
+            real = data.first_images(n)
+        elif init == "real":
+            real = data.sample_real(n, uniform=True)
+        else:
+            real = select_per_class(data.class_images, coreset_network(cfg, data, spec), n, init)
         inputs = torch.cat([mosaic(images, f) for images in real])
     return data.preprocess.inverse(inputs) if parameterization.pixels else inputs
+
+
+def coreset_network(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> nn.Module:
+    """The fixed network of ``init=kcenter``/``herding``: the run's architecture initialised with the run seed,
+    as it is (``method.init_epochs=0``) or trained that many epochs on the whole real training set (evaluation
+    protocol SGD settings, DSA); frozen, in eval mode. The global RNG is left as it was."""
+    epochs = cfg.method.init_epochs
+    if epochs == 0:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            net = network_factory(cfg, spec)().to(data.device)
+        return net.eval().requires_grad_(False)
+    images, labels = data.training_set()
+    settings = replace(evaluation_settings(cfg), epochs=epochs)
+    return train_real_data_encoder(network_factory(cfg, spec), images, labels, settings, augmentation("dsa", spec),
+                                   cfg.seed)
 
 
 def matcher(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Matcher:

@@ -29,7 +29,7 @@ TASKS = ("distill", "experts")
 CVARS = ("cvar", "none")
 GROUP_FEATURES = ("step", "encoder", "evaluation")
 SAMPLINGS = ("uniform", "rarity")
-GROUPS = ("nearest", "known")
+GROUPS = ("nearest", "nearest_any", "known")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -93,7 +93,7 @@ def _check_design_choices(cfg: DictConfig, entry: Method) -> None:
     integer("cvar.encoder_epochs", c.encoder_epochs)
     integer("cvar.refresh", c.refresh)
     _check_sampling(cfg)
-    _check_known_groups(cfg, entry)
+    _check_groups(cfg, entry)
     grouping = ", ".join(name for name, m in methods().items() if m.groups_real)
     if c.features != "step":
         require(entry.groups_real, "cvar.features", c.features, f"the default (step) for method={entry.name}: only "
@@ -103,10 +103,16 @@ def _check_design_choices(cfg: DictConfig, entry: Method) -> None:
                 f"{grouping} form groups of real images in network features")
 
 
-def _check_known_groups(cfg: DictConfig, entry: Method) -> None:
-    """``cvar.groups=known`` needs subgroup labels (a shift benchmark) and a matcher that groups its real batch."""
+def _check_groups(cfg: DictConfig, entry: Method) -> None:
+    """``cvar.groups=known`` needs subgroup labels (a shift benchmark) and a matcher that groups its real batch;
+    ``nearest_any`` a matcher that groups every class's real batch in one update."""
     c = cfg.cvar
     one_of("cvar.groups", c.groups, GROUPS)
+    if c.groups == "nearest_any":
+        across = ", ".join(name for name, m in methods().items() if m.groups_real and m.updates_all_classes)
+        require(entry.groups_real and entry.updates_all_classes, "cvar.groups", c.groups,
+                f"'nearest' for method={entry.name}: grouping by the nearest synthetic image of any class needs a "
+                f"method that matches every class in each update ({across})")
     if c.groups != "known":
         return
     require(cfg.dataset.get("shift") is not None, "cvar.groups", c.groups, "'nearest' unless the data set has known "

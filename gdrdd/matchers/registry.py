@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from gdrdd.data.datamodule import RealDataModule
     from gdrdd.matchers.base import Matcher
 
-INITS = ("real", "first", "noise")
+INITS = ("real", "first", "kcenter", "herding", "noise")
 
 
 @dataclass
@@ -60,13 +60,16 @@ class MethodConfig:
 @dataclass
 class DistillConfig(MethodConfig):
     """The keys of every method that learns a synthetic set: the images' SGD (``lr_img``, ``momentum``), their
-    initialisation (``init``: ``real`` random real images, ``first`` the first real images of each class, or
-    ``noise``), the augmentation while matching (``augment``) and the multi-formation ``factor`` (each stored
-    image trains as ``factor^2`` images; 1: none; ``gdrdd.distill.parameterization``)."""
+    initialisation (``init``: ``real`` random real images, ``first`` the first real images of each class,
+    ``kcenter``/``herding`` a coreset of each class in a fixed network's features, that network trained
+    ``init_epochs`` epochs on the real data first (0: as initialised), ``gdrdd.distill.coreset``; or ``noise``),
+    the augmentation while matching (``augment``) and the multi-formation ``factor`` (each stored image trains as
+    ``factor^2`` images; 1: none; ``gdrdd.distill.parameterization``)."""
 
     lr_img: float = 1.0
     momentum: float = 0.5
     init: str = "real"
+    init_epochs: int = 0
     augment: str = "dsa"
     factor: int = 1
 
@@ -75,6 +78,7 @@ class DistillConfig(MethodConfig):
         positive("method.lr_img", self.lr_img)
         integer("method.factor", self.factor)
         one_of("method.init", self.init, INITS)
+        integer("method.init_epochs", self.init_epochs, minimum=0)
         one_of("method.augment", self.augment, AUGMENTATIONS)
 
 

@@ -40,6 +40,26 @@ class NearestSynthetic:
         return torch.cdist(real.float(), synthetic.float()).argmin(dim=2)
 
 
+class NearestAnySynthetic:
+    """Each real image joins the group of its nearest (Euclidean) synthetic image of *any* class
+    (``cvar.groups=nearest_any``): id ``j`` in ``[0, C * ipc)`` is image ``j`` of the class-major synthetic set
+    (of class ``j // ipc``). Class ``c``'s groups with ``j // ipc != c`` hold its real images that sit nearer
+    another class's synthetic images than any of its own: the modes a classifier confuses, which a per-class
+    grouping merges with the class's nearest common mode."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+
+    def groups_per_class(self, ipc: int) -> int:
+        return self.num_classes * ipc
+
+    @torch.no_grad()
+    def assign(self, real: torch.Tensor, synthetic: torch.Tensor) -> torch.Tensor:
+        """``real`` ``(C, n, D)``, ``synthetic`` ``(C, ipc, D)`` of every class -> ids ``(C, n)``."""
+        c, n = real.shape[:2]
+        return torch.cdist(real.flatten(0, 1).float(), synthetic.flatten(0, 1).float()).argmin(dim=1).view(c, n)
+
+
 class KnownGroups:
     """Each real image's group is its known subgroup label (``cvar.groups=known``; the shift benchmark's
     subgroups), not a function of features. The module hands over the labels of each real batch with

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from gdrdd.robust.grouping import ByClass, Grouping, KnownGroups, NearestSynthetic
+from gdrdd.robust.grouping import ByClass, Grouping, KnownGroups, NearestAnySynthetic, NearestSynthetic
 from gdrdd.robust.risk import CVaR, RiskMeasure, SumOverGroups
 
 TARGETS = ("matching", "network", "both")
@@ -43,7 +43,9 @@ def matching_objective(cfg: DictConfig, num_classes: int, risk_is_term: bool = F
         scale = float(c.weight)
     else:
         scale = float(classes_per_update or num_classes) if c.scale == "classes" else float(c.scale)
-    grouping = KnownGroups(len(cfg.dataset.shift.keep)) if c.get("groups") == "known" else NearestSynthetic()
+    groups = c.get("groups", "nearest")
+    grouping = (KnownGroups(len(cfg.dataset.shift.keep)) if groups == "known"
+                else NearestAnySynthetic(num_classes) if groups == "nearest_any" else NearestSynthetic())
     return grouping, CVaR(float(c.alpha), c.weighting, scale, mix=float(c.get("mix", 1.0)),
                           min_count=c.get("min_count", 0), warmup=c.get("warmup", 0))
 

@@ -54,6 +54,7 @@ def test_corruptions():
     assert torch.allclose(gaussian_blur(torch.full((1, 1, 16, 16), 0.3)), torch.full((1, 1, 16, 16), 0.3))
     assert out["blur"].std() < x.std()
     assert torch.equal(corrupted_copies(x, seed=1)["noise"], out["noise"])
+    assert torch.allclose(gaussian_blur(x, chunk=1), out["blur"], atol=1e-6)  # in parts: each image alone
 
 
 def test_evaluator_scores_a_perfectly_separable_set(tiny_net_factory):

@@ -185,6 +185,7 @@ def test_imagenet_subset_presets_carry_their_class_indices(tmp_path, tiny):
     assert list(cfg.dataset.class_indices) == [193, 182, 258, 162, 155, 167, 159, 273, 207, 229]
 
 
+@pytest.mark.slow  # ~25 s: three architectures trained and scored
 def test_cross_architecture_evaluation_reports_every_metric_per_network(tmp_path, tiny):
     from gdrdd.config import build
 

@@ -42,6 +42,7 @@ def test_evaluator_trains_and_tests_under_bf16_when_asked(tiny_net_factory):
         assert seen and set(seen) == {dtype}
 
 
+@pytest.mark.slow  # ~20 s: two runs; bf16 autocast itself is checked above
 def test_bf16_distillation_is_close_to_float32_but_not_equal(tmp_path, tiny):
     images = {}
     for precision in ("32-true", "bf16-mixed"):

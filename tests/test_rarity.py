@@ -41,6 +41,7 @@ def compose_shift(compose):
     return lambda *overrides: compose("dataset=mnist_mini_shift", *overrides)
 
 
+@pytest.mark.slow  # ~20 s: many sampled batches; the weights are checked alone
 def test_rarity_batches_draw_the_thinned_subgroups_more_often_without_their_labels(compose_shift):
     cfg = compose_shift("cvar.sampling=rarity")
     spec = build.dataset_spec(cfg)

@@ -98,6 +98,7 @@ def shift_data(compose):
     return make
 
 
+@pytest.mark.slow  # ~20 s: two shift runs
 def test_balanced_batches_change_only_the_distillation_batches(shift_data):
     plain, balanced = shift_data(False), shift_data(True)
     assert plain.batch_weights is None and len(balanced.batch_weights) == 10

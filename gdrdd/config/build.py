@@ -93,12 +93,17 @@ def device(cfg: DictConfig) -> torch.device:
 
 
 def group_encoder(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> nn.Module | None:
-    """``cvar.features=encoder``: the run's network architecture trained ``cvar.encoder_epochs`` epochs on the whole
-    real training set (evaluation protocol SGD settings, DSA, seeded by the run seed), then frozen; else None."""
+    """``cvar.features=encoder``: the ``real_data_encoder`` trained ``cvar.encoder_epochs`` epochs; else None."""
     if not acts_on_matching(cfg.cvar) or cfg.cvar.get("features", "step") != "encoder":
         return None
+    return real_data_encoder(cfg, data, spec, cfg.cvar.encoder_epochs)
+
+
+def real_data_encoder(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec, epochs: int) -> nn.Module:
+    """The run's network architecture trained ``epochs`` epochs on the whole real training set (evaluation
+    protocol SGD settings, DSA, seeded by the run seed), then frozen."""
     images, labels = data.training_set()
-    settings = replace(evaluation_settings(cfg), epochs=cfg.cvar.encoder_epochs)
+    settings = replace(evaluation_settings(cfg), epochs=epochs)
     return train_real_data_encoder(network_factory(cfg, spec), images, labels, settings, augmentation("dsa", spec),
                                    cfg.seed)
 
@@ -153,10 +158,7 @@ def coreset_network(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) ->
             torch.manual_seed(cfg.seed)
             net = network_factory(cfg, spec)().to(data.device)
         return net.eval().requires_grad_(False)
-    images, labels = data.training_set()
-    settings = replace(evaluation_settings(cfg), epochs=epochs)
-    return train_real_data_encoder(network_factory(cfg, spec), images, labels, settings, augmentation("dsa", spec),
-                                   cfg.seed)
+    return real_data_encoder(cfg, data, spec, epochs)
 
 
 def matcher(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Matcher:

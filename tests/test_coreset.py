@@ -44,12 +44,18 @@ def cfg_overrides(rule: str) -> list[str]:
     return ["ipc=2", "model.width=16", f"method.init={rule}", "trainer.accelerator=cpu"]
 
 
-@pytest.mark.parametrize("rule", ["kcenter", "herding"])
-def test_the_start_is_the_coreset_of_each_class_in_the_fixed_network(rule, compose):
-    cfg = compose(*cfg_overrides(rule))
+def embedded_data(cfg):
+    """The data set's spec and its set-up data module."""
     spec = build.dataset_spec(cfg)
     data = build.datamodule(cfg, spec)
     data.setup()
+    return spec, data
+
+
+@pytest.mark.parametrize("rule", ["kcenter", "herding"])
+def test_the_start_is_the_coreset_of_each_class_in_the_fixed_network(rule, compose):
+    cfg = compose(*cfg_overrides(rule))
+    spec, data = embedded_data(cfg)
     rng = torch.random.get_rng_state()
     net = build.coreset_network(cfg, data, spec)
     assert torch.equal(torch.random.get_rng_state(), rng)  # the run's random draws are not shifted
@@ -67,9 +73,7 @@ def test_the_start_is_the_coreset_of_each_class_in_the_fixed_network(rule, compo
 
 def test_a_trained_coreset_network_is_trained_on_the_real_data_and_frozen(compose):
     cfg = compose(*cfg_overrides("kcenter"), "method.init_epochs=1", "eval.batch_size=256")
-    spec = build.dataset_spec(cfg)
-    data = build.datamodule(cfg, spec)
-    data.setup()
+    spec, data = embedded_data(cfg)
     trained = build.coreset_network(cfg, data, spec)
     untrained = build.coreset_network(compose(*cfg_overrides("kcenter")), data, spec)
     assert not any(p.requires_grad for p in trained.parameters()) and not trained.training

@@ -66,8 +66,10 @@ def test_evaluator_scores_a_perfectly_separable_set(tiny_net_factory):
     from gdrdd.models.fit import TrainSettings
 
     ev = Evaluator(spec, test, labels, tiny_net_factory, TrainSettings(epochs=40, lr=0.05), nets=2, num_groups=3)
+    assert not {"groups", "test_sets"} & set(vars(ev))  # made at first use: a distillation does not hold them
     train = (centres + 0.05 * torch.randn(3, 4, 3, 16, 16, generator=g)).flatten(0, 1)
     metrics = ev.evaluate(train, torch.arange(3).repeat_interleave(4))
+    assert {"groups", "test_sets"} <= set(vars(ev))
     assert metrics["acc"] == pytest.approx(100.0) and metrics["worst_group_acc"] == pytest.approx(100.0)
     assert set(metrics) >= {"acc_std", "acc_noise", "acc_blur", "acc_invert", "test_cvar", "mean_group_acc"}
     table = comparison_table({"distilled": metrics, "random": metrics})

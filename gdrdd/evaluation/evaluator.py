@@ -10,6 +10,7 @@ each group ``g`` is also reported, as ``group<g>_acc`` (NaN for an empty group).
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import cached_property
 from typing import Callable
 
 import torch
@@ -50,12 +51,25 @@ class Evaluator:
         preprocess = preprocess or Preprocess(spec)
         self.nets, self.augment, self.num_groups = nets, augment, num_groups
         self.cvar_alpha, self.seed = cvar_alpha, seed
-        self.test_labels = test_labels
+        self.preprocess = preprocess
+        self.test_images, self.test_labels = test_images, test_labels
         self.test_subgroups, self.subgroup_keep = test_subgroups, subgroup_keep
-        pixels = preprocess.inverse(test_images).clamp(0, 1)
-        self.groups = pixel_kmeans_groups(pixels, num_groups, seed).to(test_labels.device)
-        corrupted = {name: preprocess(x) for name, x in corrupted_copies(pixels, seed).items()}
-        self.test_sets = {"clean": test_images, **corrupted}
+
+    # The test groups and corrupted copies are made at their first use, so a run's distillation does not hold
+    # them (three more copies of the test set) or add the k-means' and blur's temporaries to its peak memory.
+    @cached_property
+    def groups(self) -> torch.Tensor:
+        """``(N_test,)`` the k-means group of each test image (over its pixels)."""
+        return pixel_kmeans_groups(self._test_pixels(), self.num_groups, self.seed).to(self.test_labels.device)
+
+    @cached_property
+    def test_sets(self) -> dict[str, torch.Tensor]:
+        """The test set as network inputs, clean and under each corruption: name -> ``(N_test, ch, H, W)``."""
+        corrupted = corrupted_copies(self._test_pixels(), self.seed)
+        return {"clean": self.test_images, **{name: self.preprocess(x) for name, x in corrupted.items()}}
+
+    def _test_pixels(self) -> torch.Tensor:
+        return self.preprocess.inverse(self.test_images).clamp(0, 1)
 
     def group_sizes(self) -> list[int]:
         """Test images in each of the ``num_groups`` groups."""

@@ -11,7 +11,7 @@ from gdrdd.report.run import main
 METRICS = ("acc", "worst_group_acc", "mean_group_acc", "acc_noise", "acc_blur", "acc_invert", "test_cvar")
 
 
-def write_run(folder, seed, alpha, acc, worst, method="dm", shift=None, **options):
+def write_run(folder, seed, alpha, acc, worst, method="dm", shift=None, init=None, **options):
     folder.mkdir(parents=True)
     cvar = {"name": "none"} if alpha is None else {"name": "cvar", "alpha": alpha, "target": "matching",
                                                    "mix": 0.5, "shrink": 0.0, "features": "step", **options}
@@ -19,6 +19,8 @@ def write_run(folder, seed, alpha, acc, worst, method="dm", shift=None, **option
     scored.update({f"{m}_std": 0.0 for m in METRICS}, worst_group_acc=worst)
     record = {"method": method, "dataset": "mnist_mini", "ipc": 10, "seed": seed, "cvar": cvar, "shift": shift,
               "scored": {"distilled": scored, "random": scored}}
+    if init is not None:
+        record["init"] = init
     (folder / "metrics.json").write_text(json.dumps(record))
 
 
@@ -61,6 +63,22 @@ def test_runs_that_differ_in_design_options_get_rows_of_their_own(tmp_path):
     assert by_options["mix=1 shrink=16"]["seeds"] == 2 and by_options["mix=1 shrink=16"]["acc"] == 83
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| cvar-matching | 0.8 | mix=1 shrink=16 | 2 | 83.00 ± 1.41 |" in report
+
+
+def test_a_coreset_start_is_an_option_of_its_own_and_paired_with_the_plain_method(tmp_path):
+    real, kcenter = {"init": "real", "init_epochs": 0}, {"init": "kcenter", "init_epochs": 0}
+    write_run(tmp_path / "plain", 0, None, 80, 70, init=real)
+    write_run(tmp_path / "kc", 0, None, 78, 74, init=kcenter)
+    write_run(tmp_path / "kc_trained", 0, None, 79, 71, init={"init": "kcenter", "init_epochs": 3})
+    write_run(tmp_path / "kc_robust", 0, 0.8, 81, 76, init=kcenter)
+    rows = main([str(tmp_path), "--out", str(tmp_path / "out")])
+    assert {(r["objective"], r["options"]) for r in rows} == {
+        ("none", ""), ("none", "init=kcenter"), ("none", "init=kcenter init_epochs=3"),
+        ("cvar-matching", "init=kcenter")}
+    with open(tmp_path / "out" / "paired_differences.csv") as f:
+        paired = {(r["objective"], r["options"]): float(r["worst_group_acc"]) for r in csv.DictReader(f)}
+    assert paired == {("none", "init=kcenter"): 4, ("none", "init=kcenter init_epochs=3"): 1,
+                      ("cvar-matching", "init=kcenter"): 6}
 
 
 def test_paired_differences_match_robust_and_plain_runs_by_seed(tmp_path):

@@ -106,6 +106,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 logger.log_image(key=key, images=[str(path)])
     result = {"method": cfg.method.name, "dataset": spec.name, "ipc": cfg.ipc, "seed": cfg.seed,
               "cvar": config["cvar"], "shift": config["dataset"].get("shift"), "iterations": cfg.iterations,
+              "init": {k: cfg.method[k] for k in ("init", "init_epochs") if k in cfg.method},  # the start
               **timer.summary(), "scored": scored}
     write_json(out / "metrics.json", result)
     write_tables(out, loggers, scored, evaluation.evaluator.group_sizes(), evaluation.evaluator.cells())

@@ -2,16 +2,17 @@
 
 Collects every ``metrics.json`` under the given folders (runs copied together from several machines work
 too), groups the runs by method, data set, IPC, iterations, objective (``none`` or ``cvar-<target>`` at
-each alpha) and the robust objective's design options that differ from their defaults (``options``, e.g.
-``mix=0.5 shrink=16``), and writes ``report.md`` and ``report.csv`` (mean and std over seeds of accuracy,
-worst- and mean-group accuracy, corrupted accuracies and the CVaR of group test loss) and ``report.png``
-(accuracy and worst-group accuracy against alpha, one line per method, data set, IPC, objective and options;
-``cvar=none`` as a dashed line).
+each alpha), the robust objective's design options that differ from their defaults and a coreset start
+(``options``, e.g. ``mix=0.5 shrink=16``, ``init=kcenter``), and writes ``report.md`` and ``report.csv``
+(mean and std over seeds of accuracy, worst- and mean-group accuracy, corrupted accuracies and the CVaR of
+group test loss) and ``report.png`` (accuracy and worst-group accuracy against alpha, one line per method,
+data set, IPC, objective and options; ``cvar=none`` as a dashed line).
 
-Where a setting has ``cvar=none`` runs of the same method, data set, IPC and iterations, ``report.md`` also holds
-its *paired* differences from them: the setting minus plain, per seed (same seed: same initial images, real batches
-and evaluation networks), mean and std over the seeds both have (``paired_differences.csv``). Pairing removes
-the variance the two runs share, which dominates small cells such as the worst class x subgroup accuracy.
+Where a setting has plain runs (``cvar=none`` from the method's own start) of the same method, data set, IPC
+and iterations, ``report.md`` also holds its *paired* differences from them: the setting minus plain, per seed
+(same seed: same initial images, real batches and evaluation networks), mean and std over the seeds both have
+(``paired_differences.csv``). Pairing removes the variance the two runs share, which dominates small cells
+such as the worst class x subgroup accuracy.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gdrdd.config.schema import CvarSchema
+from gdrdd.distill.coreset import SELECTIONS
 from gdrdd.evaluation.tables import shown_metrics
 from gdrdd.utils.files import atomic_write, write_text
 
@@ -45,7 +47,7 @@ def run_record(path: Path) -> dict[str, Any] | None:
     robust = cvar.get("name") == "cvar"
     alpha = float(cvar["alpha"]) if robust else None
     objective = f"cvar-{cvar.get('target', 'matching')}" if robust else "none"
-    options = design_options(cvar) if robust else ""
+    options = " ".join(filter(None, [design_options(cvar) if robust else "", start_option(data.get("init"))]))
     if (data.get("shift") or {}).get("balanced_batches"):
         options = f"{options} balanced_batches".strip()  # the oracle control of the shift benchmark
     return {"method": data["method"], "dataset": data["dataset"], "ipc": data["ipc"],
@@ -64,6 +66,15 @@ def design_options(cvar: dict[str, Any]) -> str:
     if changed.get("sampling") == "rarity":
         changed["rarity_power"] = cvar.get("rarity", {}).get("power")
     return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in changed.items())
+
+
+def start_option(init: dict[str, Any] | None) -> str:
+    """A coreset start (``method.init=kcenter|herding``, with ``init_epochs`` when its network was trained) as an
+    option word; a method's own starts (real, first, noise images) are part of the base method and show nothing."""
+    if not init or init.get("init") not in SELECTIONS:
+        return ""
+    epochs = init.get("init_epochs", 0)
+    return f"init={init['init']}" + (f" init_epochs={epochs}" if epochs else "")
 
 
 def collect(folders: list[Path]) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """One evaluation network of the protocol, gdrdd against the original's ``evaluate_synset``, in one process.
 
     python bench/eval_network.py --reference-dir DIR [--images 100] [--epochs 300] [--test 10000] [--rounds 3]
-                                 [--out outputs/bench/eval_network.json]
+                                 [--override eval.channels_last=false ...] [--out outputs/bench/eval_network.json]
 
 ``DIR`` is a local copy of VICO-UoE/DatasetCondensation (its ``utils.py`` and ``networks.py`` are imported, not
 edited); run the script with a Python that has the original's dependencies (torch, torchvision, scipy) and gdrdd.
@@ -11,10 +11,10 @@ Both sides train a fresh ConvNet-3 (CIFAR-10 sizes, instance norm) on the same `
 per-sample DSA (color_crop_cutout_flip_scale_rotate), the lr divided by 10 halfway; then test on ``--test``
 images. The original: ``utils.get_network`` + ``utils.evaluate_synset`` (which trains ``epochs + 1`` epochs and
 tests through a DataLoader of batch 256); gdrdd: ``models.fit.train_network`` + ``predict`` with the settings
-of ``eval=default``. The corrupted test copies gdrdd's evaluator also scores are not part of either. Speed does
-not depend on pixel values, so the images are random. Rounds alternate the two (original first); the report
-has the median seconds of each, their ratio and the last round's test accuracy of both (chance level on random
-data; printed only as a check that both ran).
+of ``eval=default`` and any ``--override`` settings. The corrupted test copies gdrdd's evaluator also scores
+are not part of either. Speed does not depend on pixel values, so the images are random. Rounds alternate the
+two (original first); the report has the median seconds of each, their ratio and the last round's test accuracy
+of both (chance level on random data; printed only as a check that both ran).
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--test", type=int, default=10000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--override", nargs="*", default=[], help="train.py settings for gdrdd's network")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench/eval_network.json"))
     args = parser.parse_args()
     if args.images < CLASSES or args.images % CLASSES:
@@ -99,7 +100,7 @@ def main() -> None:
         parser.error(f"--reference-dir {args.reference_dir} has no utils.py: give a copy of "
                      "VICO-UoE/DatasetCondensation's files")
     utils = import_original(args.reference_dir)
-    cfg = compose_config(["dataset=cifar10", "eval=default", "model=convnet"])
+    cfg = compose_config(["dataset=cifar10", "eval=default", "model=convnet", *args.override])
     images, labels, test_images, test_labels = synthetic_data(args.images, args.test)
     test_loader = DataLoader(TensorDataset(test_images, test_labels), batch_size=256, shuffle=False, num_workers=0)
     seconds = {"original": [], "gdrdd": []}
@@ -120,6 +121,7 @@ def main() -> None:
     print(f"gdrdd / original: x{ratio:.2f} ({args.images} images, {args.epochs} epochs, {args.test} test images, "
           f"{torch.get_num_threads()} threads)")
     write_report(args.out, {"images": args.images, "epochs": args.epochs, "test": args.test, "rounds": args.rounds,
+                            "override": args.override,
                             "seconds": seconds, "median_seconds": median, "ratio": ratio, "accuracy": accuracy})
 
 

@@ -57,3 +57,28 @@ def test_reference_layer_facts_of_the_classic_networks():
     ap = build_model({"name": "resnet18", "downsample": "avgpool"}, 3, 10, 32)
     assert all(m.stride == (1, 1) for m in ap.modules() if isinstance(m, nn.Conv2d))
     assert any(isinstance(m, nn.AvgPool2d) for m in ap.modules())
+
+
+def test_channels_last_training_gives_the_contiguous_networks_parameters(tiny_net_factory, compose):
+    from dataclasses import replace
+
+    from gdrdd.augment.dsa import DSA
+    from gdrdd.config import build
+    from gdrdd.models.fit import TrainSettings, predict, train_network
+
+    assert build.evaluation_settings(compose()).channels_last  # the evaluation protocol's default
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(12, 3, 16, 16, generator=g), torch.arange(3).repeat_interleave(4)
+    settings = TrainSettings(epochs=3, lr=0.05, batch_size=8)
+    trained = {}
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        net = tiny_net_factory()
+        train_network(net, images, labels, replace(settings, channels_last=channels_last), DSA("crop_flip"),
+                      torch.Generator().manual_seed(1))
+        trained[channels_last] = net
+    conv = trained[True].features[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    for a, b in zip(trained[False].parameters(), trained[True].parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert torch.equal(predict(trained[False], images, labels)[0], predict(trained[True], images, labels)[0])

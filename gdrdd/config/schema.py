@@ -139,6 +139,7 @@ class EvalSchema:
     models: List[str] = field(default_factory=list)
     coverage: bool = True
     precision: str = "32-true"
+    channels_last: bool = True
 
 
 SECTIONS = {"checkpoint": CheckpointSchema, "guard": GuardSchema, "dashboard": DashboardSchema, "cvar": CvarSchema,

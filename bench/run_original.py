@@ -13,15 +13,24 @@ Patches:
   batch that way) is refused by PyTorch >= 2.1 as a write into its own source; ``Tensor.__setitem__`` copies a
   right-hand side that shares the target's storage first, which gives what older PyTorch computed;
 - NumPy: the aliases ``np.int``, ``np.float``, ``np.bool`` (removed in NumPy 1.24) are the builtins again;
+- W&B (MTT's ``distill.py`` logs to it and reads its settings back from ``wandb.config``): a stand-in module with
+  ``init``, ``config``, ``run.name``, ``log``, ``Histogram``, ``Image`` and ``finish`` that keeps nothing but the
+  settings, as there is no W&B server to log to;
+- MTT's final set: ``distill.py`` saves its images only at evaluations that improve on the best so far, so the
+  first SGD optimiser built over one 4-D tensor (its synthetic images) and the first over one 0-D tensor (its
+  learnable step size) are recorded, and after the script ends the images, their class-major labels (``--ipc``
+  per class, MTT's order) and the step size are written to ``final/{images,labels,lr}_best.pt`` in the working
+  folder (the MTT/DATM layout that ``evaluate.py`` reads);
 - timing: the network constructor the script calls once per outer iteration (IDC: ``train.define_model``; the
-  DatasetCondensation scripts: ``utils.get_network``) is wrapped to record a timestamp, and the evaluation
-  function (``utils.evaluate_synset``) to record its start and end, so TIMING_JSON gets the seconds of every outer
-  iteration (an interval that contains an evaluation is not one), the seconds of every evaluation and the peak
-  resident memory of the process.
+  DatasetCondensation scripts and MTT's ``distill.py``: ``utils.get_network``) is wrapped to record a timestamp,
+  and the evaluation function (``utils.evaluate_synset``) to record its start and end, so TIMING_JSON gets the
+  seconds of every outer iteration (an interval that contains an evaluation is not one), the seconds of every
+  evaluation and the peak resident memory of the process.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import os
@@ -29,6 +38,7 @@ import resource
 import runpy
 import sys
 import time
+import types
 from pathlib import Path
 
 import torch
@@ -93,6 +103,57 @@ def patch_cifar_check() -> None:
     cifar.check_integrity = lambda path, md5=None: os.path.isfile(path)
 
 
+def wandb_stand_in() -> types.ModuleType:
+    """A ``wandb`` module that keeps the settings given to ``init`` (``config._items``, as MTT reads them back)
+    and logs nothing."""
+    wandb = types.ModuleType("wandb")
+    wandb.config = types.SimpleNamespace(_items={})
+    wandb.run = types.SimpleNamespace(name="local")
+
+    def init(config=None, **_):
+        wandb.config._items = dict(vars(config) if isinstance(config, argparse.Namespace) else config or {})
+        return wandb.run
+
+    wandb.init = init
+    wandb.log = lambda *args, **kwargs: None
+    wandb.finish = lambda *args, **kwargs: None
+    wandb.Histogram = wandb.Image = lambda *args, **kwargs: None
+    return wandb
+
+
+def record_optimisers(built: list[torch.optim.Optimizer]) -> None:
+    """Append every ``torch.optim.SGD`` the script builds to ``built``."""
+    original = torch.optim.SGD
+
+    class RecordedSGD(original):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    torch.optim.SGD = RecordedSGD
+
+
+def only_tensor(optimiser: torch.optim.Optimizer) -> torch.Tensor | None:
+    params = [p for group in optimiser.param_groups for p in group["params"]]
+    return params[0] if len(params) == 1 else None
+
+
+def save_final_set(built: list[torch.optim.Optimizer], ipc: int, folder: Path) -> None:
+    """MTT's synthetic images (the first optimiser's single 4-D tensor), their class-major labels and its learned
+    step size (the first optimiser's single 0-D tensor) as ``folder/{images,labels,lr}_best.pt``."""
+    tensors = [t for t in map(only_tensor, built) if t is not None]
+    images = next(t for t in tensors if t.dim() == 4).detach().cpu()
+    lr = next(t for t in tensors if t.dim() == 0).detach().cpu()
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(images, folder / "images_best.pt")
+    torch.save(torch.arange(len(images) // ipc).repeat_interleave(ipc), folder / "labels_best.pt")
+    torch.save(lr, folder / "lr_best.pt")
+
+
+def argument(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
 def record_calls(module_name: str, function: str, events: list[tuple[str, float]], kind: str) -> None:
     """Wrap ``module_name.function`` to append ``(kind, time)`` to ``events`` when called; an evaluation function
     also appends ``("end of " + kind, time)`` when it returns."""
@@ -132,7 +193,8 @@ def evaluation_seconds(events: list[tuple[str, float]]) -> list[float]:
 
 # script -> (module, the function called once per outer iteration, the evaluation function or None)
 TIMED = {"condense.py": ("train", "define_model", None), "main.py": ("utils", "get_network", "evaluate_synset"),
-         "main_DM.py": ("utils", "get_network", "evaluate_synset")}
+         "main_DM.py": ("utils", "get_network", "evaluate_synset"),
+         "distill.py": ("utils", "get_network", "evaluate_synset")}
 
 
 def main() -> None:
@@ -143,6 +205,9 @@ def main() -> None:
     patch_overlapping_assignment()
     patch_numpy_aliases()
     patch_cifar_check()
+    sys.modules["wandb"] = wandb_stand_in()
+    optimisers: list[torch.optim.Optimizer] = []
+    record_optimisers(optimisers)
     events: list[tuple[str, float]] = []
     module, network, evaluation = TIMED[script]
     record_calls(module, network, events, "network")
@@ -152,6 +217,8 @@ def main() -> None:
     sys.argv = [script, *args]
     runpy.run_path(str(Path(reference) / script), run_name="__main__")
     events.append(("network", time.perf_counter()))  # the end closes the last iteration
+    if script == "distill.py":
+        save_final_set(optimisers, int(argument(args, "--ipc")), Path("final"))
     Path(timing).write_text(json.dumps({
         "seconds_per_iteration": iteration_seconds(events), "seconds_per_evaluation": evaluation_seconds(events),
         "total_seconds": time.perf_counter() - start,

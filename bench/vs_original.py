@@ -1,13 +1,15 @@
 """gdrdd side by side with an original program: the same data, IPC, budget and seed, run one after the other;
 both distilled sets scored by one and the same evaluation (gdrdd's ``evaluate.py``, same network seeds).
 
-    python bench/vs_original.py --matcher {dc,dsa,dm,idc} --reference-dir DIR --reference-python PY --data-dir DATA
-                                [--ipc 1] [--iterations N | --inner-loop K] [--eval-nets 3] [--eval-epochs E]
+    python bench/vs_original.py --matcher {dc,dsa,dm,idc,mtt} --reference-dir DIR --reference-python PY --data-dir DATA
+                                [--ipc 1] [--iterations N | --inner-loop K] [--experts 2 --expert-epochs 3]
+                                [--eval-nets 3] [--eval-epochs E]
 
 - ``DIR``: a local copy of the original repository's files, never edited: VICO-UoE/DatasetCondensation for DC, DSA
-  (``main.py``) and DM (``main_DM.py``), snu-mllab/Efficient-Dataset-Condensation for IDC (``condense.py``);
+  (``main.py``) and DM (``main_DM.py``), snu-mllab/Efficient-Dataset-Condensation for IDC (``condense.py``),
+  GeorgeCazenavette/mtt-distillation for MTT (``distill.py``);
   ``bench/run_original.py`` runs it with documented runtime patches (CUDA calls to the CPU, torchvision's CIFAR
-  checksum check, NumPy's removed aliases) and times its iterations and evaluations;
+  checksum check, NumPy's removed aliases, a stand-in for W&B) and times its iterations and evaluations;
 - ``PY``: a Python with the original's dependencies (torch, torchvision; IDC also matplotlib, efficientnet_pytorch);
 - ``DATA``: CIFAR-10 in the official python layout (``DATA/cifar-10-batches-py``), read by both programs.
 
@@ -18,6 +20,12 @@ number) and evaluates its own set once at the end with ``--original-eval-nets`` 
 reported beside the common one. The DatasetCondensation scripts seed nothing, so only gdrdd's run follows
 ``--seed``. IDC: the original counts ``niter * 100 / inner_loop`` outer iterations and logs every fiftieth of
 them, so it needs at least 50; ``--inner-loop K`` (default 2) gives 50 outer iterations of K inner steps in both.
+MTT: ``--iterations N`` updates in both (``--Iteration N-1``, as its loop also runs ``Iteration + 1`` times), the
+author-provided settings of the ``mtt_cifar10_ipc<IPC>`` preset without ZCA, ``max_start_epoch`` cut to what
+``--expert-epochs`` allows; both programs match the same ``--experts`` trajectories of ``--expert-epochs`` epochs,
+trained once by gdrdd (``task=experts``, cached under ``--work``) and written in the original's replay-buffer
+format; the original evaluates its set at its iteration N-1 (its printed number) and its final set is recorded
+by ``run_original.py``; both are scored with their learned step sizes.
 ``--original-run`` reuses a finished original run of the same settings (the original is the slow part): the time
 ratio then compares two runs that did not share the machine's load, so prefer a fresh paired run for speed.
 
@@ -83,18 +91,81 @@ def idc_arguments(args: argparse.Namespace) -> list[str]:
             "-j", "0", "--test"]
 
 
+def mtt_preset(args: argparse.Namespace) -> dict:
+    """The author-provided MTT settings of the ``mtt_cifar10_ipc<IPC>`` preset, ``max_start_epoch`` cut so that
+    start + ``expert_epochs`` stays within ``--expert-epochs``."""
+    from omegaconf import OmegaConf
+
+    method = OmegaConf.load(ROOT / "conf" / "experiment" / f"mtt_cifar10_ipc{args.ipc}.yaml").method
+    start = min(method.max_start_epoch, args.expert_epochs - method.expert_epochs + 1)
+    return {"syn_steps": method.syn_steps, "expert_epochs": method.expert_epochs, "max_start_epoch": start,
+            "lr_img": method.lr_img, "lr_lr": method.lr_lr, "lr_student": method.lr_student,
+            "batch_syn": method.batch_syn}
+
+
+def mtt_arguments(args: argparse.Namespace) -> list[str]:
+    p = mtt_preset(args)
+    batch = ["--batch_syn", str(p["batch_syn"])] if p["batch_syn"] else []
+    # Evaluations at iterations 0 and N-1 only (np.arange(0, Iteration + 1, eval_it)).
+    return ["--dataset", "CIFAR10", "--model", "ConvNet", "--ipc", str(args.ipc), "--syn_steps", str(p["syn_steps"]),
+            "--expert_epochs", str(p["expert_epochs"]), "--max_start_epoch", str(p["max_start_epoch"]),
+            "--lr_img", str(p["lr_img"]), "--lr_lr", str(p["lr_lr"]), "--lr_teacher", str(p["lr_student"]), *batch,
+            "--pix_init", "real", "--dsa", "True", "--Iteration", str(args.iterations - 1),
+            "--eval_it", str(args.iterations - 1), "--num_eval", str(args.original_eval_nets),
+            "--epoch_eval_train", str(args.eval_epochs), "--data_path", str(args.data_dir),
+            "--buffer_path", "buffers"]
+
+
 ORIGINALS = {
     **{m: Original("VICO-UoE/DatasetCondensation", "main_DM.py" if m == "dm" else "main.py",
                    condensation_arguments(m), condensation_result(m), "dc") for m in ("dc", "dsa", "dm")},
     "idc": Original("snu-mllab/Efficient-Dataset-Condensation", "condense.py", idc_arguments,
                     lambda args, work: work / "results" / "test" / "data.pt", "idc"),
+    "mtt": Original("GeorgeCazenavette/mtt-distillation", "distill.py", mtt_arguments,
+                    lambda args, work: work / "final", "pair"),
 }
+MTT_BUFFER = Path("buffers") / "CIFAR10_NO_ZCA" / "ConvNet" / "replay_buffer_0.pt"  # where distill.py looks
+
+
+def experts_overrides(args: argparse.Namespace) -> list[str]:
+    """The expert settings of gdrdd's MTT runs: no ZCA, ``--experts`` x ``--expert-epochs``, cached under --work."""
+    return [f"experiment=mtt_cifar10_ipc{args.ipc}", "dataset.zca=false", f"paths.data_dir={args.data_dir}",
+            f"experts.num={args.experts}", f"experts.epochs={args.expert_epochs}",
+            f"paths.cache_dir={args.work / 'cache'}", "trainer.enable_progress_bar=false"]
+
+
+def write_replay_buffer(cache: Path, out: Path) -> None:
+    """gdrdd's cached experts (``expert_NNNN.pt``, a trajectory of ``{name: tensor}`` dicts) as MTT's replay buffer:
+    a list of experts, each a list over epochs of the parameter tensors in the network's order. gdrdd's ConvNet
+    names its parameters as the original's does (``features.0.weight`` ... ``classifier.bias``), in that order."""
+    import torch
+
+    experts = []
+    for path in sorted(cache.glob("expert_*.pt")):
+        trajectory = torch.load(path, map_location="cpu", weights_only=True)["trajectory"]
+        experts.append([list(params.values()) for params in trajectory])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(experts, out)
+
+
+def prepare_experts(args: argparse.Namespace, work: Path) -> None:
+    """Train (or find cached) the shared experts with gdrdd and write them where the original reads them."""
+    folder = work.parent / "experts"
+    command = [sys.executable, str(ROOT / "train.py"), "task=experts", *experts_overrides(args),
+               f"hydra.run.dir={folder}"]
+    with open(work.parent / "experts_log.txt", "w") as log:
+        subprocess.run(command, cwd=ROOT, check=True, stdout=log, stderr=subprocess.STDOUT)
+    summary = json.loads((folder / "experts.json").read_text())
+    write_replay_buffer(Path(summary["cache"]), work / MTT_BUFFER)
 
 
 def gdrdd_overrides(args: argparse.Namespace) -> list[str]:
     """train.py settings equal to the original's; its own end-of-run evaluation reduced to one 1-epoch network."""
     budget = ([f"iterations={IDC_OUTER}", f"method.inner_loop={args.inner_loop}", f"method.factor={args.factor}",
                f"method.n_data={args.n_data}"] if args.matcher == "idc" else [f"iterations={args.iterations}"])
+    if args.matcher == "mtt":
+        budget += [o for o in experts_overrides(args) if not o.startswith(("experiment=", "paths.data_dir="))]
+        budget.append(f"method.max_start_epoch={mtt_preset(args)['max_start_epoch']}")
     return [f"experiment={args.matcher}_cifar10_ipc{args.ipc}", "cvar=none", f"paths.data_dir={args.data_dir}",
             *budget, f"seed={args.seed}", "eval.nets=1", "eval.epochs=1", "eval.baseline=false",
             "eval.coverage=false", "trainer.enable_progress_bar=false", "checkpoint.every=0"]
@@ -127,6 +198,8 @@ def own_evaluation(log: Path) -> dict | None:
 
 def run_original(args, work: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
+    if args.matcher == "mtt":
+        prepare_experts(args, work)
     original = ORIGINALS[args.matcher]
     command = [args.reference_python, str(ROOT / "bench" / "run_original.py"), str(args.reference_dir),
                original.script, str(work / "timing.json"), *original.arguments(args)]
@@ -187,6 +260,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--factor", type=int, default=2, help="IDC: multi-formation factor")
     parser.add_argument("--inner-loop", type=int, default=2, help="IDC: inner steps per outer iteration")
     parser.add_argument("--n-data", type=int, default=2000, help="IDC: real images the network trains on")
+    parser.add_argument("--experts", type=int, default=2, help="MTT: expert trajectories both programs match")
+    parser.add_argument("--expert-epochs", type=int, default=3, help="MTT: epochs of each expert")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-nets", type=int, default=3)
     parser.add_argument("--eval-epochs", type=int, default=None, help="default: 1000 for IDC, 300 otherwise")
@@ -204,6 +279,11 @@ def parse_args() -> argparse.Namespace:
     if args.matcher == "idc" and (args.inner_loop % 2 or not 2 <= args.inner_loop <= 100):
         parser.error(f"--inner-loop {args.inner_loop}: an even number from 2 to 100, so that both programs run "
                      f"{IDC_OUTER} outer iterations")
+    if args.matcher == "mtt" and args.ipc not in (1, 10, 50):
+        parser.error(f"--ipc {args.ipc}: 1, 10 or 50 with --matcher mtt (the IPCs of the author-provided settings)")
+    if args.matcher == "mtt" and args.expert_epochs < mtt_preset(args)["expert_epochs"]:
+        parser.error(f"--expert-epochs {args.expert_epochs}: at least the preset's expert_epochs "
+                     f"({mtt_preset(args)['expert_epochs']}), so that a start epoch has its target")
     if args.iterations < 2:
         parser.error(f"--iterations {args.iterations}: at least 2 (the original is given --Iteration N-1 >= 1)")
     if not (args.reference_dir / original.script).is_file():

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from gdrdd.config import CONFIG_DIR as CONF
 from gdrdd.config.checks import validate
@@ -21,7 +22,8 @@ import vs_original  # noqa: E402
 
 def harness_args(matcher: str, ipc: int) -> argparse.Namespace:
     return argparse.Namespace(matcher=matcher, ipc=ipc, data_dir=Path("/data"), iterations=200, inner_loop=2,
-                              factor=2, n_data=2000, seed=0, eval_epochs=300, original_eval_nets=1)
+                              factor=2, n_data=2000, seed=0, eval_epochs=300, original_eval_nets=1, experts=2,
+                              expert_epochs=3, work=Path("/work"))
 
 
 @pytest.mark.parametrize("matcher", sorted(vs_original.ORIGINALS))
@@ -67,3 +69,84 @@ def test_overlapping_assignment_patch_gives_the_broadcast_copy():
             "print(refused, x.tolist(), y.tolist())")
     out = subprocess.run([sys.executable, "-c", code, str(BENCH)], capture_output=True, text=True, check=True)
     assert out.stdout.split(" ", 1)[1].strip() == "[[0.0, 1.0], [0.0, 1.0], [0.0, 1.0]] [1.0, 1.0]"
+
+
+def test_mtt_runs_both_programs_at_the_presets_settings_within_the_experts_epochs():
+    args = harness_args("mtt", 10)  # preset: 30 steps, M 2, max_start_epoch 20, lr_img 100, lr_lr 1e-5, lr 0.001
+    given = vs_original.ORIGINALS["mtt"].arguments(args)
+    settings = dict(zip(given[::2], given[1::2]))
+    assert settings["--Iteration"] == "199" and settings["--eval_it"] == "199"  # evaluates at 0 and 199 only
+    assert (settings["--syn_steps"], settings["--expert_epochs"], settings["--lr_teacher"]) == ("30", "2", "0.001")
+    assert settings["--max_start_epoch"] == "2"  # 3-epoch experts: starts 0 and 1 have their target 2 epochs on
+    overrides = vs_original.gdrdd_overrides(args)
+    assert {"method.max_start_epoch=2", "dataset.zca=false", "experts.num=2", "experts.epochs=3"} <= set(overrides)
+
+
+class OriginalConvNet(torch.nn.Module):
+    """The original ConvNet-3's module layout (conv, instance norm as GroupNorm, ReLU, pooling; linear classifier)."""
+
+    def __init__(self):
+        super().__init__()
+        layers = []
+        for d in range(3):
+            layers += [torch.nn.Conv2d(3 if d == 0 else 128, 128, 3, padding=1), torch.nn.GroupNorm(128, 128),
+                       torch.nn.ReLU(), torch.nn.AvgPool2d(2)]
+        self.features = torch.nn.Sequential(*layers)
+        self.classifier = torch.nn.Linear(128 * 4 * 4, 10)
+
+
+def test_gdrdd_experts_become_a_replay_buffer_in_the_originals_parameter_order(tmp_path, compose):
+    from gdrdd.config import build
+    from gdrdd.experts.cache import ExpertCache
+
+    cfg = compose("dataset=cifar10", "model=convnet")
+    net = build.network_factory(cfg, build.dataset_spec(cfg))()
+    trajectory = [{k: torch.full_like(v, epoch) for k, v in net.named_parameters()} for epoch in range(3)]
+    cache = ExpertCache(tmp_path, "cifar10", {"test": 1})
+    for i in range(2):
+        cache.save(i, trajectory)
+    out = tmp_path / "buffer" / "replay_buffer_0.pt"
+    vs_original.write_replay_buffer(cache.folder, out)
+    experts = torch.load(out, weights_only=True)
+    original = [p.shape for p in OriginalConvNet().parameters()]
+    assert len(experts) == 2 and all(len(expert) == 3 for expert in experts)
+    assert [p.shape for p in experts[1][2]] == original
+    assert all(torch.all(p == 2) for p in experts[1][2])
+
+
+def test_the_wandb_stand_in_gives_back_the_settings_it_was_given():
+    wandb = run_original.wandb_stand_in()
+    wandb.init(project="p", config=argparse.Namespace(ipc=10, lr_img=100.0))
+    assert wandb.config._items == {"ipc": 10, "lr_img": 100.0} and wandb.run.name
+    wandb.log({"loss": 1.0}, step=3)
+    wandb.Histogram(torch.zeros(2))
+    wandb.finish()
+
+
+def test_mtts_final_set_is_recorded_from_its_optimisers_and_read_by_evaluate(tmp_path, monkeypatch):
+    from gdrdd.evaluation.saved_sets import load_distilled
+
+    monkeypatch.setattr(torch.optim, "SGD", torch.optim.SGD)  # restored after the test
+    built = []
+    run_original.record_optimisers(built)
+    images = torch.randn(6, 3, 4, 4, requires_grad=True)
+    lr = torch.tensor(0.02, requires_grad=True)
+    torch.optim.SGD([images], lr=100, momentum=0.5)
+    torch.optim.SGD([lr], lr=1e-5, momentum=0.5)
+    torch.optim.SGD(OriginalConvNet().parameters(), lr=0.01)  # an evaluation network's
+    with torch.no_grad():
+        images += 1  # the script's updates act on the recorded tensors
+    run_original.save_final_set(built, ipc=2, folder=tmp_path / "final")
+    saved = load_distilled(tmp_path / "final")
+    assert torch.equal(saved.images, images.detach()) and saved.lr == pytest.approx(0.02)
+    assert saved.labels.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_mtt_experts_shorter_than_the_presets_target_are_refused_before_any_run(tmp_path):
+    (tmp_path / "data" / "cifar-10-batches-py").mkdir(parents=True)
+    (tmp_path / "mtt").mkdir()
+    (tmp_path / "mtt" / "distill.py").write_text("")
+    proc = subprocess.run([sys.executable, str(BENCH / "vs_original.py"), "--matcher", "mtt", "--reference-dir",
+                           str(tmp_path / "mtt"), "--data-dir", str(tmp_path / "data"), "--expert-epochs", "1",
+                           "--work", str(tmp_path / "work")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "--expert-epochs 1" in proc.stderr and not (tmp_path / "work").exists()

@@ -164,7 +164,8 @@ def gdrdd_overrides(args: argparse.Namespace) -> list[str]:
     budget = ([f"iterations={IDC_OUTER}", f"method.inner_loop={args.inner_loop}", f"method.factor={args.factor}",
                f"method.n_data={args.n_data}"] if args.matcher == "idc" else [f"iterations={args.iterations}"])
     if args.matcher == "mtt":
-        budget += [o for o in experts_overrides(args) if not o.startswith(("experiment=", "paths.data_dir="))]
+        shared = ("experiment=", "paths.data_dir=", "trainer.")  # given below
+        budget += [o for o in experts_overrides(args) if not o.startswith(shared)]
         budget.append(f"method.max_start_epoch={mtt_preset(args)['max_start_epoch']}")
     return [f"experiment={args.matcher}_cifar10_ipc{args.ipc}", "cvar=none", f"paths.data_dir={args.data_dir}",
             *budget, f"seed={args.seed}", "eval.nets=1", "eval.epochs=1", "eval.baseline=false",

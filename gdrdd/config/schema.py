@@ -139,7 +139,7 @@ class EvalSchema:
     models: List[str] = field(default_factory=list)
     coverage: bool = True
     precision: str = "32-true"
-    channels_last: bool = True
+    channels_last: bool = False
 
 
 SECTIONS = {"checkpoint": CheckpointSchema, "guard": GuardSchema, "dashboard": DashboardSchema, "cvar": CvarSchema,

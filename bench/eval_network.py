@@ -1,7 +1,7 @@
 """One evaluation network of the protocol, gdrdd against the original's ``evaluate_synset``, in one process.
 
     python bench/eval_network.py --reference-dir DIR [--images 100] [--epochs 300] [--test 10000] [--rounds 3]
-                                 [--override eval.channels_last=false ...] [--out outputs/bench/eval_network.json]
+                                 [--override eval.channels_last=true ...] [--out outputs/bench/eval_network.json]
 
 ``DIR`` is a local copy of VICO-UoE/DatasetCondensation (its ``utils.py`` and ``networks.py`` are imported, not
 edited); run the script with a Python that has the original's dependencies (torch, torchvision, scipy) and gdrdd.

@@ -26,8 +26,8 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 class TrainSettings:
     """``milestones``: fractions of ``epochs`` after which the lr is multiplied by ``gamma``; ``cutmix``: the
     probability that a batch is CutMix-ed (0: never), with box areas from Beta(``cutmix_beta``, ``cutmix_beta``);
-    ``channels_last``: the network and its training images in channels-last memory format (faster convolutions
-    on CPUs; the same numerics up to summation order)."""
+    ``channels_last``: the network and its training images in channels-last memory format (the same numerics
+    up to summation order; not faster on the measured 2-core CPU, docs/benchmarks.md)."""
 
     epochs: int = 300
     lr: float = 0.01

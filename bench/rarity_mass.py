@@ -1,7 +1,8 @@
 """Where label-free rarity sampling puts the real batches' mass, on a subpopulation-shift benchmark.
 
     python bench/rarity_mass.py --data-dir ~/data [--dataset cifar10_shift] [--powers 0 4 8 16]
-                                [--resolutions 8 16] [--neighbours 10 400] [--out outputs/bench/rarity_mass.json]
+                                [--resolutions 8 16] [--neighbours 10 400] [--clusters 3 10 40]
+                                [--out outputs/bench/rarity_mass.json]
 
 For each setting of ``cvar.rarity`` (pooled-pixel resolution, k of ``--neighbours``, power) it prints, averaged
 over classes, the share of a class's sampling weight on each true training subgroup (subgroup 0 is kept whole,
@@ -10,6 +11,11 @@ the number of subgroups each), the effective batch fraction ``(sum w)^2 / (n * s
 weights; smaller means the batches repeat fewer distinct images) and the total-variation distance between the
 per-image sampling distribution and the oracle's (0 for the oracle). ``--features convnet`` measures distances in
 a freshly initialised ConvNet's embedding (DM's feature family) instead of pooled pixels, for comparison.
+
+``--clusters K ...`` also measures label-free *cluster-balanced* sampling in the same feature spaces: per class,
+k-means with ``K`` clusters (k-means++, 3 restarts, seed 0), each cluster drawn equally often, as the oracle does
+with the true subgroups (the "cluster, then balance" recipe of label-free group robustness). It is a measurement
+only, not a ``cvar.sampling`` option.
 """
 
 from __future__ import annotations
@@ -26,6 +32,16 @@ from common import compose_config, write_report  # noqa: E402
 from gdrdd.config import build  # noqa: E402
 from gdrdd.data.rarity import kth_neighbour_distance, pooled_pixels, weights_from_distances  # noqa: E402
 from gdrdd.data.subpopulation import balanced_weights  # noqa: E402
+
+
+def cluster_balanced_weights(features: torch.Tensor, clusters: int) -> torch.Tensor:
+    """``(n,)`` weights of one class's images that draw each of its k-means ``clusters`` equally often, from
+    features ``(n, D)``."""
+    from sklearn.cluster import KMeans
+
+    ids = KMeans(n_clusters=min(clusters, len(features)), n_init=3, random_state=0).fit_predict(
+        features.double().numpy())
+    return balanced_weights(torch.from_numpy(ids).long())
 
 
 def mass_and_size(weights: list[torch.Tensor], subgroups: list[torch.Tensor], count: int) -> dict:
@@ -53,6 +69,7 @@ def main() -> None:
     parser.add_argument("--resolutions", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--powers", type=float, nargs="+", default=[0, 4, 8, 16])
     parser.add_argument("--neighbours", type=int, nargs="+", default=[10])
+    parser.add_argument("--clusters", type=int, nargs="*", default=[])
     parser.add_argument("--out", default="outputs/bench/rarity_mass.json")
     args = parser.parse_args()
 
@@ -70,7 +87,8 @@ def main() -> None:
         torch.manual_seed(0)
         net = build.network_factory(cfg, spec)().eval()
         with torch.no_grad():
-            spaces = {"convnet": [torch.cat([net.embed(b) for b in x.split(512)]) for x in data.class_images]}
+            spaces = {"convnet": [torch.cat([net.embed(b).flatten(1) for b in x.split(512)])
+                                  for x in data.class_images]}
     else:
         spaces = {f"pixels {r}x{r}": [pooled_pixels(x, r) for x in data.class_images] for r in args.resolutions}
     for name, features in spaces.items():
@@ -79,6 +97,9 @@ def main() -> None:
             for power in args.powers:
                 weights = [weights_from_distances(d, power) for d in distances]
                 rows[f"{name}, k {k}, power {power:g}"] = mass_and_size(weights, subgroups, count)
+        for k in args.clusters:
+            weights = [cluster_balanced_weights(f, k) for f in features]
+            rows[f"{name}, {k} clusters balanced"] = mass_and_size(weights, subgroups, count)
     for name, row in rows.items():
         print(f"{name:36s} share per subgroup {row['subgroup_share']}  effective fraction "
               f"{row['effective_fraction']}  distance to the oracle {row['oracle_distance']}")

@@ -1,10 +1,11 @@
 """Label-free rarity sampling (``cvar.sampling=rarity``): k-NN distances, the weights, and the real batches."""
 
+import sys
 
 import pytest
 import torch
 
-from gdrdd.config import build
+from gdrdd.config import CONFIG_DIR, build
 from gdrdd.data.rarity import Rarity, kth_neighbour_distance, rarity_weights
 from gdrdd.distill.run import run
 from gdrdd.errors import ConfigError
@@ -78,3 +79,17 @@ def test_plain_runs_ignore_rarity_and_the_oracle_cannot_be_combined(tmp_path, co
 def test_report_names_the_sampling_and_its_power():
     assert design_options({"sampling": "rarity", "rarity": {"power": 8.0}}) == "sampling=rarity rarity_power=8"
     assert design_options({"sampling": "uniform"}) == ""
+
+
+def test_cluster_balanced_weights_give_each_cluster_an_equal_share():
+    sys.path.insert(0, str(CONFIG_DIR.parent / "bench"))
+    from rarity_mass import cluster_balanced_weights
+
+    generator = torch.Generator().manual_seed(0)
+    common = torch.randn(90, 4, generator=generator)
+    rare = torch.randn(10, 4, generator=generator) + 50.0  # a far, small mode
+    weights = cluster_balanced_weights(torch.cat([common, rare]), 2)
+    assert weights.shape == (100,) and bool((weights > 0).all())
+    share = weights / weights.sum()
+    assert abs(float(share[90:].sum()) - 0.5) < 1e-9  # the small mode gets half, not a tenth
+    assert torch.allclose(share[90:], share[90:].mean().expand(10))

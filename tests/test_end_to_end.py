@@ -41,6 +41,18 @@ def test_tiny_run_writes_the_distilled_set_and_metrics(tmp_path, tiny):
     assert "robust/tail_share/0" in log[0]
 
 
+def test_a_set_scored_during_distillation_equals_the_shorter_run_of_the_same_seed(tmp_path, tiny):
+    """``eval.at``: the scores after step 2 of a 3-step run are those of a 2-step run; metrics.json keeps them."""
+    plain = ("cvar=none", "eval.baseline=false", "eval.nets=1")
+    long = run(tiny(*plain, "eval.at=[2]", out=tmp_path / "long"))
+    short = run(tiny(*plain, "iterations=2", out=tmp_path / "short"))
+    assert [point["iteration"] for point in long["during"]] == [2] and short["during"] == []
+    assert long["during"][0]["metrics"] == short["scored"]["distilled"]
+    assert long["during"][0]["metrics"] != long["scored"]["distilled"]
+    lines = (tmp_path / "long" / "eval_during.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iteration"] for line in lines] == [2]
+
+
 def test_dashboard_files_hold_group_stats_and_tables(tmp_path, tiny):
     result = run(tiny("cvar=paper", "cvar.alpha=0.8", "dashboard.group_stats_every=2", "iterations=4"))
     records = [json.loads(line) for line in (tmp_path / "group_stats.jsonl").read_text().splitlines()]
@@ -106,7 +118,8 @@ def test_wandb_offline_writes_its_run_files(tmp_path, monkeypatch, tiny):
     ("dataset.mean=[0.1,0.2]", "dataset.mean/std"), ("eval.lr=0", "eval.lr"), ("eval.augment=mixup", "eval.augment"),
     ("cvar.alpha=nan_string", "cvar.alpha"), ("+cvar.alpah=0.8", "cvar.alpah"), ("eval.nets=2.5", "eval.nets"),
     ("dataset.mean=[a,b]", "dataset.mean"), ("eval.models=alexnet", "eval.models"), ("experts.lr=fast", "experts.lr"),
-    ("+method.lr_image=1", "method.lr_image"), ("dashboard.group_stats_every=-1", "dashboard.group_stats_every")])
+    ("+method.lr_image=1", "method.lr_image"), ("dashboard.group_stats_every=-1", "dashboard.group_stats_every"),
+    ("eval.at=[0]", "eval.at"), ("eval.at=[3]", "eval.at"), ("eval.at=[1.5]", "eval.at")])
 def test_bad_values_are_refused_before_any_work(tmp_path, override, key, tiny):
     """Each bad value stops the run with a ConfigError naming the key, before anything is read or written."""
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

@@ -11,7 +11,8 @@ from gdrdd.report.run import main
 METRICS = ("acc", "worst_group_acc", "mean_group_acc", "acc_noise", "acc_blur", "acc_invert", "test_cvar")
 
 
-def write_run(folder, seed, alpha, acc, worst, method="dm", shift=None, init=None, **options):
+def write_run(folder, seed, alpha, acc, worst, method="dm", shift=None, init=None, iterations=None, during=(),
+              **options):
     folder.mkdir(parents=True)
     cvar = {"name": "none"} if alpha is None else {"name": "cvar", "alpha": alpha, "target": "matching",
                                                    "mix": 0.5, "shrink": 0.0, "features": "step", **options}
@@ -21,6 +22,10 @@ def write_run(folder, seed, alpha, acc, worst, method="dm", shift=None, init=Non
               "scored": {"distilled": scored, "random": scored}}
     if init is not None:
         record["init"] = init
+    if iterations is not None:  # scored also after the steps in ``during``: (iteration, acc, worst) each
+        record["iterations"] = iterations
+        record["during"] = [{"iteration": n, "metrics": {**scored, "acc": a, "worst_group_acc": w}}
+                            for n, a, w in during]
     (folder / "metrics.json").write_text(json.dumps(record))
 
 
@@ -131,3 +136,28 @@ def test_a_file_that_is_not_a_metrics_file_is_refused_by_name_before_any_output(
         main([str(tmp_path / "run_seed0"), str(log), "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 2 and not (tmp_path / "out").exists()
     assert f"{log}: neither a folder nor a metrics.json file" in capsys.readouterr().err
+
+
+def test_runs_scored_during_distillation_give_a_paired_budget_trend(tmp_path):
+    early = lambda acc, worst: [(100, acc, worst)]  # noqa: E731
+    for seed, (plain, robust) in enumerate([((90, 80), (88, 85)), ((92, 82), (86, 87))]):
+        write_run(tmp_path / "sweep" / f"plain{seed}", seed, None, *plain, iterations=400,
+                  during=early(plain[0] - 10, plain[1] - 10))
+        write_run(tmp_path / "sweep" / f"cvar{seed}", seed, 0.8, *robust, iterations=400,
+                  during=early(robust[0] - 7, robust[1] - 10))
+    main([str(tmp_path / "sweep"), "--out", str(tmp_path / "out")])
+    with open(tmp_path / "out" / "report.csv") as f:
+        rows = {(r["iterations"], r["objective"]): r for r in csv.DictReader(f)}
+    assert float(rows[("100", "none")]["acc"]) == 81 and float(rows[("400", "none")]["acc"]) == 91
+    with open(tmp_path / "out" / "paired_differences.csv") as f:
+        paired = {r["iterations"]: r for r in csv.DictReader(f)}
+    assert float(paired["400"]["acc"]) == -4 and float(paired["400"]["worst_group_acc"]) == 5
+    # at 100 iterations: acc 81 - 80 and 79 - 82, worst 75 - 70 and 77 - 72
+    assert float(paired["100"]["acc"]) == -1 and float(paired["100"]["worst_group_acc"]) == 5
+    assert paired["100"]["seeds"] == "2"
+    assert Image.open(tmp_path / "out" / "trend.png").size[0] > 0
+    single = tmp_path / "single"
+    write_run(single / "plain", 0, None, 90, 80, iterations=400)
+    write_run(single / "cvar", 0, 0.8, 88, 85, iterations=400)
+    main([str(single), "--out", str(tmp_path / "out_single")])
+    assert not (tmp_path / "out_single" / "trend.png").exists()  # one budget: no trend

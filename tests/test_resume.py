@@ -97,3 +97,30 @@ def test_cli_exit_status_three_for_a_non_finite_loss(tmp_path):
                            "cvar=none", f"hydra.run.dir={tmp_path / 'r'}"], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "HYDRA_FULL_ERROR": "0"})
     assert proc.returncode == 3 and "not finite at iteration" in proc.stderr
+
+
+def test_a_run_resumed_at_a_due_step_scores_it_once(tmp_path):
+    """Interrupted during the evaluation after step 4 (its checkpoint already written), a resumed run scores step
+    4 when training restarts; one that finished that evaluation does not score it again."""
+    from types import SimpleNamespace
+
+    from gdrdd.evaluation.callback import EvaluationCallback
+
+    calls = []
+    evaluator = SimpleNamespace(evaluate=lambda *set_, lr, name: calls.append(name) or {"acc": 50.0})
+    module = SimpleNamespace(training_set=lambda: (torch.zeros(2, 1), torch.zeros(2)), evaluation_lr=lambda: None)
+
+    def restarted_at(done):
+        progress = SimpleNamespace(current=SimpleNamespace(processed=done))
+        return SimpleNamespace(fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress)),
+                               num_training_batches=10, is_global_zero=True, loggers=[], global_step=done)
+
+    callback = EvaluationCallback(evaluator, at=[4, 8], run_dir=tmp_path)
+    callback.on_train_start(restarted_at(4), module)
+    assert calls == ["distilled at iteration 4"] and callback.during() == {4: {"acc": 50.0}}
+    EvaluationCallback(evaluator, at=[4, 8], run_dir=tmp_path).on_train_start(restarted_at(4), module)
+    EvaluationCallback(evaluator, at=[4, 8], run_dir=tmp_path).on_train_start(restarted_at(5), module)  # not due
+    EvaluationCallback(evaluator, at=[4, 8], run_dir=tmp_path).on_train_start(restarted_at(0), module)  # fresh run
+    assert len(calls) == 1
+    callback.on_train_batch_end(restarted_at(8), module, None, None, batch_idx=7)
+    assert list(callback.during()) == [4, 8]

@@ -40,6 +40,10 @@ def validate(cfg: DictConfig) -> None:
     integer("checkpoint.every", cfg.checkpoint.every, minimum=0)
     integer("dashboard.group_stats_every", cfg.dashboard.group_stats_every, minimum=0)
     integer("iterations", cfg.iterations, minimum=0)
+    steps = cfg.eval.get("at") or []
+    require(all(isinstance(n, int) and not isinstance(n, bool) and 0 < n < cfg.iterations for n in steps), "eval.at",
+            list(steps), f"distillation steps from 1 to iterations - 1 ({cfg.iterations - 1}), e.g. [100, 400]; the "
+            "end of the run is always evaluated")
     entry = method(cfg.method.name)
     check_dataset(cfg)
     one_of("cvar", cfg.cvar.name, CVARS)

@@ -124,6 +124,7 @@ class EvalSchema:
     nets: int = 3
     epochs: int = 300
     every: int = 0
+    at: List[int] = field(default_factory=list)
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 0.0005

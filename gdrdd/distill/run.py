@@ -52,7 +52,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     data.setup()  # reads the data (a missing folder fails here, before any work)
     loggers = [hydra.utils.instantiate(c) for c in cfg.logger.values()] if cfg.get("logger") else []
     timer = StepTimer()
-    evaluation = EvaluationCallback(build.evaluator(cfg, data, spec), every=cfg.eval.every)
+    evaluation = EvaluationCallback(build.evaluator(cfg, data, spec), every=cfg.eval.every, at=list(cfg.eval.at),
+                                    run_dir=out)
     # The checkpoint callback first: the final checkpoint is on disk before the (long) final evaluation.
     callbacks = [timer, IterationCheckpoint(out, cfg.checkpoint.every), evaluation,
                  GroupStatsLogger(out, spec.class_names, cfg.dashboard.group_stats_every)]
@@ -107,7 +108,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     result = {"method": cfg.method.name, "dataset": spec.name, "ipc": cfg.ipc, "seed": cfg.seed,
               "cvar": config["cvar"], "shift": config["dataset"].get("shift"), "iterations": cfg.iterations,
               "init": {k: cfg.method[k] for k in ("init", "init_epochs") if k in cfg.method},  # the start
-              **timer.summary(), "scored": scored}
+              **timer.summary(), "scored": scored,
+              "during": [{"iteration": n, "metrics": m} for n, m in evaluation.during().items()]}
     write_json(out / "metrics.json", result)
     write_tables(out, loggers, scored, evaluation.evaluator.group_sizes(), evaluation.evaluator.cells())
     table = comparison_table(scored)

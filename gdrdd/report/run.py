@@ -8,11 +8,17 @@ each alpha), the robust objective's design options that differ from their defaul
 group test loss) and ``report.png`` (accuracy and worst-group accuracy against alpha, one line per method,
 data set, IPC, objective and options; ``cvar=none`` as a dashed line).
 
+A run that also scored its set during distillation (``eval.at=[100,400]``, ``eval.every``) counts as one run per
+budget it was scored at (the set after that many iterations, as a shorter run with the same seed would have
+made it).
+
 Where a setting has plain runs (``cvar=none`` from the method's own start) of the same method, data set, IPC
 and iterations, ``report.md`` also holds its *paired* differences from them: the setting minus plain, per seed
 (same seed: same initial images, real batches and evaluation networks), mean and std over the seeds both have
 (``paired_differences.csv``). Pairing removes the variance the two runs share, which dominates small cells
-such as the worst class x subgroup accuracy.
+such as the worst class x subgroup accuracy. Where a setting's paired differences exist at two or more
+budgets, ``trend.png`` draws them against iterations (overall, the subgroups kept at 25 % and 5 % and the worst
+cell on a shift benchmark; else overall and worst group).
 """
 
 from __future__ import annotations
@@ -31,18 +37,22 @@ from gdrdd.evaluation.tables import shown_metrics
 from gdrdd.utils.files import atomic_write, write_text
 
 KEYS = ("method", "dataset", "ipc", "iterations", "objective", "alpha", "options")
+SETTING = tuple(k for k in KEYS if k != "iterations")  # a setting, whatever its budget
+TREND_METRICS = {"acc": "overall", "acc_kept25": "subgroups kept at 25 %", "acc_kept5": "subgroups kept at 5 %",
+                 "worst_cell_acc": "worst class x subgroup cell", "worst_group_acc": "worst test group"}
 # The robust objective's design options; at their schema defaults they are not shown in ``options``.
 OPTION_DEFAULTS = {k: getattr(CvarSchema(), k)
                    for k in ("weighting", "mix", "min_count", "shrink", "warmup", "features", "sampling", "groups")}
 
 
-def run_record(path: Path) -> dict[str, Any] | None:
-    """One run's identifying keys, seed and distilled-set metrics from its ``metrics.json`` (None if it has no
-    scored distilled set, e.g. a ``method=random`` run)."""
+def run_records(path: Path) -> list[dict[str, Any]]:
+    """One run's identifying keys, seed and distilled-set metrics from its ``metrics.json``: the final set, and
+    one record per intermediate evaluation (``eval.at`` / ``eval.every``, under ``during``) as the run at that
+    many iterations (none if it has no scored distilled set, e.g. a ``method=random`` run)."""
     data = json.loads(path.read_text())
     scored = data.get("scored", {}).get("distilled")
     if scored is None or "method" not in data:  # a random-subset run, or an evaluate.py result
-        return None
+        return []
     cvar = data.get("cvar", {})
     robust = cvar.get("name") == "cvar"
     alpha = float(cvar["alpha"]) if robust else None
@@ -50,10 +60,11 @@ def run_record(path: Path) -> dict[str, Any] | None:
     options = " ".join(filter(None, [design_options(cvar) if robust else "", start_option(data.get("init"))]))
     if (data.get("shift") or {}).get("balanced_batches"):
         options = f"{options} balanced_batches".strip()  # the oracle control of the shift benchmark
-    return {"method": data["method"], "dataset": data["dataset"], "ipc": data["ipc"],
-            "iterations": data.get("iterations"), "objective": objective,
-            "alpha": alpha, "options": options, "seed": data.get("seed"),
-            "metrics": {k: scored[k] for k in shown_metrics(scored)}, "path": str(path.parent)}
+    run = {"method": data["method"], "dataset": data["dataset"], "ipc": data["ipc"], "objective": objective,
+           "alpha": alpha, "options": options, "seed": data.get("seed"), "path": str(path.parent)}
+    budgets = [(point["iteration"], point["metrics"]) for point in data.get("during", [])]
+    budgets.append((data.get("iterations"), scored))
+    return [{**run, "iterations": n, "metrics": {k: m[k] for k in shown_metrics(m)}} for n, m in budgets]
 
 
 def design_options(cvar: dict[str, Any]) -> str:
@@ -80,7 +91,7 @@ def start_option(init: dict[str, Any] | None) -> str:
 def collect(folders: list[Path]) -> list[dict[str, Any]]:
     files = dict.fromkeys(f.resolve() for folder in folders
                           for f in ([folder] if folder.is_file() else sorted(folder.rglob("metrics.json"))))
-    return [r for r in (run_record(f) for f in files) if r is not None]  # each file once, even if folders overlap
+    return [r for f in files for r in run_records(f)]  # each file once, even if folders overlap
 
 
 def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -189,6 +200,52 @@ def plot(path: Path, rows: list[dict[str, Any]]) -> None:
     plt.close(fig)
 
 
+def budget_trends(paired: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    """Paired-difference rows grouped by setting (``SETTING``), in iteration order, for the settings scored at two
+    or more budgets."""
+    series: dict[tuple, list[dict]] = defaultdict(list)
+    for r in paired:
+        if r["iterations"] is not None:
+            series[tuple(r[k] for k in SETTING)].append(r)
+    return {k: sorted(v, key=lambda r: r["iterations"]) for k, v in series.items()
+            if len({r["iterations"] for r in v}) > 1}
+
+
+def trend_metrics(rows: list[dict[str, Any]]) -> list[str]:
+    """The trend's panels: overall, 25 %, 5 % and worst cell on a shift benchmark, else overall and worst group."""
+    present = [m for m in TREND_METRICS if any(m in r for r in rows)]
+    return [m for m in present if m != "worst_group_acc"] if "worst_cell_acc" in present else present
+
+
+def plot_trend(path: Path, trends: dict[tuple, list[dict[str, Any]]]) -> None:
+    """Paired differences (setting - plain, error bars: std over seeds) against iterations, one panel per metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = trend_metrics([r for rows in trends.values() for r in rows])
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for key, rows in trends.items():
+            setting = dict(zip(SETTING, key))
+            label = " ".join(str(v) for v in (setting["method"], setting["objective"], setting["alpha"],
+                                              setting["options"]) if v not in (None, ""))
+            points = [r for r in rows if metric in r]
+            ax.errorbar([r["iterations"] for r in points], [r[metric] for r in points],
+                        yerr=[r[f"{metric}_std"] for r in points], marker="o", capsize=3, label=label)
+        ax.axhline(0.0, color="grey", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("distillation iterations")
+        ax.set_ylabel("setting - plain (points)")
+        ax.set_title(TREND_METRICS[metric], fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", type=Path, help="multirun folders, run folders or metrics.json files")
@@ -205,14 +262,18 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     out = args.out or (args.folders[0] if args.folders[0].is_dir() else args.folders[0].parent)
     table = markdown(rows)
     paired = paired_differences(records)
+    trends = budget_trends(paired)
     if paired:
         table += ("\n\nPaired differences from `cvar=none` (the setting minus plain, per seed; mean ± std over the "
                   "shared seeds, counted in `seeds`):\n\n" + markdown(paired, signed=True))
         write_csv(out / "paired_differences.csv", paired)
+        if trends:
+            plot_trend(out / "trend.png", trends)
     write_text(out / "report.md", table + "\n")
     write_csv(out / "report.csv", rows)
     plot(out / "report.png", rows)
-    print(f"{len(records)} runs, {len(rows)} settings\n{table}\nwritten: {out / 'report.md'}, report.csv, report.png")
+    print(f"{len(records)} runs, {len(rows)} settings\n{table}\nwritten: {out / 'report.md'}, report.csv, report.png"
+          + (", trend.png" if trends else ""))
     return rows
 
 

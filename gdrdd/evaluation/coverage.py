@@ -24,7 +24,7 @@ from torch import nn
 
 from gdrdd.robust.grouping import NearestSynthetic, assign_labelled
 from gdrdd.robust.objective import describe
-from gdrdd.utils.files import atomic_write
+from gdrdd.utils.figures import pyplot, save_png
 
 NETWORK_SEED = 12345
 PROJECTIONS = ("pca", "tsne")
@@ -108,11 +108,7 @@ def coverage_panels(net: nn.Module, real: torch.Tensor, real_labels: torch.Tenso
 
 
 def draw(path: str | Path, panels: list[CoveragePanel], class_names: tuple[str, ...]) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.5), squeeze=False)
     colours = plt.get_cmap("tab10" if len(class_names) <= 10 else "tab20")
     for ax, p in zip(axes[0], panels):
@@ -130,9 +126,7 @@ def draw(path: str | Path, panels: list[CoveragePanel], class_names: tuple[str, 
                for i, name in enumerate(class_names[:20])]
     axes[0][-1].legend(handles=handles, fontsize=6, loc="best")
     fig.tight_layout()
-    out = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-    return out
+    return save_png(fig, path, dpi=110)
 
 
 def plot_run(path: str | Path, data, make_network: Callable[[], nn.Module], images: torch.Tensor, labels: torch.Tensor,

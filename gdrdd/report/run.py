@@ -34,6 +34,7 @@ from typing import Any
 from gdrdd.config.schema import CvarSchema
 from gdrdd.distill.coreset import SELECTIONS
 from gdrdd.evaluation.tables import shown_metrics
+from gdrdd.utils.figures import pyplot, save_png
 from gdrdd.utils.files import atomic_write, write_text
 
 KEYS = ("method", "dataset", "ipc", "iterations", "objective", "alpha", "options")
@@ -173,11 +174,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def plot(path: Path, rows: list[dict[str, Any]]) -> None:
     """Accuracy and worst-group accuracy against alpha (error bars: std over seeds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     series: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
@@ -196,8 +193,7 @@ def plot(path: Path, rows: list[dict[str, Any]]) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def budget_trends(paired: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
@@ -219,11 +215,7 @@ def trend_metrics(rows: list[dict[str, Any]]) -> list[str]:
 
 def plot_trend(path: Path, trends: dict[tuple, list[dict[str, Any]]]) -> None:
     """Paired differences (setting - plain, error bars: std over seeds) against iterations, one panel per metric."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     metrics = trend_metrics([r for rows in trends.values() for r in rows])
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
@@ -242,8 +234,7 @@ def plot_trend(path: Path, trends: dict[tuple, list[dict[str, Any]]]) -> None:
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gdrdd.data.spec import DatasetSpec
-from gdrdd.evaluation.corruptions import corrupted_copies, gaussian_blur
+from gdrdd.evaluation.corruptions import corruptions, gaussian_blur
 from gdrdd.evaluation.evaluator import Evaluator
 from gdrdd.evaluation.metrics import accuracy, group_accuracies, group_loss_cvar, summarise
 from gdrdd.evaluation.pixel_groups import pixel_kmeans_groups
@@ -47,13 +47,14 @@ def test_kmeans_groups_find_separated_clusters_and_are_deterministic():
 
 def test_corruptions():
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    out = corrupted_copies(x, seed=1)
+    out = {name: corrupt(x) for name, corrupt in corruptions(seed=1).items()}
     assert torch.equal(out["invert"], 1 - x)
     assert 0 <= out["noise"].min() and out["noise"].max() <= 1
     assert (out["noise"] - x).std() == pytest.approx(0.005 ** 0.5, rel=0.2)
     assert torch.allclose(gaussian_blur(torch.full((1, 1, 16, 16), 0.3)), torch.full((1, 1, 16, 16), 0.3))
     assert out["blur"].std() < x.std()
-    assert torch.equal(corrupted_copies(x, seed=1)["noise"], out["noise"])
+    assert torch.equal(corruptions(seed=1)["noise"](x), out["noise"])  # fixed by the seed, whatever ran before
+    assert not torch.equal(corruptions(seed=2)["noise"](x), out["noise"])
     assert torch.allclose(gaussian_blur(x, chunk=1), out["blur"], atol=1e-6)  # in parts: each image alone
 
 

@@ -14,6 +14,7 @@ from gdrdd.data.readers import load_real_data
 from gdrdd.data.spec import DatasetSpec, class_major_labels
 from gdrdd.data.subpopulation import Shift, balanced_weights, make_shift
 from gdrdd.utils.distributed import rank_slice
+from gdrdd.utils.runtime import release_free_memory
 
 
 class RealDataModule(L.LightningDataModule):
@@ -70,6 +71,8 @@ class RealDataModule(L.LightningDataModule):
             self.batch_weights = [rarity_weights(x, self.rarity) for x in self.class_images]
         self.test_images = self.preprocess(data.test.images)
         self.test_labels = data.test.labels
+        del data, train_images
+        release_free_memory()  # the reading's temporaries
 
     def to(self, device: torch.device | str) -> "RealDataModule":
         """Move every tensor to ``device`` (once per run, so sampling needs no transfers)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from kornia.filters import gaussian_blur2d
@@ -28,7 +29,8 @@ def invert(x: torch.Tensor) -> torch.Tensor:
     return 1.0 - x
 
 
-def corrupted_copies(x01: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
-    """The three corrupted test sets, in [0, 1]; the noise is fixed by ``seed``."""
-    g = torch.Generator().manual_seed(seed)
-    return {"noise": gaussian_noise(x01, g), "blur": gaussian_blur(x01), "invert": invert(x01)}
+def corruptions(seed: int = 0) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """The three corruptions by name, each mapping [0, 1] pixels to [0, 1] pixels; the noise is fixed by ``seed``
+    (a generator of its own per call, so a corrupted copy does not depend on what was drawn before)."""
+    return {"noise": lambda x: gaussian_noise(x, torch.Generator().manual_seed(seed)),
+            "blur": gaussian_blur, "invert": invert}

@@ -19,12 +19,12 @@ from torch import nn
 from gdrdd.augment.dsa import DSA
 from gdrdd.data.preprocess import Preprocess
 from gdrdd.data.spec import DatasetSpec
-from gdrdd.evaluation.corruptions import corrupted_copies
+from gdrdd.evaluation.corruptions import corruptions
 from gdrdd.evaluation.metrics import accuracy, group_accuracies, group_loss_cvar, summarise
 from gdrdd.evaluation.pixel_groups import pixel_kmeans_groups
 from gdrdd.models.fit import TrainSettings, predict, train_network
 from gdrdd.utils.progress import bar, job_label
-from gdrdd.utils.runtime import autocast
+from gdrdd.utils.runtime import autocast, release_free_memory
 
 METRICS = ("acc", "worst_group_acc", "mean_group_acc", "acc_noise", "acc_blur", "acc_invert", "test_cvar")
 
@@ -60,13 +60,19 @@ class Evaluator:
     @cached_property
     def groups(self) -> torch.Tensor:
         """``(N_test,)`` the k-means group of each test image (over its pixels)."""
-        return pixel_kmeans_groups(self._test_pixels(), self.num_groups, self.seed).to(self.test_labels.device)
+        groups = pixel_kmeans_groups(self._test_pixels(), self.num_groups, self.seed).to(self.test_labels.device)
+        release_free_memory()  # the k-means' temporaries
+        return groups
 
     @cached_property
     def test_sets(self) -> dict[str, torch.Tensor]:
         """The test set as network inputs, clean and under each corruption: name -> ``(N_test, ch, H, W)``."""
-        corrupted = corrupted_copies(self._test_pixels(), self.seed)
-        return {"clean": self.test_images, **{name: self.preprocess(x) for name, x in corrupted.items()}}
+        pixels = self._test_pixels()
+        sets = {"clean": self.test_images}
+        for name, corrupt in corruptions(self.seed).items():  # one at a time: one copy's temporaries at once
+            sets[name] = self.preprocess(corrupt(pixels))
+        release_free_memory()
+        return sets
 
     def _test_pixels(self) -> torch.Tensor:
         return self.preprocess.inverse(self.test_images).clamp(0, 1)

@@ -127,7 +127,7 @@ def cross_entropy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) ->
 
 @torch.no_grad()
 def predict(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-            batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+            batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """Predicted classes ``(N,)`` and per-sample cross-entropy ``(N,)``."""
     preds, losses = [], []
     for start in range(0, len(images), batch_size):

@@ -34,6 +34,19 @@ def tune_allocator() -> bool:
     return mmap_ok and trim_ok
 
 
+def release_free_memory() -> bool:
+    """Return the heap's free pages to the system (glibc ``malloc_trim``), for use between a run's phases: with
+    ``tune_allocator`` freed memory otherwise stays resident, and the temporaries of one phase (reading the data,
+    building the test sets) would add to the peak of the next. The freed blocks stay reusable. A no-op (returns
+    False) off Linux/glibc."""
+    if platform.system() != "Linux":
+        return False
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim(0) == 1
+    except (OSError, AttributeError):
+        return False
+
+
 def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:
     """The autocast context of a Lightning-style ``precision`` name: ``32-true`` (none) or ``bf16-mixed``
     (bfloat16 autocast on ``device``'s type).

@@ -23,11 +23,8 @@ def tune_allocator() -> bool:
     ``MALLOC_MMAP_THRESHOLD_=2000000000 MALLOC_TRIM_THRESHOLD_=2147483647``. A no-op (returns False) off
     Linux/glibc; harmless on GPUs, whose memory this does not touch.
     """
-    if platform.system() != "Linux":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
+    libc = _glibc()
+    if libc is None:
         return False
     mmap_ok = libc.mallopt(_M_MMAP_THRESHOLD, 2_000_000_000) == 1
     trim_ok = libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1  # mallopt takes a C int
@@ -39,12 +36,23 @@ def release_free_memory() -> bool:
     ``tune_allocator`` freed memory otherwise stays resident, and the temporaries of one phase (reading the data,
     building the test sets) would add to the peak of the next. The freed blocks stay reusable. A no-op (returns
     False) off Linux/glibc."""
-    if platform.system() != "Linux":
+    libc = _glibc()
+    if libc is None:
         return False
     try:
-        return ctypes.CDLL("libc.so.6").malloc_trim(0) == 1
-    except (OSError, AttributeError):
+        return libc.malloc_trim(0) == 1
+    except AttributeError:  # a libc without malloc_trim
         return False
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """The process's glibc, or None off Linux or where it cannot be loaded."""
+    if platform.system() != "Linux":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
 
 
 def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:

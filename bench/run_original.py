@@ -2,7 +2,7 @@
 clone (nothing in the clone is edited). Executed by ``bench/vs_original.py`` with the Python that has the
 original's dependencies (torch and torchvision); it imports nothing of gdrdd.
 
-    python bench/run_original.py REFERENCE_DIR SCRIPT TIMING_JSON [the script's arguments...]
+    python bench/run_original.py REFERENCE_DIR SCRIPT TIMING_JSON [--start FILE] [the script's arguments...]
 
 Patches:
 - CUDA -> CPU: ``Tensor.cuda`` and ``Module.cuda`` return their argument unchanged; ``device='cuda'`` given to the
@@ -21,6 +21,10 @@ Patches:
   learnable step size) are recorded, and after the script ends the images, their class-major labels (``--ipc``
   per class, MTT's order) and the step size are written to ``final/{images,labels,lr}_best.pt`` in the working
   folder (the MTT/DATM layout that ``evaluate.py`` reads);
+- ``--start FILE`` (a saved ``(N, ch, H, W)`` tensor of network inputs, class-major): the synthetic set starts
+  from it instead of the script's own random draw: the first SGD optimiser built over one tensor of that shape (the
+  scripts build their synthetic images' optimiser right after drawing them) gets the file's values copied into
+  that tensor, so both programs of a comparison can start from the same set (DC, DSA, DM and MTT);
 - timing: the network constructor the script calls once per outer iteration (IDC: ``train.define_model``; the
   DatasetCondensation scripts and MTT's ``distill.py``: ``utils.get_network``) is wrapped to record a timestamp,
   and the evaluation function (``utils.evaluate_synset``) to record its start and end, so TIMING_JSON gets the
@@ -97,8 +101,12 @@ def patch_numpy_aliases() -> None:
 
 
 def patch_cifar_check() -> None:
-    """torchvision's CIFAR reader checks its files' MD5 sums: only that they exist, here."""
-    from torchvision.datasets import cifar
+    """torchvision's CIFAR reader checks its files' MD5 sums: only that they exist, here (nothing to patch where
+    torchvision is not installed: a script that reads CIFAR through it fails at its own import)."""
+    try:
+        from torchvision.datasets import cifar
+    except ImportError:
+        return
 
     cifar.check_integrity = lambda path, md5=None: os.path.isfile(path)
 
@@ -121,16 +129,42 @@ def wandb_stand_in() -> types.ModuleType:
     return wandb
 
 
-def record_optimisers(built: list[torch.optim.Optimizer]) -> None:
-    """Append every ``torch.optim.SGD`` the script builds to ``built``."""
+def record_optimisers(built: list[torch.optim.Optimizer], start: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Append every ``torch.optim.SGD`` the script builds to ``built``; with ``start``, copy it into the single
+    tensor of the first one built over one tensor of ``start``'s shape (the synthetic images). Returns the list of
+    starts not yet used (``[start]`` until then)."""
     original = torch.optim.SGD
+    pending = [start] if start is not None else []
 
     class RecordedSGD(original):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             built.append(self)
+            tensor = only_tensor(self)
+            if pending and tensor is not None and tensor.shape == pending[0].shape:
+                with torch.no_grad():
+                    tensor.copy_(pending.pop())
+                print(f"run_original: the synthetic set starts from the given {tuple(tensor.shape)} tensor",
+                      flush=True)
 
     torch.optim.SGD = RecordedSGD
+    return pending
+
+
+def require_start_used(module_name: str, function: str, pending: list[torch.Tensor]) -> None:
+    """Stop at the first call of ``module_name.function`` (the network of the first iteration) if the start has
+    not been copied into the synthetic set by then."""
+    module = __import__(module_name)
+    original = getattr(module, function)
+
+    @functools.wraps(original)
+    def checked(*args, **kwargs):
+        if pending:
+            raise SystemExit(f"--start: no optimiser over a {tuple(pending[0].shape)} tensor was built before the "
+                             "first network, so the start cannot be used; check its shape (IPC x classes images)")
+        return original(*args, **kwargs)
+
+    setattr(module, function, checked)
 
 
 def only_tensor(optimiser: torch.optim.Optimizer) -> torch.Tensor | None:
@@ -199,6 +233,10 @@ TIMED = {"condense.py": ("train", "define_model", None), "main.py": ("utils", "g
 
 def main() -> None:
     reference, script, timing, *args = sys.argv[1:]
+    start_set = None
+    if args[:1] == ["--start"]:
+        start_set = torch.load(args[1], map_location="cpu", weights_only=True)
+        args = args[2:]
     reference = str(Path(reference).resolve())
     sys.path.insert(0, reference)
     patch_cuda()
@@ -207,10 +245,11 @@ def main() -> None:
     patch_cifar_check()
     sys.modules["wandb"] = wandb_stand_in()
     optimisers: list[torch.optim.Optimizer] = []
-    record_optimisers(optimisers)
+    pending_start = record_optimisers(optimisers, start_set)
     events: list[tuple[str, float]] = []
     module, network, evaluation = TIMED[script]
     record_calls(module, network, events, "network")
+    require_start_used(module, network, pending_start)
     if evaluation:
         record_calls(module, evaluation, events, "evaluation")
     start = time.perf_counter()

@@ -3,7 +3,7 @@ both distilled sets scored by one and the same evaluation (gdrdd's ``evaluate.py
 
     python bench/vs_original.py --matcher {dc,dsa,dm,idc,mtt} --reference-dir DIR --reference-python PY --data-dir DATA
                                 [--ipc 1] [--iterations N | --inner-loop K] [--experts 2 --expert-epochs 3]
-                                [--eval-nets 3] [--eval-epochs E]
+                                [--eval-nets 3] [--eval-epochs E] [--same-start]
 
 - ``DIR``: a local copy of the original repository's files, never edited: VICO-UoE/DatasetCondensation for DC, DSA
   (``main.py``) and DM (``main_DM.py``), snu-mllab/Efficient-Dataset-Condensation for IDC (``condense.py``),
@@ -26,6 +26,10 @@ author-provided settings of the ``mtt_cifar10_ipc<IPC>`` preset without ZCA, ``m
 trained once by gdrdd (``task=experts``, cached under ``--work``) and written in the original's replay-buffer
 format; the original evaluates its set at its iteration N-1 (its printed number) and its final set is recorded
 by ``run_original.py``; both are scored with their learned step sizes.
+``--same-start`` (DC, DSA, DM, MTT): both programs start from one synthetic set, gdrdd's initial set for
+``--seed`` (a gdrdd run of 0 iterations), which ``run_original.py --start`` copies into the original's synthetic
+tensor; that set is scored too, so the report has each program's gain from the same start. Without it each
+program draws its own random start, and at small budgets the difference between two draws can exceed a point.
 ``--original-run`` reuses a finished original run of the same settings (the original is the slow part): the time
 ratio then compares two runs that did not share the machine's load, so prefer a fresh paired run for speed.
 
@@ -46,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import torch
 from common import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,13 +202,15 @@ def own_evaluation(log: Path) -> dict | None:
     return {"nets": int(nets), "acc": 100 * float(mean), "acc_std": 100 * float(std)}
 
 
-def run_original(args, work: Path) -> dict:
+def run_original(args, work: Path, start: Path | None = None) -> dict:
+    """Run the original in ``work``; ``start``: a saved tensor its synthetic set starts from."""
     work.mkdir(parents=True, exist_ok=True)
     if args.matcher == "mtt":
         prepare_experts(args, work)
     original = ORIGINALS[args.matcher]
     command = [args.reference_python, str(ROOT / "bench" / "run_original.py"), str(args.reference_dir),
-               original.script, str(work / "timing.json"), *original.arguments(args)]
+               original.script, str(work / "timing.json"), *(["--start", str(start)] if start else []),
+               *original.arguments(args)]
     peak_mb(command, work, work / "log.txt")
     return finished_original(args, work)
 
@@ -219,6 +226,19 @@ def finished_original(args, work: Path) -> dict:
     if timing.get("seconds_per_evaluation"):
         record["seconds_per_own_evaluation_network"] = statistics.median(timing["seconds_per_evaluation"])
     return record
+
+
+def gdrdd_start(args, work: Path) -> Path:
+    """gdrdd's initial set for ``args.seed`` (a run of 0 iterations in ``work``, its ``distilled.pt``), also written
+    as a bare images tensor, ``start.pt``, for ``run_original.py --start``; returns that file."""
+    if args.matcher == "mtt":
+        prepare_experts(args, work)  # gdrdd's MTT run reads the experts' cache even at 0 iterations
+    overrides = [o for o in gdrdd_overrides(args) if not o.startswith("iterations=")]
+    peak_mb([sys.executable, str(ROOT / "train.py"), *overrides, "iterations=0", f"hydra.run.dir={work}"], ROOT,
+            work.parent / "start_log.txt")
+    images = torch.load(work / "distilled.pt", map_location="cpu", weights_only=True)["images"]
+    torch.save(images, work / "start.pt")
+    return work / "start.pt"
 
 
 def run_gdrdd(args, work: Path) -> dict:
@@ -268,6 +288,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--eval-epochs", type=int, default=None, help="default: 1000 for IDC, 300 otherwise")
     parser.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench" / "vs_original")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--same-start", action="store_true",
+                        help="DC/DSA/DM/MTT: both programs start from gdrdd's initial set for --seed, also scored")
     parser.add_argument("--original-run", type=Path, default=None,
                         help="the 'original' folder of an earlier report with the same settings: reuse that run "
                              "(its time, memory and file) instead of running the original again")
@@ -285,6 +307,11 @@ def parse_args() -> argparse.Namespace:
     if args.matcher == "mtt" and args.expert_epochs < mtt_preset(args)["expert_epochs"]:
         parser.error(f"--expert-epochs {args.expert_epochs}: at least the preset's expert_epochs "
                      f"({mtt_preset(args)['expert_epochs']}), so that a start epoch has its target")
+    if args.same_start and args.matcher == "idc":
+        parser.error("--same-start: DC, DSA, DM and MTT only (IDC's synthetic set is not one tensor built before "
+                     "its optimiser)")
+    if args.same_start and args.original_run:
+        parser.error("--same-start with --original-run: the earlier original run had its own start; run it again")
     if args.iterations < 2:
         parser.error(f"--iterations {args.iterations}: at least 2 (the original is given --Iteration N-1 >= 1)")
     if not (args.reference_dir / original.script).is_file():
@@ -297,13 +324,14 @@ def main() -> None:
     args = parse_args()
     run = args.work / f"{args.matcher}_ipc{args.ipc}_seed{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
     run.mkdir(parents=True)
+    start = gdrdd_start(args, run / "start") if args.same_start else None
     original_eval = run / "eval_original"
     if args.original_run:  # its score too, if that report has one
         original = finished_original(args, args.original_run)
         earlier = args.original_run.parent / "eval_original"
         original_eval = earlier if earlier.is_dir() else original_eval
     else:
-        original = run_original(args, run / "original")
+        original = run_original(args, run / "original", start)
     programs = {"original": original, "gdrdd": run_gdrdd(args, run / "gdrdd")}
     programs["original"].update(score(args, original, original_eval))
     programs["gdrdd"].update(score(args, programs["gdrdd"], run / "eval_gdrdd"))
@@ -314,16 +342,29 @@ def main() -> None:
               "eval_epochs": args.eval_epochs, "programs": programs,
               "time_ratio": g["seconds_per_iteration_median"] / o["seconds_per_iteration_median"],
               "memory_ratio": g["peak_rss_mb"] / o["peak_rss_mb"], "accuracy_difference": g["acc"] - o["acc"]}
-    print("| program | s / outer iteration | peak RSS (MB) | accuracy (%) | its own evaluation (%) |\n"
-          "|---|---|---|---|---|")
-    for name, p in programs.items():
+    if start:
+        report["start"] = score(args, {"file": str(start.parent / "distilled.pt"), "format": "gdrdd"},
+                                run / "eval_start")
+        for p in programs.values():
+            p["gain"] = p["acc"] - report["start"]["acc"]
+    print_table(report)
+    write_report(args.out or run / "report.json", report)
+
+
+def print_table(report: dict) -> None:
+    start = report.get("start")
+    print("| program | s / outer iteration | peak RSS (MB) | accuracy (%) | gain from the shared start | "
+          "its own evaluation (%) |\n|---|---|---|---|---|---|")
+    if start:
+        print(f"| shared start | | | {start['acc']:.2f} ± {start['acc_std']:.2f} | | |")
+    for name, p in report["programs"].items():
         own = p.get("own_evaluation")
         own = f"{own['acc']:.2f} ± {own['acc_std']:.2f} ({own['nets']} nets)" if own else "-"
+        gain = f"{p['gain']:+.2f}" if "gain" in p else "-"
         print(f"| {name} | {p['seconds_per_iteration_median']:.2f} | {p['peak_rss_mb']:.0f} | "
-              f"{p['acc']:.2f} ± {p['acc_std']:.2f} | {own} |")
+              f"{p['acc']:.2f} ± {p['acc_std']:.2f} | {gain} | {own} |")
     print(f"gdrdd / original: time x{report['time_ratio']:.2f}, memory x{report['memory_ratio']:.2f}; "
           f"accuracy difference {report['accuracy_difference']:+.2f}")
-    write_report(args.out or run / "report.json", report)
 
 
 if __name__ == "__main__":

@@ -150,3 +150,46 @@ def test_mtt_experts_shorter_than_the_presets_target_are_refused_before_any_run(
                            str(tmp_path / "mtt"), "--data-dir", str(tmp_path / "data"), "--expert-epochs", "1",
                            "--work", str(tmp_path / "work")], capture_output=True, text=True)
     assert proc.returncode == 2 and "--expert-epochs 1" in proc.stderr and not (tmp_path / "work").exists()
+
+
+ORIGINAL_LIKE_SCRIPT = """import sys, torch
+from utils import get_network
+images = torch.randn(4, 3, 2, 2, requires_grad=True)  # the script's own random start
+lr = torch.tensor(0.01, requires_grad=True)
+optimizer_lr = torch.optim.SGD([lr], lr=1.0)
+optimizer_img = torch.optim.SGD([images], lr=0.1, momentum=0.5)
+get_network()
+torch.save(images.detach(), sys.argv[1])
+"""
+
+
+def run_with_start(tmp_path, start):
+    (tmp_path / "utils.py").write_text("def get_network():\n    return None\n\ndef evaluate_synset():\n    pass\n")
+    (tmp_path / "main.py").write_text(ORIGINAL_LIKE_SCRIPT)
+    torch.save(start, tmp_path / "start.pt")
+    return subprocess.run([sys.executable, str(BENCH / "run_original.py"), str(tmp_path), "main.py",
+                           str(tmp_path / "timing.json"), "--start", str(tmp_path / "start.pt"),
+                           str(tmp_path / "out.pt")], cwd=tmp_path, capture_output=True, text=True)
+
+
+def test_the_original_starts_from_the_given_set(tmp_path):
+    start = torch.arange(48.0).reshape(4, 3, 2, 2)
+    proc = run_with_start(tmp_path, start)
+    assert proc.returncode == 0, proc.stderr
+    assert torch.equal(torch.load(tmp_path / "out.pt"), start)  # the images' optimiser got it, not the lr's
+
+
+def test_a_start_of_another_shape_stops_the_original_before_its_first_network(tmp_path):
+    proc = run_with_start(tmp_path, torch.zeros(5, 3, 2, 2))
+    assert proc.returncode != 0 and "(5, 3, 2, 2)" in proc.stderr
+    assert not (tmp_path / "out.pt").exists()
+
+
+def test_same_start_is_refused_for_idc_and_with_a_reused_original_run(tmp_path, monkeypatch):
+    base = ["vs_original.py", "--reference-dir", str(tmp_path), "--data-dir", str(tmp_path), "--same-start"]
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    for extra in (["--matcher", "idc"], ["--matcher", "dsa", "--original-run", str(tmp_path)]):
+        monkeypatch.setattr(sys, "argv", base + extra)
+        with pytest.raises(SystemExit) as exit_info:
+            vs_original.parse_args()
+        assert exit_info.value.code == 2

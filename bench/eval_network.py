@@ -11,7 +11,8 @@ Both sides train a fresh ConvNet-3 (CIFAR-10 sizes, instance norm) on the same `
 per-sample DSA (color_crop_cutout_flip_scale_rotate), the lr divided by 10 halfway; then test on ``--test``
 images. The original: ``utils.get_network`` + ``utils.evaluate_synset`` (which trains ``epochs + 1`` epochs and
 tests through a DataLoader of batch 256); gdrdd: ``models.fit.train_network`` + ``predict`` with the settings
-of ``eval=default`` and any ``--override`` settings. The corrupted test copies gdrdd's evaluator also scores
+of ``eval=default`` and any ``--override`` settings (``eval.precision=bf16-mixed``: both under bfloat16 autocast,
+as the evaluator runs them). The corrupted test copies gdrdd's evaluator also scores
 are not part of either. Speed does not depend on pixel values, so the images are random. Rounds alternate the
 two (original first); the report has the median seconds of each, their ratio and the last round's test accuracy
 of both (chance level on random data; printed only as a check that both ran).
@@ -37,6 +38,7 @@ from common import compose_config, write_report  # noqa: E402
 
 from gdrdd.config import build  # noqa: E402
 from gdrdd.models.fit import predict, train_network  # noqa: E402
+from gdrdd.utils.runtime import autocast  # noqa: E402
 
 CLASSES = 10
 STRATEGY = "color_crop_cutout_flip_scale_rotate"
@@ -70,9 +72,10 @@ def gdrdd_network(cfg, epochs: int, images: torch.Tensor, labels: torch.Tensor, 
     settings = replace(build.evaluation_settings(cfg), epochs=epochs)
     start = time.perf_counter()
     net = build.network_factory(cfg, spec)()
-    train_network(net, images, labels, settings, build.augmentation(cfg.eval.augment, spec),
-                  torch.Generator().manual_seed(seed))
-    preds, _ = predict(net, test_images, test_labels)
+    with autocast("cpu", cfg.eval.precision):  # as the evaluator trains and tests (eval.precision)
+        train_network(net, images, labels, settings, build.augmentation(cfg.eval.augment, spec),
+                      torch.Generator().manual_seed(seed))
+        preds, _ = predict(net, test_images, test_labels)
     return time.perf_counter() - start, 100 * float((preds == test_labels).double().mean())
 
 

@@ -3,7 +3,7 @@ both distilled sets scored by one and the same evaluation (gdrdd's ``evaluate.py
 
     python bench/vs_original.py --matcher {dc,dsa,dm,idc,mtt} --reference-dir DIR --reference-python PY --data-dir DATA
                                 [--ipc 1] [--iterations N | --inner-loop K] [--experts 2 --expert-epochs 3]
-                                [--eval-nets 3] [--eval-epochs E] [--same-start]
+                                [--eval-nets 3] [--eval-epochs E] [--same-start] [--gdrdd-override KEY=VALUE ...]
 
 - ``DIR``: a local copy of the original repository's files, never edited: VICO-UoE/DatasetCondensation for DC, DSA
   (``main.py``) and DM (``main_DM.py``), snu-mllab/Efficient-Dataset-Condensation for IDC (``condense.py``),
@@ -30,6 +30,9 @@ by ``run_original.py``; both are scored with their learned step sizes.
 ``--seed`` (a gdrdd run of 0 iterations), which ``run_original.py --start`` copies into the original's synthetic
 tensor; that set is scored too, so the report has each program's gain from the same start. Without it each
 program draws its own random start, and at small budgets the difference between two draws can exceed a point.
+``--gdrdd-override`` adds ``train.py`` settings to gdrdd's distillation run only (for example
+``trainer.precision=bf16-mixed``, to compare gdrdd's bfloat16 run with the original's float32 one); the scoring is
+unchanged.
 ``--original-run`` reuses a finished original run of the same settings (the original is the slow part): the time
 ratio then compares two runs that did not share the machine's load, so prefer a fresh paired run for speed.
 
@@ -242,7 +245,7 @@ def gdrdd_start(args, work: Path) -> Path:
 
 
 def run_gdrdd(args, work: Path) -> dict:
-    overrides = [*gdrdd_overrides(args), f"hydra.run.dir={work}"]
+    overrides = [*gdrdd_overrides(args), *args.gdrdd_override, f"hydra.run.dir={work}"]
     peak = peak_mb([sys.executable, str(ROOT / "train.py"), *overrides], ROOT, work.parent / "gdrdd_log.txt")
     metrics = json.loads((work / "metrics.json").read_text())
     return {"seconds_per_iteration_median": metrics["seconds_per_iteration_median"],
@@ -288,6 +291,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--eval-epochs", type=int, default=None, help="default: 1000 for IDC, 300 otherwise")
     parser.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench" / "vs_original")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--gdrdd-override", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="train.py settings added to gdrdd's distillation run only")
     parser.add_argument("--same-start", action="store_true",
                         help="DC/DSA/DM/MTT: both programs start from gdrdd's initial set for --seed, also scored")
     parser.add_argument("--original-run", type=Path, default=None,
@@ -339,7 +344,7 @@ def main() -> None:
     budget = ({"outer_iterations": IDC_OUTER, "inner_loop": args.inner_loop, "factor": args.factor,
                "n_data": args.n_data} if args.matcher == "idc" else {"outer_iterations": args.iterations})
     report = {"matcher": args.matcher, "ipc": args.ipc, **budget, "seed": args.seed, "eval_nets": args.eval_nets,
-              "eval_epochs": args.eval_epochs, "programs": programs,
+              "eval_epochs": args.eval_epochs, "gdrdd_overrides": args.gdrdd_override, "programs": programs,
               "time_ratio": g["seconds_per_iteration_median"] / o["seconds_per_iteration_median"],
               "memory_ratio": g["peak_rss_mb"] / o["peak_rss_mb"], "accuracy_difference": g["acc"] - o["acc"]}
     if start:

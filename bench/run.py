@@ -132,8 +132,8 @@ def worker(method: str, ipc: int, objective: str, precision: str, steps: int, ba
 
     inner_seconds = timed(inner, device) if outer > 1 else 0.0
     row = {"method": method, "ipc": ipc, "objective": objective, "precision": precision, "step_s": step_seconds,
-           "inner_s": inner_seconds,
-           "outer_loop": outer, "iteration_s": outer * step_seconds + (outer - 1) * inner_seconds,
+           "inner_s": inner_seconds, "outer_loop": outer,
+           "iteration_s": outer * step_seconds + (outer - 1) * inner_seconds,
            "grouping_share": grouping.seconds / sum(times), "risk_share": risk.seconds / sum(times),
            "peak_mb": peak_memory_mb(device), "device": device, "batch_real": batch_real}
     if eval_epochs > 0:
@@ -177,8 +177,9 @@ def main() -> None:
 
 
 def add_ratios(row: dict, earlier: list[dict], base_precision: str) -> None:
-    """``ratio_to_none``: iteration time over plain's (same method, IPC, precision); ``ratio_to_<base>``: over the
-    same configuration in ``base_precision`` (iteration and evaluation epoch)."""
+    """``ratio_to_none``: iteration time over plain's (same method, IPC, precision); ``ratio_to_base_precision`` and
+    ``eval_ratio_to_base_precision``: iteration and evaluation-epoch time over the same configuration's in
+    ``base_precision``."""
     def find(objective: str, precision: str) -> dict:
         key = (row["method"], row["ipc"], objective, precision)
         return next((r for r in earlier if (r["method"], r["ipc"], r["objective"], r["precision"]) == key), row)

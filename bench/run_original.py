@@ -25,6 +25,9 @@ Patches:
   from it instead of the script's own random draw: the first SGD optimiser built over one tensor of that shape (the
   scripts build their synthetic images' optimiser right after drawing them) gets the file's values copied into
   that tensor, so both programs of a comparison can start from the same set (DC, DSA, DM and MTT);
+- the run's start: the first single 4-D tensor an optimiser is built over (the synthetic images, after any
+  ``--start``) is copied then and written to ``start_set.pt`` in the working folder as ``(images, labels)`` when
+  the script ends (DC, DSA, DM, MTT), so its initial set can be scored like its result;
 - timing: the network constructor the script calls once per outer iteration (IDC: ``train.define_model``; the
   DatasetCondensation scripts and MTT's ``distill.py``: ``utils.get_network``) is wrapped to record a timestamp,
   and the evaluation function (``utils.evaluate_synset``) to record its start and end, so TIMING_JSON gets the
@@ -129,12 +132,15 @@ def wandb_stand_in() -> types.ModuleType:
     return wandb
 
 
-def record_optimisers(built: list[torch.optim.Optimizer], start: torch.Tensor | None = None) -> list[torch.Tensor]:
+def record_optimisers(built: list[torch.optim.Optimizer], start: torch.Tensor | None = None,
+                      initial: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
     """Append every ``torch.optim.SGD`` the script builds to ``built``; with ``start``, copy it into the single
-    tensor of the first one built over one tensor of ``start``'s shape (the synthetic images). Returns the list of
-    starts not yet used (``[start]`` until then)."""
+    tensor of the first one built over one tensor of ``start``'s shape (the synthetic images); append to
+    ``initial`` a copy of the first single 4-D tensor an optimiser is built over (the synthetic set as the run
+    starts). Returns the list of starts not yet used (``[start]`` until then)."""
     original = torch.optim.SGD
     pending = [start] if start is not None else []
+    initial = [] if initial is None else initial
 
     class RecordedSGD(original):
         def __init__(self, *args, **kwargs):
@@ -146,6 +152,8 @@ def record_optimisers(built: list[torch.optim.Optimizer], start: torch.Tensor | 
                     tensor.copy_(pending.pop())
                 print(f"run_original: the synthetic set starts from the given {tuple(tensor.shape)} tensor",
                       flush=True)
+            if not initial and tensor is not None and tensor.dim() == 4:
+                initial.append(tensor.detach().cpu().clone())
 
     torch.optim.SGD = RecordedSGD
     return pending
@@ -182,6 +190,12 @@ def save_final_set(built: list[torch.optim.Optimizer], ipc: int, folder: Path) -
     torch.save(images, folder / "images_best.pt")
     torch.save(torch.arange(len(images) // ipc).repeat_interleave(ipc), folder / "labels_best.pt")
     torch.save(lr, folder / "lr_best.pt")
+
+
+def save_start_set(images: torch.Tensor, ipc: int, path: Path) -> None:
+    """The run's initial synthetic set as ``(images, labels)`` (class-major, ``ipc`` per class), which
+    ``evaluate.py`` reads (``format=pair``)."""
+    torch.save((images, torch.arange(len(images) // ipc).repeat_interleave(ipc)), path)
 
 
 def argument(args: list[str], name: str) -> str:
@@ -245,7 +259,8 @@ def main() -> None:
     patch_cifar_check()
     sys.modules["wandb"] = wandb_stand_in()
     optimisers: list[torch.optim.Optimizer] = []
-    pending_start = record_optimisers(optimisers, start_set)
+    initial: list[torch.Tensor] = []
+    pending_start = record_optimisers(optimisers, start_set, initial)
     events: list[tuple[str, float]] = []
     module, network, evaluation = TIMED[script]
     record_calls(module, network, events, "network")
@@ -258,6 +273,8 @@ def main() -> None:
     events.append(("network", time.perf_counter()))  # the end closes the last iteration
     if script == "distill.py":
         save_final_set(optimisers, int(argument(args, "--ipc")), Path("final"))
+    if initial and script != "condense.py":  # IDC's optimised tensor is compact, in pixels: not a set to score
+        save_start_set(initial[0], int(argument(args, "--ipc")), Path("start_set.pt"))
     Path(timing).write_text(json.dumps({
         "seconds_per_iteration": iteration_seconds(events), "seconds_per_evaluation": evaluation_seconds(events),
         "total_seconds": time.perf_counter() - start,

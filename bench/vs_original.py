@@ -3,7 +3,8 @@ both distilled sets scored by one and the same evaluation (gdrdd's ``evaluate.py
 
     python bench/vs_original.py --matcher {dc,dsa,dm,idc,mtt} --reference-dir DIR --reference-python PY --data-dir DATA
                                 [--ipc 1] [--iterations N | --inner-loop K] [--experts 2 --expert-epochs 3]
-                                [--eval-nets 3] [--eval-epochs E] [--same-start] [--gdrdd-override KEY=VALUE ...]
+                                [--eval-nets 3] [--eval-epochs E] [--same-start | --score-starts]
+                                [--gdrdd-override KEY=VALUE ...]
 
 - ``DIR``: a local copy of the original repository's files, never edited: VICO-UoE/DatasetCondensation for DC, DSA
   (``main.py``) and DM (``main_DM.py``), snu-mllab/Efficient-Dataset-Condensation for IDC (``condense.py``),
@@ -29,7 +30,9 @@ by ``run_original.py``; both are scored with their learned step sizes.
 ``--same-start`` (DC, DSA, DM, MTT): both programs start from one synthetic set, gdrdd's initial set for
 ``--seed`` (a gdrdd run of 0 iterations), which ``run_original.py --start`` copies into the original's synthetic
 tensor; that set is scored too, so the report has each program's gain from the same start. Without it each
-program draws its own random start, and at small budgets the difference between two draws can exceed a point.
+program draws its own random start, and at small budgets the difference between two draws can exceed a point;
+``--score-starts`` (DC, DSA, DM) then scores each program's own start (gdrdd's from a run of 0 iterations, the
+original's as ``run_original.py`` recorded it), so the report has each program's gain from its own start.
 ``--gdrdd-override`` adds ``train.py`` settings to gdrdd's distillation run only (for example
 ``trainer.precision=bf16-mixed``, to compare gdrdd's bfloat16 run with the original's float32 one); the scoring is
 unchanged.
@@ -295,6 +298,8 @@ def parse_args() -> argparse.Namespace:
                         help="train.py settings added to gdrdd's distillation run only")
     parser.add_argument("--same-start", action="store_true",
                         help="DC/DSA/DM/MTT: both programs start from gdrdd's initial set for --seed, also scored")
+    parser.add_argument("--score-starts", action="store_true",
+                        help="DC/DSA/DM: also score each program's own initial set (gains from each start)")
     parser.add_argument("--original-run", type=Path, default=None,
                         help="the 'original' folder of an earlier report with the same settings: reuse that run "
                              "(its time, memory and file) instead of running the original again")
@@ -315,6 +320,9 @@ def parse_args() -> argparse.Namespace:
     if args.same_start and args.matcher == "idc":
         parser.error("--same-start: DC, DSA, DM and MTT only (IDC's synthetic set is not one tensor built before "
                      "its optimiser)")
+    if args.score_starts and (args.same_start or args.matcher not in ("dc", "dsa", "dm") or args.original_run):
+        parser.error("--score-starts: DC, DSA or DM (MTT's start would need its step size), without --same-start "
+                     "(which scores the shared start) and without --original-run")
     if args.same_start and args.original_run:
         parser.error("--same-start with --original-run: the earlier original run had its own start; run it again")
     if args.iterations < 2:
@@ -329,14 +337,14 @@ def main() -> None:
     args = parse_args()
     run = args.work / f"{args.matcher}_ipc{args.ipc}_seed{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
     run.mkdir(parents=True)
-    start = gdrdd_start(args, run / "start") if args.same_start else None
+    start = gdrdd_start(args, run / "start") if args.same_start or args.score_starts else None
     original_eval = run / "eval_original"
     if args.original_run:  # its score too, if that report has one
         original = finished_original(args, args.original_run)
         earlier = args.original_run.parent / "eval_original"
         original_eval = earlier if earlier.is_dir() else original_eval
     else:
-        original = run_original(args, run / "original", start)
+        original = run_original(args, run / "original", start if args.same_start else None)
     programs = {"original": original, "gdrdd": run_gdrdd(args, run / "gdrdd")}
     programs["original"].update(score(args, original, original_eval))
     programs["gdrdd"].update(score(args, programs["gdrdd"], run / "eval_gdrdd"))
@@ -348,26 +356,29 @@ def main() -> None:
               "time_ratio": g["seconds_per_iteration_median"] / o["seconds_per_iteration_median"],
               "memory_ratio": g["peak_rss_mb"] / o["peak_rss_mb"], "accuracy_difference": g["acc"] - o["acc"]}
     if start:
-        report["start"] = score(args, {"file": str(start.parent / "distilled.pt"), "format": "gdrdd"},
-                                run / "eval_start")
-        for p in programs.values():
-            p["gain"] = p["acc"] - report["start"]["acc"]
+        gdrdd_start_score = score(args, {"file": str(start.parent / "distilled.pt"), "format": "gdrdd"},
+                                  run / "eval_start")
+        starts = {"gdrdd": gdrdd_start_score, "original": gdrdd_start_score if args.same_start else
+                  score(args, {"file": str(run / "original" / "start_set.pt"), "format": "pair"},
+                        run / "eval_original_start")}
+        report["shared_start"] = args.same_start
+        for name, p in programs.items():
+            p["start"], p["gain"] = starts[name], p["acc"] - starts[name]["acc"]
     print_table(report)
     write_report(args.out or run / "report.json", report)
 
 
 def print_table(report: dict) -> None:
-    start = report.get("start")
-    print("| program | s / outer iteration | peak RSS (MB) | accuracy (%) | gain from the shared start | "
-          "its own evaluation (%) |\n|---|---|---|---|---|---|")
-    if start:
-        print(f"| shared start | | | {start['acc']:.2f} ± {start['acc_std']:.2f} | | |")
+    start_kind = "shared start" if report.get("shared_start") else "its start"
+    print(f"| program | s / outer iteration | peak RSS (MB) | accuracy (%) | {start_kind} (%) | gain | "
+          "its own evaluation (%) |\n|---|---|---|---|---|---|---|")
     for name, p in report["programs"].items():
         own = p.get("own_evaluation")
         own = f"{own['acc']:.2f} ± {own['acc_std']:.2f} ({own['nets']} nets)" if own else "-"
+        start = f"{p['start']['acc']:.2f} ± {p['start']['acc_std']:.2f}" if "start" in p else "-"
         gain = f"{p['gain']:+.2f}" if "gain" in p else "-"
         print(f"| {name} | {p['seconds_per_iteration_median']:.2f} | {p['peak_rss_mb']:.0f} | "
-              f"{p['acc']:.2f} ± {p['acc_std']:.2f} | {gain} | {own} |")
+              f"{p['acc']:.2f} ± {p['acc_std']:.2f} | {start} | {gain} | {own} |")
     print(f"gdrdd / original: time x{report['time_ratio']:.2f}, memory x{report['memory_ratio']:.2f}; "
           f"accuracy difference {report['accuracy_difference']:+.2f}")
 

@@ -159,7 +159,7 @@ lr = torch.tensor(0.01, requires_grad=True)
 optimizer_lr = torch.optim.SGD([lr], lr=1.0)
 optimizer_img = torch.optim.SGD([images], lr=0.1, momentum=0.5)
 get_network()
-torch.save(images.detach(), sys.argv[1])
+torch.save(images.detach(), sys.argv[-1])
 """
 
 
@@ -168,15 +168,17 @@ def run_with_start(tmp_path, start):
     (tmp_path / "main.py").write_text(ORIGINAL_LIKE_SCRIPT)
     torch.save(start, tmp_path / "start.pt")
     return subprocess.run([sys.executable, str(BENCH / "run_original.py"), str(tmp_path), "main.py",
-                           str(tmp_path / "timing.json"), "--start", str(tmp_path / "start.pt"),
+                           str(tmp_path / "timing.json"), "--start", str(tmp_path / "start.pt"), "--ipc", "2",
                            str(tmp_path / "out.pt")], cwd=tmp_path, capture_output=True, text=True)
 
 
-def test_the_original_starts_from_the_given_set(tmp_path):
+def test_the_original_starts_from_the_given_set_and_its_start_is_recorded_as_a_scorable_pair(tmp_path):
     start = torch.arange(48.0).reshape(4, 3, 2, 2)
     proc = run_with_start(tmp_path, start)
     assert proc.returncode == 0, proc.stderr
     assert torch.equal(torch.load(tmp_path / "out.pt"), start)  # the images' optimiser got it, not the lr's
+    images, labels = torch.load(tmp_path / "start_set.pt")
+    assert torch.equal(images, start) and labels.tolist() == [0, 0, 1, 1]  # --ipc 2, class-major
 
 
 def test_a_start_of_another_shape_stops_the_original_before_its_first_network(tmp_path):
@@ -185,10 +187,13 @@ def test_a_start_of_another_shape_stops_the_original_before_its_first_network(tm
     assert not (tmp_path / "out.pt").exists()
 
 
-def test_same_start_is_refused_for_idc_and_with_a_reused_original_run(tmp_path, monkeypatch):
-    base = ["vs_original.py", "--reference-dir", str(tmp_path), "--data-dir", str(tmp_path), "--same-start"]
+def test_start_options_are_refused_where_they_cannot_pair_or_score_the_starts(tmp_path, monkeypatch):
+    base = ["vs_original.py", "--reference-dir", str(tmp_path), "--data-dir", str(tmp_path)]
     (tmp_path / "cifar-10-batches-py").mkdir()
-    for extra in (["--matcher", "idc"], ["--matcher", "dsa", "--original-run", str(tmp_path)]):
+    refused = (["--matcher", "idc", "--same-start"], ["--matcher", "dsa", "--same-start", "--original-run", "x"],
+               ["--matcher", "dsa", "--same-start", "--score-starts"], ["--matcher", "mtt", "--score-starts"],
+               ["--matcher", "dm", "--score-starts", "--original-run", "x"])
+    for extra in refused:
         monkeypatch.setattr(sys, "argv", base + extra)
         with pytest.raises(SystemExit) as exit_info:
             vs_original.parse_args()

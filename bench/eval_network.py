@@ -6,16 +6,16 @@
 ``DIR`` is a local copy of VICO-UoE/DatasetCondensation (its ``utils.py`` and ``networks.py`` are imported, not
 edited); run the script with a Python that has the original's dependencies (torch, torchvision, scipy) and gdrdd.
 
-Both sides train a fresh ConvNet-3 (CIFAR-10 sizes, instance norm) on the same ``--images`` synthetic images
-(10 classes) with the DM/DSA evaluation protocol: SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 256,
-per-sample DSA (color_crop_cutout_flip_scale_rotate), the lr divided by 10 halfway; then test on ``--test``
-images. The original: ``utils.get_network`` + ``utils.evaluate_synset`` (which trains ``epochs + 1`` epochs and
-tests through a DataLoader of batch 256); gdrdd: ``models.fit.train_network`` + ``predict`` with the settings
-of ``eval=default`` and any ``--override`` settings (``eval.precision=bf16-mixed``: both under bfloat16 autocast,
-as the evaluator runs them). The corrupted test copies gdrdd's evaluator also scores
-are not part of either. Speed does not depend on pixel values, so the images are random. Rounds alternate the
-two (original first); the report has the median seconds of each, their ratio and the last round's test accuracy
-of both (chance level on random data; printed only as a check that both ran).
+Both sides train a fresh ConvNet-3 (CIFAR-10 sizes, instance norm) on the same ``--images`` synthetic images (10
+classes) with the DM/DSA evaluation protocol: SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 256, per-sample
+DSA (color_crop_cutout_flip_scale_rotate), the lr divided by 10 halfway; then test on ``--test`` images. The
+original: ``utils.get_network`` + ``utils.evaluate_synset`` (which trains ``epochs + 1`` epochs and tests through a
+DataLoader of batch 256); gdrdd: ``models.fit.train_network`` + ``predict`` with the settings of ``eval=default``
+and any ``--override`` settings (``eval.precision=bf16-mixed``: gdrdd's training and test under bfloat16 autocast,
+as its evaluator runs them; the original's stay in float32). The corrupted test copies gdrdd's evaluator also scores
+are not part of either. Speed does not depend on pixel values, so the images are random. Rounds alternate the two
+(original first); the report has the median seconds of each, their ratio and the last round's test accuracy of both
+(chance level on random data; printed only as a check that both ran).
 """
 
 from __future__ import annotations

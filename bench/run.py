@@ -4,7 +4,7 @@
                         [--objectives none matching] [--precisions 32-true bf16-mixed] [--eval-epochs 20]
                         [--device cpu] [--out outputs/bench/run.json]
 
-Each (method, IPC, objective) runs in its own subprocess on random 3x32x32 data (10 classes, 500 images per
+Each (method, IPC, objective, precision) runs in its own subprocess on random 3x32x32 data (10 classes, 500 images per
 class; speed does not depend on pixel values), so peak memory (max RSS on CPU, max allocated on CUDA) is
 per configuration. Objectives: ``cvar=none`` and ``cvar.alpha=0.8`` (for DC/DSA with target matching,
 network and both). After one warm-up step it times ``--steps`` matching steps (real batch -> group losses
@@ -115,7 +115,7 @@ def worker(method: str, ipc: int, objective: str, precision: str, steps: int, ba
         real = data.sample_real(batch_real) if uses_real else None
         with autocast(device, precision):  # the forward passes, as Lightning's precision plugin runs them
             out = matcher.group_losses(real, module.synthetic_by_class(), module.grouping)
-            result = module.risk(out.losses.float(), out.counts)
+            result = module.risk(out.losses, out.counts)
         optimizer.zero_grad()
         (result.objective if out.base is None else result.objective + out.base).backward()
         optimizer.step()

@@ -33,7 +33,7 @@ tensor; that set is scored too, so the report has each program's gain from the s
 program draws its own random start, and at small budgets the difference between two draws can exceed a point;
 ``--score-starts`` (DC, DSA, DM) then scores each program's own start (gdrdd's from a run of 0 iterations, the
 original's as ``run_original.py`` recorded it), so the report has each program's gain from its own start.
-``--gdrdd-override`` adds ``train.py`` settings to gdrdd's distillation run only (for example
+``--gdrdd-override`` adds ``train.py`` settings to gdrdd's runs (its distillation and its start) (for example
 ``trainer.precision=bf16-mixed``, to compare gdrdd's bfloat16 run with the original's float32 one); the scoring is
 unchanged.
 ``--original-run`` reuses a finished original run of the same settings (the original is the slow part): the time
@@ -149,8 +149,6 @@ def write_replay_buffer(cache: Path, out: Path) -> None:
     """gdrdd's cached experts (``expert_NNNN.pt``, a trajectory of ``{name: tensor}`` dicts) as MTT's replay buffer:
     a list of experts, each a list over epochs of the parameter tensors in the network's order. gdrdd's ConvNet
     names its parameters as the original's does (``features.0.weight`` ... ``classifier.bias``), in that order."""
-    import torch
-
     experts = []
     for path in sorted(cache.glob("expert_*.pt")):
         trajectory = torch.load(path, map_location="cpu", weights_only=True)["trajectory"]
@@ -239,7 +237,7 @@ def gdrdd_start(args, work: Path) -> Path:
     as a bare images tensor, ``start.pt``, for ``run_original.py --start``; returns that file."""
     if args.matcher == "mtt":
         prepare_experts(args, work)  # gdrdd's MTT run reads the experts' cache even at 0 iterations
-    overrides = [o for o in gdrdd_overrides(args) if not o.startswith("iterations=")]
+    overrides = [o for o in gdrdd_overrides(args) if not o.startswith("iterations=")] + args.gdrdd_override
     peak_mb([sys.executable, str(ROOT / "train.py"), *overrides, "iterations=0", f"hydra.run.dir={work}"], ROOT,
             work.parent / "start_log.txt")
     images = torch.load(work / "distilled.pt", map_location="cpu", weights_only=True)["images"]
@@ -295,7 +293,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench" / "vs_original")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--gdrdd-override", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="train.py settings added to gdrdd's distillation run only")
+                        help="train.py settings added to gdrdd's runs (distillation and start), not to the scoring")
     parser.add_argument("--same-start", action="store_true",
                         help="DC/DSA/DM/MTT: both programs start from gdrdd's initial set for --seed, also scored")
     parser.add_argument("--score-starts", action="store_true",

@@ -187,14 +187,32 @@ def test_a_start_of_another_shape_stops_the_original_before_its_first_network(tm
     assert not (tmp_path / "out.pt").exists()
 
 
-def test_start_options_are_refused_where_they_cannot_pair_or_score_the_starts(tmp_path, monkeypatch):
-    base = ["vs_original.py", "--reference-dir", str(tmp_path), "--data-dir", str(tmp_path)]
-    (tmp_path / "cifar-10-batches-py").mkdir()
-    refused = (["--matcher", "idc", "--same-start"], ["--matcher", "dsa", "--same-start", "--original-run", "x"],
-               ["--matcher", "dsa", "--same-start", "--score-starts"], ["--matcher", "mtt", "--score-starts"],
-               ["--matcher", "dm", "--score-starts", "--original-run", "x"])
-    for extra in refused:
-        monkeypatch.setattr(sys, "argv", base + extra)
-        with pytest.raises(SystemExit) as exit_info:
-            vs_original.parse_args()
-        assert exit_info.value.code == 2
+def parse(tmp_path, monkeypatch, *extra):
+    """``vs_original.parse_args`` on ``extra``, with a reference folder holding every original's script."""
+    (tmp_path / "cifar-10-batches-py").mkdir(exist_ok=True)
+    for original in vs_original.ORIGINALS.values():
+        (tmp_path / original.script).touch()
+    monkeypatch.setattr(sys, "argv", ["vs_original.py", "--reference-dir", str(tmp_path), "--data-dir",
+                                      str(tmp_path), *extra])
+    return vs_original.parse_args()
+
+
+@pytest.mark.parametrize("extra,named", [
+    (["--matcher", "idc", "--same-start"], "--same-start"),
+    (["--matcher", "dsa", "--same-start", "--original-run", "x"], "--same-start with --original-run"),
+    (["--matcher", "dsa", "--same-start", "--score-starts"], "--score-starts"),
+    (["--matcher", "mtt", "--score-starts"], "--score-starts"),
+    (["--matcher", "dm", "--score-starts", "--original-run", "x"], "--score-starts"),
+])
+def test_start_options_are_refused_where_they_cannot_pair_or_score_the_starts(tmp_path, monkeypatch, capsys,
+                                                                              extra, named):
+    with pytest.raises(SystemExit) as exit_info:
+        parse(tmp_path, monkeypatch, *extra)
+    assert exit_info.value.code == 2 and named in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [["--matcher", "mtt", "--same-start"], ["--matcher", "dc", "--same-start"],
+                                   ["--matcher", "dm", "--score-starts"]])
+def test_start_options_are_accepted_where_they_apply(tmp_path, monkeypatch, extra):
+    args = parse(tmp_path, monkeypatch, *extra)
+    assert args.same_start or args.score_starts

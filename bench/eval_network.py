@@ -12,7 +12,8 @@ DSA (color_crop_cutout_flip_scale_rotate), the lr divided by 10 halfway; then te
 original: ``utils.get_network`` + ``utils.evaluate_synset`` (which trains ``epochs + 1`` epochs and tests through a
 DataLoader of batch 256); gdrdd: ``models.fit.train_network`` + ``predict`` with the settings of ``eval=default``
 and any ``--override`` settings (``eval.precision=bf16-mixed``: gdrdd's training and test under bfloat16 autocast,
-as its evaluator runs them; the original's stay in float32). The corrupted test copies gdrdd's evaluator also scores
+as its evaluator runs them; ``eval.compile=true``: both through ``torch.compile``, the first round including the
+compilation; the original's stay eager, in float32). The corrupted test copies gdrdd's evaluator also scores
 are not part of either. Speed does not depend on pixel values, so the images are random. Rounds alternate the two
 (original first); the report has the median seconds of each, their ratio and the last round's test accuracy of both
 (chance level on random data; printed only as a check that both ran).
@@ -73,9 +74,9 @@ def gdrdd_network(cfg, epochs: int, images: torch.Tensor, labels: torch.Tensor, 
     start = time.perf_counter()
     net = build.network_factory(cfg, spec)()
     with autocast("cpu", cfg.eval.precision):  # as the evaluator trains and tests (eval.precision)
-        train_network(net, images, labels, settings, build.augmentation(cfg.eval.augment, spec),
-                      torch.Generator().manual_seed(seed))
-        preds, _ = predict(net, test_images, test_labels)
+        trained = train_network(net, images, labels, settings, build.augmentation(cfg.eval.augment, spec),
+                                torch.Generator().manual_seed(seed))
+        preds, _ = predict(trained, test_images, test_labels)
     return time.perf_counter() - start, 100 * float((preds == test_labels).double().mean())
 
 

@@ -122,7 +122,7 @@ def evaluation_settings(cfg: DictConfig) -> TrainSettings:
     e = cfg.eval
     return TrainSettings(epochs=e.epochs, lr=e.lr, momentum=e.momentum, weight_decay=e.weight_decay,
                          batch_size=e.batch_size, milestones=tuple(e.milestones), gamma=e.gamma, cutmix=e.cutmix,
-                         cutmix_beta=e.cutmix_beta, channels_last=e.channels_last)
+                         cutmix_beta=e.cutmix_beta, channels_last=e.channels_last, compile=e.compile)
 
 
 def initial_images(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec,

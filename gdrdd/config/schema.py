@@ -141,6 +141,7 @@ class EvalSchema:
     coverage: bool = True
     precision: str = "32-true"
     channels_last: bool = False
+    compile: bool = False
 
 
 SECTIONS = {"checkpoint": CheckpointSchema, "guard": GuardSchema, "dashboard": DashboardSchema, "cvar": CvarSchema,

@@ -125,9 +125,9 @@ class Evaluator:
                     torch.manual_seed(net_seed)
                     net = make_network().to(images.device)
                 generator = torch.Generator().manual_seed(net_seed)
-                train_network(net, images, labels, settings, self.augment, generator,
-                              on_epoch=lambda _: progress.update(1))
-                per_net.append(self.score(net))
+                trained = train_network(net, images, labels, settings, self.augment, generator,
+                                        on_epoch=lambda _: progress.update(1))
+                per_net.append(self.score(trained))
         return summarise(per_net)
 
     def score(self, net: nn.Module) -> dict[str, float]:

@@ -8,9 +8,10 @@ real and synthetic images with one shared DSA draw, and embeds both. Group ``g``
 With ``ByClass`` grouping there is one group per class and the sum of the losses is plain DM's loss.
 
 ``embed_batch``: real images per forward pass; ``channels_last``: the step's network in channels-last memory
-format (same numerics up to summation order; faster pooling on CPUs). Robust options: ``group_encoder`` (a fixed
-network) forms the groups in its features instead of the step's network's; ``shrink`` pulls each group's real
-mean toward its class mean with a prior of that many images.
+format (same numerics up to summation order; faster pooling on CPUs); ``compile``: the embeddings through
+``torch.compile`` (``gdrdd.utils.runtime.compiled``; compiled once, reused by every step's fresh network).
+Robust options: ``group_encoder`` (a fixed network) forms the groups in its features instead of the step's
+network's; ``shrink`` pulls each group's real mean toward its class mean with a prior of that many images.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from gdrdd.matchers.registry import DistillConfig, MatcherInputs, Method, regist
 from gdrdd.models import has_batchnorm
 from gdrdd.robust.grouping import Grouping, group_means, shrink_to_pooled
 from gdrdd.utils.checks import integer
+from gdrdd.utils.runtime import compiled
 
 
 class DistributionMatcher:
@@ -34,9 +36,10 @@ class DistributionMatcher:
 
     def __init__(self, make_network: Callable[[], nn.Module], augment: DSA | None = None,
                  group_encoder: nn.Module | None = None, shrink: float = 0.0, embed_batch: int | None = None,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, compile: bool = False) -> None:
         self.make_network = make_network
         self.embed_batch = embed_batch
+        self.embed = compiled(network_embedding, compile)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.augment = augment
         self.group_encoder, self.shrink = group_encoder, shrink
@@ -57,8 +60,8 @@ class DistributionMatcher:
             real = torch.stack([p[0] for p in pairs])
             synthetic = torch.stack([p[1] for p in pairs])
         with torch.no_grad():
-            real_emb = embed_classwise(net, real, self.embed_batch)
-        syn_emb = embed_classwise(net, synthetic, self.embed_batch)
+            real_emb = embed_classwise(net, real, self.embed_batch, self.embed)
+        syn_emb = embed_classwise(net, synthetic, self.embed_batch, self.embed)
         k = grouping.groups_per_class(ipc)
         if self.group_encoder is not None and k > 1:
             with torch.no_grad():
@@ -74,8 +77,14 @@ class DistributionMatcher:
         return GroupLosses(losses.flatten(), counts.flatten(), k)
 
 
-def embed_classwise(net: nn.Module, images: torch.Tensor, batch: int | None = None) -> torch.Tensor:
-    """Embeddings ``(C, n, D)`` in float32 of ``(C, n, ch, H, W)``.
+def network_embedding(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``net.embed(images)``, as a function of the network, so that one compiled version serves every network."""
+    return net.embed(images)
+
+
+def embed_classwise(net: nn.Module, images: torch.Tensor, batch: int | None = None,
+                    embed: Callable[[nn.Module, torch.Tensor], torch.Tensor] = network_embedding) -> torch.Tensor:
+    """Embeddings ``(C, n, D)`` in float32 of ``(C, n, ch, H, W)``, computed by ``embed(net, x)``.
 
     The images of all classes go through the network together, in forward passes of at most ``batch`` images
     (``None``: one pass; on a CPU, passes of a few hundred images keep the activations in cache and are faster
@@ -87,15 +96,17 @@ def embed_classwise(net: nn.Module, images: torch.Tensor, batch: int | None = No
     c, n = images.shape[:2]
     flat = images.flatten(0, 1)
     chunks = [flat] if batch is None or has_batchnorm(net) else flat.split(batch)
-    return torch.cat([net.embed(x) for x in chunks]).unflatten(0, (c, n)).float()
+    return torch.cat([embed(net, x) for x in chunks]).unflatten(0, (c, n)).float()
 
 
 @dataclass
 class DMConfig(DistillConfig):
-    """``method=dm``: ``embed_batch`` real images per forward pass (``None``: one pass); ``channels_last``."""
+    """``method=dm``: ``embed_batch`` real images per forward pass (``None``: one pass); ``channels_last``;
+    ``compile``."""
 
     embed_batch: Optional[int] = None
     channels_last: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -106,7 +117,8 @@ class DMConfig(DistillConfig):
 def build(inputs: MatcherInputs) -> DistributionMatcher:
     m = inputs.method
     return DistributionMatcher(inputs.make_network, inputs.augment, group_encoder=inputs.group_encoder,
-                               shrink=inputs.shrink, embed_batch=m.embed_batch, channels_last=m.channels_last)
+                               shrink=inputs.shrink, embed_batch=m.embed_batch, channels_last=m.channels_last,
+                               compile=m.compile)
 
 
 register(Method("dm", DMConfig, build, groups_real=True))

@@ -29,6 +29,7 @@ from gdrdd.robust.network import RobustNetworkTraining
 from gdrdd.robust.objective import acts_on_network, network_risk
 from gdrdd.utils.checks import integer, one_of, positive, require
 from gdrdd.utils.distributed import all_reduce_sum, is_distributed
+from gdrdd.utils.runtime import compiled
 
 DISTANCES = ("ours", "mse", "cos", "l1")
 # IPC -> (outer_loop, inner_loop) of the reference implementation.
@@ -114,23 +115,27 @@ class GradientMatcher:
     """DC/DSA. ``robust_network`` (if given) replaces the network's training on the synthetic set between
     matching steps by ``inner_loop`` robust steps on real data (``cvar.target=network`` or ``both``).
     ``group_encoder`` (a fixed network) forms the groups in its features instead of the step's network's;
-    ``shrink`` pulls each group's real gradient toward the class's with a prior of that many images."""
+    ``shrink`` pulls each group's real gradient toward the class's with a prior of that many images.
+    ``compile``: the real images' gradients and the training between matching steps run through
+    ``torch.compile`` of the network (``gdrdd.utils.runtime.compiled``); the synthetic images' gradients, which
+    are differentiated twice, stay eager."""
 
     def __init__(self, make_network: Callable[[], nn.Module], augment: DSA | None = None, metric: str = "ours",
                  outer_loop: int = 10, inner_loop: int = 50, lr_net: float = 0.01, batch_train: int = 256,
                  robust_network: RobustNetworkTraining | None = None, group_encoder: nn.Module | None = None,
-                 shrink: float = 0.0) -> None:
+                 shrink: float = 0.0, compile: bool = False) -> None:
         if metric not in DISTANCES:
             raise ValueError(f"method.metric={metric!r} is unknown; accepted: {', '.join(DISTANCES)}")
         self.make_network, self.augment, self.metric = make_network, augment, metric
         self.updates_per_iteration, self.inner_loop = outer_loop, inner_loop
         self.lr_net, self.batch_train = lr_net, batch_train
         self.robust_network = robust_network
-        self.group_encoder, self.shrink = group_encoder, shrink
+        self.group_encoder, self.shrink, self.compile = group_encoder, shrink, compile
         self.net: nn.Module | None = None
 
     def start_iteration(self, device: torch.device | str) -> None:
         self.net = self.make_network().to(device).train()
+        self.once_differentiable_net = compiled(self.net, self.compile)
         self.params = [p for p in self.net.parameters() if p.requires_grad]
         self.net_optimizer = torch.optim.SGD(self.params, lr=self.lr_net)
 
@@ -145,7 +150,8 @@ class GradientMatcher:
         group_ids = self._group_ids(pairs, grouping, k)
         losses, counts = [], []
         for cls, (r, s) in enumerate(pairs):
-            g_real, n_real = group_gradients(net, self.params, r, cls, group_ids[cls], k)
+            g_real, n_real = group_gradients(self.once_differentiable_net, self.params, r, cls, group_ids[cls],
+                                             k)
             if self.shrink > 0:
                 g_real = [shrink_to_pooled(g, n_real, self.shrink) for g in g_real]
             syn_loss = F.cross_entropy(net(s), torch.full((len(s),), cls, device=s.device))
@@ -177,21 +183,22 @@ class GradientMatcher:
         c, ipc = synthetic.shape[:2]
         labels = class_major_labels(c, ipc, synthetic.device)
         # With DSA, the network trains with per-sample augmentation parameters, as in the reference.
-        run_epochs(self.net, self.net_optimizer, synthetic.flatten(0, 1), labels, self.inner_loop, self.batch_train,
-                   self.augment)
+        run_epochs(self.once_differentiable_net, self.net_optimizer, synthetic.flatten(0, 1), labels, self.inner_loop,
+                   self.batch_train, self.augment)
 
 
 @dataclass
 class GradientConfig(DistillConfig):
     """``method=dc`` / ``dsa``: the gradient ``metric``; the network's SGD between matching steps (``lr_net``,
     ``batch_train``); ``outer_loop`` synthetic updates per iteration with ``inner_loop`` network epochs between
-    them (``None``: the reference schedule for the IPC)."""
+    them (``None``: the reference schedule for the IPC); ``compile`` (``GradientMatcher``)."""
 
     metric: str = "ours"
     lr_net: float = 0.01
     batch_train: int = 256
     outer_loop: Optional[int] = None
     inner_loop: Optional[int] = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -227,7 +234,7 @@ def build(inputs: MatcherInputs) -> GradientMatcher:
                                                batch_size=m.batch_train)
     return GradientMatcher(inputs.make_network, inputs.augment, metric=m.metric, outer_loop=outer, inner_loop=inner,
                            lr_net=m.lr_net, batch_train=m.batch_train, robust_network=robust_network,
-                           group_encoder=inputs.group_encoder, shrink=inputs.shrink)
+                           group_encoder=inputs.group_encoder, shrink=inputs.shrink, compile=m.compile)
 
 
 for _name in ("dc", "dsa"):

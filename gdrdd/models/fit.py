@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gdrdd.augment.dsa import DSA
+from gdrdd.utils.runtime import compiled
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -27,7 +28,8 @@ class TrainSettings:
     """``milestones``: fractions of ``epochs`` after which the lr is multiplied by ``gamma``; ``cutmix``: the
     probability that a batch is CutMix-ed (0: never), with box areas from Beta(``cutmix_beta``, ``cutmix_beta``);
     ``channels_last``: the network and its training images in channels-last memory format (the same numerics
-    up to summation order; not faster on the measured 2-core CPU, docs/benchmarks.md)."""
+    up to summation order; not faster on the measured 2-core CPU, docs/benchmarks.md); ``compile``: train and
+    predict with ``torch.compile`` of the network (``gdrdd.utils.runtime.compiled``)."""
 
     epochs: int = 300
     lr: float = 0.01
@@ -39,6 +41,7 @@ class TrainSettings:
     cutmix: float = 0.0
     cutmix_beta: float = 1.0
     channels_last: bool = False
+    compile: bool = False
 
     def milestone_epochs(self) -> list[int]:
         """The epochs after which the lr drops (``floor(fraction * epochs)``, as ``2 * epochs // 3`` would)."""
@@ -80,13 +83,15 @@ class CutMix:
 def train_network(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: TrainSettings,
                   augment: DSA | None = None, generator: torch.Generator | None = None,
                   on_epoch: Callable[[int], None] | None = None) -> nn.Module:
-    """Train ``net`` in place on ``images`` ``(N, ch, H, W)`` and ``labels`` ``(N,)``; returns it in eval mode.
-    ``on_epoch(epoch)`` after each epoch (progress)."""
+    """Train ``net`` in place on ``images`` ``(N, ch, H, W)`` and ``labels`` ``(N,)``; returns it in eval mode
+    (with ``settings.compile``, its compiled version, which shares its parameters). ``on_epoch(epoch)`` after
+    each epoch (progress)."""
     if settings.channels_last:
         net.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(net.parameters(), lr=settings.lr, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay)
+    net = compiled(net, settings.compile)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, settings.milestone_epochs(), gamma=settings.gamma)
     loss_fn = CutMix(settings.cutmix, settings.cutmix_beta, generator) if settings.cutmix > 0 else None
     run_epochs(net, optimizer, images, labels, settings.epochs, settings.batch_size, augment, generator, scheduler,

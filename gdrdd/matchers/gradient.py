@@ -132,6 +132,7 @@ class GradientMatcher:
         self.robust_network = robust_network
         self.group_encoder, self.shrink, self.compile = group_encoder, shrink, compile
         self.net: nn.Module | None = None
+        self.once_differentiable_net: nn.Module | None = None  # self.net, compiled if compile (start_iteration)
 
     def start_iteration(self, device: torch.device | str) -> None:
         self.net = self.make_network().to(device).train()

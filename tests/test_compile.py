@@ -19,8 +19,8 @@ from gdrdd.robust import ByClass
 C, IPC, N = 3, 2, 6
 # torch.compile builds C++ kernels on a CPU: without a C++ compiler these tests cannot run (the eager path is
 # tested everywhere else).
-COMPILERS = (os.environ.get("CXX", "g++"), "g++", "c++", "clang++")
-pytestmark = pytest.mark.skipif(not any(shutil.which(c) for c in COMPILERS),
+COMPILERS = (os.environ.get("CXX"), "g++", "c++", "clang++")
+pytestmark = pytest.mark.skipif(not any(c and shutil.which(c) for c in COMPILERS),
                                 reason="torch.compile on a CPU needs a C++ compiler")
 
 

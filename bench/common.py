@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -12,6 +11,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+
+from gdrdd.distill.timer import peak_rss_mb
 
 
 def timed(fn: Callable[[], object], device: str) -> float:
@@ -27,9 +28,7 @@ def timed(fn: Callable[[], object], device: str) -> float:
 
 def peak_memory_mb(device: str) -> float:
     """Peak memory of this process so far: max allocated on CUDA, max resident set size on CPU."""
-    peak = (torch.cuda.max_memory_allocated() if device.startswith("cuda")
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return peak / 2**20
+    return torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else peak_rss_mb()
 
 
 def run_worker(script: str, args: list[str]) -> dict:

@@ -12,6 +12,7 @@ import wandb
 from PIL import Image
 
 from gdrdd.distill.run import run
+from gdrdd.distill.timer import peak_rss_mb
 from gdrdd.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +30,7 @@ def test_tiny_run_writes_the_distilled_set_and_metrics(tmp_path, tiny):
     assert set(metrics["scored"]) == {"distilled", "random"}
     assert 0 <= metrics["scored"]["distilled"]["worst_group_acc"] <= metrics["scored"]["distilled"]["mean_group_acc"]
     assert metrics["iterations_timed"] == 3 and metrics["seconds_per_iteration_median"] > 0
+    assert 100 < metrics["peak_rss_mb"] <= peak_rss_mb()  # torch alone takes over 100 MB; the peak only grows
     assert metrics["init"] == {"init": "real", "init_epochs": 0}  # the start, which the sweep report groups by
     with Image.open(tmp_path / "distilled.png") as grid:
         assert grid.size[0] > 28 * 2 and grid.size[1] > 28 * 10

@@ -2,7 +2,7 @@
 
     python bench/rarity_mass.py --data-dir ~/data [--dataset cifar10_shift] [--powers 0 4 8 16]
                                 [--resolutions 8 16] [--neighbours 10 400] [--clusters 3 10 40]
-                                [--out outputs/bench/rarity_mass.json]
+                                [--errors 1 3] [--upweights 5 20 50] [--out outputs/bench/rarity_mass.json]
 
 For each setting of ``cvar.rarity`` (pooled-pixel resolution, k of ``--neighbours``, power) it prints, averaged
 over classes, the share of a class's sampling weight on each true training subgroup (subgroup 0 is kept whole,
@@ -16,6 +16,12 @@ a freshly initialised ConvNet's embedding (DM's feature family) instead of poole
 k-means with ``K`` clusters (k-means++, 3 restarts, seed 0), each cluster drawn equally often, as the oracle does
 with the true subgroups (the "cluster, then balance" recipe of label-free group robustness). It is a measurement
 only, not a ``cvar.sampling`` option.
+
+``--errors E ...`` measures label-free *error-set up-weighting* (the "train once, up-weight its mistakes" recipe
+of label-free group robustness): a network of the run's architecture trained ``E`` epochs on the whole real
+training set (``cvar.features=encoder``'s training), then each training image it misclassifies weighted
+``U`` (``--upweights``) and every other image 1. It also prints that network's training error on each subgroup
+(class-averaged). A measurement only, not a ``cvar.sampling`` option.
 """
 
 from __future__ import annotations
@@ -44,6 +50,18 @@ def cluster_balanced_weights(features: torch.Tensor, clusters: int) -> torch.Ten
     return balanced_weights(torch.from_numpy(ids).long())
 
 
+def misclassified(net: torch.nn.Module, images: torch.Tensor, label: int) -> torch.Tensor:
+    """``(n,)`` bool: which of one class's ``images`` ``(n, ch, H, W)`` (all of class ``label``) ``net`` gets wrong."""
+    with torch.no_grad():
+        return torch.cat([net(b).argmax(1) != label for b in images.split(512)])
+
+
+def error_set_weights(wrong: torch.Tensor, upweight: float) -> torch.Tensor:
+    """``(n,)`` float64 weights of one class's images from ``wrong`` ``(n,)`` bool: ``upweight`` on the misclassified
+    ones, 1 on the rest."""
+    return 1.0 + (upweight - 1.0) * wrong.double()
+
+
 def mass_and_size(weights: list[torch.Tensor], subgroups: list[torch.Tensor], count: int) -> dict:
     """Class-averaged share of weight per subgroup, effective batch fraction, and total-variation distance to the
     oracle's per-image weights (0: the oracle's sampling; it also counts how unevenly a subgroup's own images
@@ -70,6 +88,8 @@ def main() -> None:
     parser.add_argument("--powers", type=float, nargs="+", default=[0, 4, 8, 16])
     parser.add_argument("--neighbours", type=int, nargs="+", default=[10])
     parser.add_argument("--clusters", type=int, nargs="*", default=[])
+    parser.add_argument("--errors", type=int, nargs="*", default=[])
+    parser.add_argument("--upweights", type=float, nargs="+", default=[5, 20, 50])
     parser.add_argument("--out", default="outputs/bench/rarity_mass.json")
     args = parser.parse_args()
 
@@ -100,6 +120,18 @@ def main() -> None:
         for k in args.clusters:
             weights = [cluster_balanced_weights(f, k) for f in features]
             rows[f"{name}, {k} clusters balanced"] = mass_and_size(weights, subgroups, count)
+    for epochs in args.errors:
+        net = build.real_data_encoder(cfg, data, spec, epochs)
+        wrong = [misclassified(net, x, c) for c, x in enumerate(data.class_images)]
+        error = torch.stack([torch.zeros(count, dtype=torch.float64).index_add_(0, s, w.double())
+                             / torch.bincount(s, minlength=count).clamp(min=1) for w, s in zip(wrong, subgroups)])
+        print(f"network trained {epochs} epochs: training error per subgroup "
+              f"{[round(float(v), 4) for v in error.mean(0)]}")
+        for up in args.upweights:
+            weights = [error_set_weights(w, up) for w in wrong]
+            rows[f"errors of {epochs} epochs, up-weight {up:g}"] = {
+                **mass_and_size(weights, subgroups, count),
+                "training_error_per_subgroup": [round(float(v), 4) for v in error.mean(0)]}
     for name, row in rows.items():
         print(f"{name:36s} share per subgroup {row['subgroup_share']}  effective fraction "
               f"{row['effective_fraction']}  distance to the oracle {row['oracle_distance']}")

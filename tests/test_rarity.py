@@ -93,3 +93,19 @@ def test_cluster_balanced_weights_give_each_cluster_an_equal_share():
     share = weights / weights.sum()
     assert abs(float(share[90:].sum()) - 0.5) < 1e-9  # the small mode gets half, not a tenth
     assert torch.allclose(share[90:], share[90:].mean().expand(10))
+
+
+def test_error_set_weights_up_weight_what_the_network_gets_wrong():
+    sys.path.insert(0, str(CONFIG_DIR.parent / "bench"))
+    from rarity_mass import error_set_weights, misclassified
+
+    class Fixed(torch.nn.Module):  # predicts class 1 for images with a positive mean, class 0 otherwise
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            positive = (x.flatten(1).mean(1) > 0).float()
+            return torch.stack([1 - positive, positive], 1)
+
+    images = torch.cat([torch.ones(3, 1, 2, 2), -torch.ones(2, 1, 2, 2)])
+    wrong = misclassified(Fixed(), images, label=1)
+    assert wrong.tolist() == [False, False, False, True, True]
+    assert error_set_weights(wrong, 20.0).tolist() == [1.0, 1.0, 1.0, 20.0, 20.0]
+    assert error_set_weights(wrong, 1.0).tolist() == [1.0] * 5  # up-weight 1: uniform sampling

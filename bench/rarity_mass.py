@@ -2,7 +2,7 @@
 
     python bench/rarity_mass.py --data-dir ~/data [--dataset cifar10_shift] [--powers 0 4 8 16]
                                 [--resolutions 8 16] [--neighbours 10 400] [--clusters 3 10 40]
-                                [--errors 1 3] [--upweights 5 20 50] [--out outputs/bench/rarity_mass.json]
+                                [--errors 1 4] [--upweights 5 20 50] [--out outputs/bench/rarity_mass.json]
 
 For each setting of ``cvar.rarity`` (pooled-pixel resolution, k of ``--neighbours``, power) it prints, averaged
 over classes, the share of a class's sampling weight on each true training subgroup (subgroup 0 is kept whole,
@@ -62,6 +62,12 @@ def error_set_weights(wrong: torch.Tensor, upweight: float) -> torch.Tensor:
     return 1.0 + (upweight - 1.0) * wrong.double()
 
 
+def subgroup_sums(values: torch.Tensor, subgroups: torch.Tensor, count: int) -> torch.Tensor:
+    """``(count,)`` float64: the sum of one class's per-image ``values`` ``(n,)`` over each of its ``subgroups``
+    ``(n,)`` (ids in ``[0, count)``)."""
+    return torch.zeros(count, dtype=torch.float64).index_add_(0, subgroups, values.double())
+
+
 def mass_and_size(weights: list[torch.Tensor], subgroups: list[torch.Tensor], count: int) -> dict:
     """Class-averaged share of weight per subgroup, effective batch fraction, and total-variation distance to the
     oracle's per-image weights (0: the oracle's sampling; it also counts how unevenly a subgroup's own images
@@ -70,7 +76,7 @@ def mass_and_size(weights: list[torch.Tensor], subgroups: list[torch.Tensor], co
     for w, s in zip(weights, subgroups):
         w = w.double() / w.double().sum()
         oracle = balanced_weights(s) / len(s.unique())
-        shares.append(torch.zeros(count, dtype=torch.float64).index_add_(0, s, w))
+        shares.append(subgroup_sums(w, s, count))
         fractions.append(float(1.0 / (w ** 2).sum() / len(w)))
         distances.append(float(0.5 * (w - oracle).abs().sum()))
     mean = lambda values: round(sum(values) / len(values), 4)  # noqa: E731
@@ -123,15 +129,14 @@ def main() -> None:
     for epochs in args.errors:
         net = build.real_data_encoder(cfg, data, spec, epochs)
         wrong = [misclassified(net, x, c) for c, x in enumerate(data.class_images)]
-        error = torch.stack([torch.zeros(count, dtype=torch.float64).index_add_(0, s, w.double())
-                             / torch.bincount(s, minlength=count).clamp(min=1) for w, s in zip(wrong, subgroups)])
-        print(f"network trained {epochs} epochs: training error per subgroup "
-              f"{[round(float(v), 4) for v in error.mean(0)]}")
+        error = torch.stack([subgroup_sums(w, s, count) / torch.bincount(s, minlength=count).clamp(min=1)
+                             for w, s in zip(wrong, subgroups)])
+        error_per_subgroup = [round(float(v), 4) for v in error.mean(0)]
+        print(f"network trained {epochs} epochs: training error per subgroup {error_per_subgroup}")
         for up in args.upweights:
             weights = [error_set_weights(w, up) for w in wrong]
             rows[f"errors of {epochs} epochs, up-weight {up:g}"] = {
-                **mass_and_size(weights, subgroups, count),
-                "training_error_per_subgroup": [round(float(v), 4) for v in error.mean(0)]}
+                **mass_and_size(weights, subgroups, count), "training_error_per_subgroup": error_per_subgroup}
     for name, row in rows.items():
         print(f"{name:36s} share per subgroup {row['subgroup_share']}  effective fraction "
               f"{row['effective_fraction']}  distance to the oracle {row['oracle_distance']}")

@@ -68,9 +68,9 @@ def mtt_module_with_one_expert(overrides: list[str], device: str):
     """(module, data) for ``method=mtt`` with ``overrides``, over a one-expert cache of a single segment (random
     start parameters and a perturbed target, in a temporary folder): what one distillation iteration costs does
     not depend on the expert's values. The matcher has drawn its segment."""
-    from gdrdd.config import build
     from gdrdd.experts.cache import run_cache
     from gdrdd.experts.trajectory import parameters_of
+    from gdrdd.jobs import build
 
     with tempfile.TemporaryDirectory() as cache_dir:
         cfg = compose_config(["method=mtt", "dataset=cifar10", "method.max_start_epoch=1", "method.expert_epochs=1",

@@ -167,7 +167,7 @@ def reference_step_fn(ipc: int, batch_real: int, device: str):
 
 def gdrdd_step_fn(ipc: int, batch_real: int, device: str, robust: bool, options: set[str]):
     """gdrdd's DM step (network draw, real batch, group losses, risk, backward, SGD), with ``options``."""
-    from gdrdd.config import build
+    from gdrdd.jobs import build
 
     overrides = ["method=dm", "dataset=cifar10", f"ipc={ipc}", f"method.batch_real={batch_real}",
                  "experiment=reference"]

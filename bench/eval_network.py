@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import compose_config, write_report  # noqa: E402
 
-from gdrdd.config import build  # noqa: E402
+from gdrdd.jobs import build  # noqa: E402
 from gdrdd.models.fit import predict, train_network  # noqa: E402
 from gdrdd.utils.runtime import autocast  # noqa: E402
 

@@ -31,9 +31,9 @@ def main() -> None:
     parser.add_argument("--out", default="outputs/bench/experts.json")
     args = parser.parse_args()
 
-    from gdrdd.config import build
-    from gdrdd.experts.run import expert_loss
     from gdrdd.experts.trajectory import ExpertSettings
+    from gdrdd.jobs import build
+    from gdrdd.jobs.experts import expert_loss
     from gdrdd.models.fit import run_epochs
     from gdrdd.utils.runtime import tune_allocator
 

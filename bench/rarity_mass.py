@@ -35,9 +35,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import compose_config, write_report  # noqa: E402
 
-from gdrdd.config import build  # noqa: E402
 from gdrdd.data.rarity import kth_neighbour_distance, pooled_pixels, weights_from_distances  # noqa: E402
 from gdrdd.data.subpopulation import balanced_weights  # noqa: E402
+from gdrdd.jobs import build  # noqa: E402
 
 
 def cluster_balanced_weights(features: torch.Tensor, clusters: int) -> torch.Tensor:

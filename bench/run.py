@@ -66,7 +66,7 @@ class Stopwatch:
 
 def distill_setup(method: str, ipc: int, objective: str, batch_real: int, device: str):
     """(module, data) ready for a step: random CIFAR-10-sized data; MTT over a one-segment expert cache."""
-    from gdrdd.config import build
+    from gdrdd.jobs import build
 
     overrides = [f"ipc={ipc}", f"method.batch_real={batch_real}"]
     overrides += ["cvar=none"] if objective == "none" else ["cvar.alpha=0.8", f"cvar.target={objective}"]

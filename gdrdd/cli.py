@@ -14,10 +14,9 @@ from gdrdd.utils.console import quiet
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """The job of ``train.py``: ``task=distill`` (``gdrdd.distill.run``) or ``task=experts`` (MTT's expert
-    trajectories, ``gdrdd.experts.run``). Returns what the job wrote as its summary."""
-    from gdrdd.distill import run as distill
-    from gdrdd.experts import run as experts
+    """The job of ``train.py``: ``task=distill`` (``gdrdd.jobs.distill``) or ``task=experts`` (MTT's expert
+    trajectories, ``gdrdd.jobs.experts``). Returns what the job wrote as its summary."""
+    from gdrdd.jobs import distill, experts
 
     quiet()
     jobs = {"distill": distill.run, "experts": experts.run}
@@ -26,8 +25,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """The job of ``evaluate.py``: score a saved distilled set (``gdrdd.evaluation.run``)."""
-    from gdrdd.evaluation import run as evaluation
+    """The job of ``evaluate.py``: score a saved distilled set (``gdrdd.jobs.evaluate``)."""
+    from gdrdd.jobs import evaluate as evaluation
 
     quiet()
     return evaluation.run(cfg)

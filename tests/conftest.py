@@ -51,7 +51,7 @@ def tiny(tmp_path):
 
 @pytest.fixture(scope="session")
 def distilled_file(tmp_path_factory):
-    from gdrdd.distill.run import run
+    from gdrdd.jobs.distill import run
 
     out = tmp_path_factory.mktemp("tiny_run")
     run(compose_config(*TINY, "method.batch_real=16", "eval.baseline=false", "eval.coverage=false",

@@ -8,10 +8,10 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 import gdrdd
-from gdrdd.config import build
 from gdrdd.data.preprocess import Preprocess
 from gdrdd.errors import ConfigError, DistilledFileError
-from gdrdd.evaluation.run import run as run_evaluation
+from gdrdd.jobs import build
+from gdrdd.jobs.evaluate import run as run_evaluation
 
 EVAL = ["model.width=16", "eval.nets=1", "eval.epochs=2", "trainer.accelerator=cpu"]
 

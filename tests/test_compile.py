@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from gdrdd.augment.dsa import DSA
-from gdrdd.config import build
 from gdrdd.errors import ConfigError
+from gdrdd.jobs import build
 from gdrdd.matchers import DistributionMatcher, GradientMatcher
 from gdrdd.models.fit import TrainSettings, predict, train_network
 from gdrdd.robust import ByClass
@@ -93,7 +93,7 @@ def test_methods_without_a_compiled_pass_refuse_method_compile(tiny, method):
 
 @pytest.mark.slow  # ~2 minutes: every compiled pass of a DSA run and its evaluation is compiled
 def test_a_run_with_compiled_passes_distils_the_eager_runs_set(tiny, tmp_path):
-    from gdrdd.distill.run import run
+    from gdrdd.jobs.distill import run
 
     sets = {}
     for compile in ("false", "true"):

@@ -9,7 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
 from gdrdd.distill.progress import DistillProgressBar
-from gdrdd.distill.run import run
+from gdrdd.jobs.distill import run
 from gdrdd.robust.objective import describe
 from gdrdd.utils.console import LIGHTNING_LOGGERS, ConsoleFormatter, quiet
 from gdrdd.utils.progress import job_label

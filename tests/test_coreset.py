@@ -4,10 +4,10 @@ that selection of each class's real images in the fixed network's features."""
 import pytest
 import torch
 
-from gdrdd.config import build
 from gdrdd.config.schema import method_config
 from gdrdd.distill.coreset import herding, k_center, select_per_class
 from gdrdd.errors import ConfigError
+from gdrdd.jobs import build
 
 
 def three_modes() -> torch.Tensor:

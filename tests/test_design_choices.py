@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from gdrdd.distill.run import run
 from gdrdd.errors import ConfigError
+from gdrdd.jobs.distill import run
 from gdrdd.matchers import DistributionMatcher
 from gdrdd.robust import CVaR, NearestSynthetic, cvar
 from gdrdd.robust.grouping import shrink_to_pooled

@@ -11,9 +11,9 @@ import torch
 import wandb
 from PIL import Image
 
-from gdrdd.distill.run import run
 from gdrdd.distill.timer import peak_rss_mb
 from gdrdd.errors import ConfigError
+from gdrdd.jobs.distill import run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -203,7 +203,7 @@ def test_imagenet_subset_presets_carry_their_class_indices(tmp_path, tiny):
 
 @pytest.mark.slow  # ~25 s: three architectures trained and scored
 def test_cross_architecture_evaluation_reports_every_metric_per_network(tmp_path, tiny):
-    from gdrdd.config import build
+    from gdrdd.jobs import build
 
     result = run(tiny("iterations=1", "eval.models=[alexnet]", "eval.baseline=false"))
     distilled = result["scored"]["distilled"]

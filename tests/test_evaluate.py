@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from gdrdd.errors import ConfigError, DistilledFileError
-from gdrdd.evaluation.run import run as run_evaluation
 from gdrdd.evaluation.saved_sets import load_distilled
+from gdrdd.jobs.evaluate import run as run_evaluation
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["model.width=8", "eval.nets=1", "eval.epochs=2", "trainer.accelerator=cpu"]
@@ -88,7 +88,7 @@ def test_scores_a_gdrdd_run_from_the_command_line(tmp_path, distilled_file):
 
 
 def test_scores_a_shift_benchmark_run_with_its_subgroup_metrics(tmp_path, tiny, evaluate_config):
-    from gdrdd.distill.run import run
+    from gdrdd.jobs.distill import run
 
     run(tiny("dataset=mnist_mini_shift", "iterations=1", "eval.baseline=false", "model.width=8", "eval.nets=1",
              "eval.epochs=1", out=tmp_path / "run"))

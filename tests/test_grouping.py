@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from gdrdd.distill.run import run
 from gdrdd.errors import ConfigError
+from gdrdd.jobs.distill import run
 from gdrdd.robust import ByClass, NearestSynthetic, group_means
 from gdrdd.robust.grouping import NearestAnySynthetic
 

@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from gdrdd.augment.stacked import StackedAugment
-from gdrdd.config.build import initial_images
 from gdrdd.data import DatasetSpec, RealDataModule
 from gdrdd.data.preprocess import Preprocess
 from gdrdd.distill.module import DistillModule, iteration_seed
 from gdrdd.distill.parameterization import Parameterization, mosaic
 from gdrdd.errors import ConfigError
+from gdrdd.jobs.build import initial_images
 from gdrdd.matchers.idc import IDCMatcher
 from gdrdd.models import ConvNet
 from gdrdd.models.fit import CutMix
@@ -183,7 +183,7 @@ def test_stacked_augmentation_applies_color_and_cutout_every_call():
 
 
 def test_idc_runs_through_hydra_plain_and_as_algorithm_1(tiny, tmp_path):
-    from gdrdd.distill.run import run
+    from gdrdd.jobs.distill import run
 
     fast = ["ipc=1", "iterations=1", "method.inner_loop=2", "method.n_data=32", "eval.baseline=false",
             "eval.coverage=false"]
@@ -221,7 +221,7 @@ def test_idc_presets_compose_and_validate(compose):
 
 
 def test_an_idc_data_file_is_decoded_and_its_image_count_checked(tmp_path, compose):
-    from gdrdd.evaluation.run import run as evaluate
+    from gdrdd.jobs.evaluate import run as evaluate
 
     g = torch.Generator().manual_seed(0)
     torch.save([torch.rand(10, 1, 28, 28, generator=g), torch.arange(10)], tmp_path / "data.pt")

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from gdrdd.augment import DSA
-from gdrdd.config import build
-from gdrdd.distill.run import run
 from gdrdd.errors import ConfigError
+from gdrdd.jobs import build
+from gdrdd.jobs.distill import run
 from gdrdd.matchers import DistributionMatcher, GradientMatcher
 from gdrdd.matchers.gradient import group_gradients
 from gdrdd.report.run import design_options

@@ -63,7 +63,7 @@ def test_channels_last_training_gives_the_contiguous_networks_parameters(tiny_ne
     from dataclasses import replace
 
     from gdrdd.augment.dsa import DSA
-    from gdrdd.config import build
+    from gdrdd.jobs import build
     from gdrdd.models.fit import TrainSettings, predict, train_network
 
     assert not build.evaluation_settings(compose()).channels_last  # opt-in: not faster on the measured CPU

@@ -70,8 +70,8 @@ def test_pixel_storage_decodes_to_network_inputs_and_is_clamped():
 
 
 def test_a_saved_compact_set_scores_as_its_decoded_images(tiny, tmp_path, compose):
-    from gdrdd.distill.run import run
-    from gdrdd.evaluation.run import run as evaluate
+    from gdrdd.jobs.distill import run
+    from gdrdd.jobs.evaluate import run as evaluate
 
     run(tiny("method=dsa", "method.factor=2", "ipc=1", "iterations=1", "eval.baseline=false", "eval.coverage=false",
              out=tmp_path / "run"))

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from gdrdd.data.spec import DatasetSpec
-from gdrdd.distill.run import run
 from gdrdd.evaluation.evaluator import Evaluator
+from gdrdd.jobs.distill import run
 from gdrdd.models.fit import TrainSettings
 from gdrdd.utils.runtime import autocast
 

@@ -7,8 +7,8 @@ import torch
 
 from gdrdd.config import CONFIG_DIR, build
 from gdrdd.data.rarity import Rarity, kth_neighbour_distance, rarity_weights
-from gdrdd.distill.run import run
 from gdrdd.errors import ConfigError
+from gdrdd.jobs.distill import run
 from gdrdd.report.run import design_options
 
 

@@ -9,8 +9,8 @@ from omegaconf import OmegaConf, open_dict
 
 from gdrdd.config import CONFIG_DIR, build
 from gdrdd.config.checks import validate
-from gdrdd.distill.run import run
 from gdrdd.errors import ConfigError
+from gdrdd.jobs.distill import run
 from gdrdd.matchers import registry
 from gdrdd.matchers.base import GroupLosses
 from gdrdd.matchers.registry import DistillConfig, Method, methods

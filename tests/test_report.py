@@ -107,9 +107,9 @@ def test_paired_differences_match_robust_and_plain_runs_by_seed(tmp_path):
 def test_coverage_group_sizes_and_plots(tmp_path, tiny):
     import torch
 
-    from gdrdd.distill.run import run
     from gdrdd.evaluation.coverage import group_sizes
-    from gdrdd.evaluation.coverage import main as coverage_main
+    from gdrdd.jobs.coverage import main as coverage_main
+    from gdrdd.jobs.distill import run
 
     real = torch.tensor([[0.0, 0], [0.1, 0], [5, 5], [5.2, 5], [4.9, 5], [0, 0.2]])
     labels = torch.tensor([0, 0, 0, 0, 0, 1])

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gdrdd.distill.run import run
 from gdrdd.errors import ConfigError, NonFiniteError
+from gdrdd.jobs.distill import run
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ["ipc=2", "iterations=40", "model.width=32", "method.batch_real=64", "eval.nets=1", "eval.epochs=1",

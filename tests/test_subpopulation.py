@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from gdrdd.config import build
 from gdrdd.data.datamodule import draw
 from gdrdd.data.subpopulation import Shift, balanced_weights, make_shift
-from gdrdd.distill.run import run
 from gdrdd.errors import ConfigError
 from gdrdd.evaluation.evaluator import subgroup_metrics
+from gdrdd.jobs import build
+from gdrdd.jobs.distill import run
 
 
 def three_modes(per_mode: tuple[int, ...], classes: int = 2, seed: int = 0):

@@ -96,8 +96,8 @@ class OriginalConvNet(torch.nn.Module):
 
 
 def test_gdrdd_experts_become_a_replay_buffer_in_the_originals_parameter_order(tmp_path, compose):
-    from gdrdd.config import build
     from gdrdd.experts.cache import ExpertCache
+    from gdrdd.jobs import build
 
     cfg = compose("dataset=cifar10", "model=convnet")
     net = build.network_factory(cfg, build.dataset_spec(cfg))()

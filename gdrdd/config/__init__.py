@@ -1,5 +1,6 @@
-"""From the command line to the objects of a run: typed schemas (``schema``), value checks (``checks``) and the
-builder (``build``). ``CONFIG_DIR`` is the ``conf/`` folder of config groups."""
+"""The composed config: typed schemas (``schema``) and value checks (``checks``), run before any work. The
+builder that turns a checked config into a run's objects is a job: ``gdrdd.jobs.build``. ``CONFIG_DIR`` is the
+``conf/`` folder of config groups."""
 
 from pathlib import Path
 

@@ -6,14 +6,11 @@ plots compare), projected to 2-D (PCA fitted on the real features; ``tsne`` opti
 class; each synthetic image is a large marker labelled with the size of its group (the real images of its
 class nearer to it than to any other synthetic image of the class).
 
-    python -m gdrdd.evaluation.coverage RUN_A [RUN_B] [--out compare.png] [--data-dir DIR] [--method pca|tsne]
-
-draws one panel per run folder, in one shared projection.
+``python -m gdrdd.jobs.coverage RUN_A [RUN_B]`` draws one panel per run folder, in one shared projection.
 """
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -139,37 +136,6 @@ def plot_run(path: str | Path, data, make_network: Callable[[], nn.Module], imag
     return draw(path, panels, class_names)
 
 
-def main(argv: list[str] | None = None) -> Path:
-    from omegaconf import OmegaConf
-
-    from gdrdd.config import build
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, help="run folders (with distilled.pt) of one data set")
-    parser.add_argument("--out", type=Path, default=Path("coverage_compare.png"))
-    parser.add_argument("--data-dir", default=None, help="the data folder, if not the one the runs were made with")
-    parser.add_argument("--method", default="pca", choices=PROJECTIONS)
-    parser.add_argument("--real", type=int, default=2000, help="real images to draw")
-    args = parser.parse_args(argv)
-    blobs = [torch.load(run / "distilled.pt", map_location="cpu", weights_only=True) for run in args.runs]
-    cfg = OmegaConf.create(blobs[0]["config"])
-    if args.data_dir:
-        cfg.paths.data_dir = args.data_dir
-    spec = build.dataset_spec(cfg)
-    data = build.datamodule(cfg, spec)
-    data.setup()
-    real, labels = sample_real(data.class_images, args.real, seed=0)
-    sets = {f"{run.name}: {run_title(b['config'])}": (b["images"], b["labels"]) for run, b in zip(args.runs, blobs)}
-    net = fixed_network(build.network_factory(cfg, spec), "cpu")
-    path = draw(args.out, coverage_panels(net, real, labels, sets, spec.num_classes, args.method), spec.class_names)
-    print(f"coverage plot: {path}")
-    return path
-
-
 def run_title(config: dict) -> str:
     """``method, IPC, objective`` of a run's resolved config, for plot titles."""
     return f"{config['method']['name']}, IPC {config['ipc']}, {describe(config['cvar'])}"
-
-
-if __name__ == "__main__":
-    main()

@@ -12,7 +12,6 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from gdrdd.config import build
 from gdrdd.config.checks import validate
 from gdrdd.distill.checkpoints import IterationCheckpoint, refuse_finished_run, resumed_config
 from gdrdd.distill.group_stats import GroupStatsLogger
@@ -23,6 +22,7 @@ from gdrdd.errors import NonFiniteError
 from gdrdd.evaluation import coverage
 from gdrdd.evaluation.callback import EvaluationCallback
 from gdrdd.evaluation.tables import comparison_table, write_tables
+from gdrdd.jobs import build
 from gdrdd.robust.objective import describe
 from gdrdd.utils.files import write_json, write_text
 

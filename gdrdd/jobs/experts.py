@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gdrdd.config import build
 from gdrdd.config.checks import validate
 from gdrdd.data.datamodule import RealDataModule
 from gdrdd.experts.cache import run_cache
 from gdrdd.experts.trajectory import ExpertSettings, train_expert
+from gdrdd.jobs import build
 from gdrdd.models.fit import LossFn, predict
 from gdrdd.robust.grouping import NearestSynthetic
 from gdrdd.robust.network import GroupRobustLoss

@@ -8,13 +8,13 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, open_dict
 
-from gdrdd.config import build
 from gdrdd.config.checks import check_dataset, check_evaluation, check_factor
 from gdrdd.config.schema import check_types
 from gdrdd.distill.parameterization import Parameterization
 from gdrdd.errors import ConfigError
 from gdrdd.evaluation.saved_sets import load_distilled
 from gdrdd.evaluation.tables import comparison_table
+from gdrdd.jobs import build
 from gdrdd.utils.checks import require
 from gdrdd.utils.files import write_json, write_text
 

@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from gdrdd.cli import train as run
-from gdrdd.config import build
 from gdrdd.data import DatasetSpec
 from gdrdd.errors import ExpertsNotFoundError
 from gdrdd.experts.cache import run_cache
 from gdrdd.experts.trajectory import ExpertSettings, train_expert
+from gdrdd.jobs import build
 from gdrdd.robust import CVaR, NearestSynthetic
 from gdrdd.robust.network import GroupRobustLoss
 
@@ -70,6 +70,24 @@ def test_experts_task_saves_resumes_and_is_found_by_key(tmp_path, tiny):
     robust = tiny(*EXPERTS, "cvar.target=network", f"paths.cache_dir={tmp_path / 'cache'}", out=tmp_path / "run4")
     assert cache_of(robust).folder != cache.folder
     assert cache_of(tiny(*EXPERTS, "cvar=none", out=tmp_path / "run5")).description["robust"] is None
+
+
+def test_cache_key_covers_the_shift_benchmark_but_not_how_distillation_batches_are_drawn(tmp_path, compose):
+    """Experts of one thinning of a benchmark are not reused for another; the oracle's balanced batches and the
+    download flag do not change the experts' training set, so they share the cache."""
+    def folder(*overrides):
+        cfg = compose("dataset=cifar10_shift", "method=mtt", f"paths.output_dir={tmp_path}", *overrides)
+        spec = DatasetSpec("cifar10_shift", "cifar10", 3, 32, tuple(cfg.dataset.class_names), (0.5,) * 3, (0.5,) * 3,
+                           "flip")
+        return run_cache(cfg, spec).folder
+
+    base = folder()
+    assert folder("dataset.shift.keep=[1.0,0.5,0.1]") != base
+    assert folder("dataset.shift.seed=1") != base
+    assert folder("dataset.dsa_strategy=crop_flip") != base
+    assert folder("dataset.shift.balanced_batches=true") == base
+    assert folder("dataset.download=true") == base
+    assert folder("experts.num=7") == base and folder("experts.batch_size=128") != base
 
 
 def test_missing_experts_stop_mtt_before_any_step_with_the_command(tmp_path, tiny):

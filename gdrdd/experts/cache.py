@@ -19,9 +19,14 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from gdrdd.data.spec import DatasetSpec
-from gdrdd.experts.trajectory import ExpertSettings, Trajectory
+from gdrdd.experts.trajectory import Trajectory
 from gdrdd.robust.objective import acts_on_network
 from gdrdd.utils.files import atomic_write, write_text
+
+
+# Dataset keys that do not change the experts' training set: fetching it, and how the distillation's real
+# batches are drawn from a shift benchmark (the experts train on the whole thinned set).
+NOT_READ = ("download", "shift.balanced_batches")
 
 
 def expert_key(description: dict[str, Any]) -> str:
@@ -56,21 +61,28 @@ class ExpertCache:
 
 
 def run_cache(cfg: DictConfig, spec: DatasetSpec) -> ExpertCache:
-    """The cache folder of the experts the run config ``cfg`` asks for, keyed by everything that determines them:
-    the data set and its preprocessing, the network, augmentation, optimiser, epochs, seed, and the robust
-    settings of robust experts (``cvar.target=network|both``). The data folder's path is not part of the key."""
-    d = cfg.dataset
+    """The cache folder of the experts the run config ``cfg`` asks for, keyed by everything their training reads:
+    the whole ``dataset`` group (reader, classes, preprocessing, a shift benchmark's thinning, ...; all but
+    ``NOT_READ``), the class names read, the ``model`` group, the ``experts`` group but ``num`` (how many to have,
+    not what each is), and the robust settings of robust experts (``cvar.target=network|both``: alpha, weighting
+    and the IPC of the initial synthetic set that groups the real images). The data folder's path is not part of
+    the key."""
+    dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
+    for key in NOT_READ:
+        *parents, last = key.split(".")
+        section = dataset
+        for parent in parents:
+            section = section.get(parent) or {}
+        section.pop(last, None)
+    experts = {k: v for k, v in OmegaConf.to_container(cfg.experts, resolve=True).items() if k != "num"}
     description = {
-        "dataset": {"name": d.name, "classes": list(spec.class_names), "resolution": d.resolution,
-                    "channels": d.channels, "mean": list(d.mean), "std": list(d.std),
-                    "zca": "on [0, 1] pixels" if d.zca else False},
+        "dataset": {**dataset, "classes": list(spec.class_names)},
         "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "augment": cfg.experts.augment, "dsa_strategy": d.dsa_strategy,
-        "training": vars(ExpertSettings.from_config(cfg.experts)), "seed": cfg.experts.seed,
+        "experts": experts,
         "robust": ({"alpha": cfg.cvar.alpha, "weighting": cfg.cvar.weighting, "ipc": cfg.ipc}
                    if acts_on_network(cfg.cvar) else None),
     }
-    return ExpertCache(cfg.paths.cache_dir, d.name, description)
+    return ExpertCache(cfg.paths.cache_dir, cfg.dataset.name, description)
 
 
 def experts_command() -> str:

@@ -5,8 +5,9 @@ import torch
 
 from gdrdd.errors import ConfigError
 from gdrdd.jobs.distill import run
-from gdrdd.robust import ByClass, NearestSynthetic, group_means
-from gdrdd.robust.grouping import NearestAnySynthetic
+from gdrdd.robust import ByClass, CVaR, NearestSynthetic, group_means
+from gdrdd.robust.grouping import KnownGroups, NearestAnySynthetic, assign_labelled
+from gdrdd.robust.network import GroupRobustLoss
 
 
 def test_nearest_same_class_synthetic_image():
@@ -58,3 +59,41 @@ def test_grouping_across_classes_needs_a_matcher_of_every_class_per_update(tmp_p
                                           rf"method={method}.*\(dc, dm, dsa\)"):
         run(cfg)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_assign_labelled_refuses_groupings_that_are_not_per_class():
+    features, labels = torch.randn(6, 2), torch.tensor([0, 0, 1, 1, 2, 2])
+    synthetic = torch.randn(3, 2, 2)
+    ids = assign_labelled(NearestSynthetic(), features, labels, synthetic)
+    brute = [int(labels[i]) * 2 + int(((synthetic[labels[i]] - features[i]) ** 2).sum(1).argmin()) for i in range(6)]
+    assert ids.tolist() == brute
+    for grouping in (NearestAnySynthetic(3), KnownGroups(3)):
+        with pytest.raises(ValueError, match=type(grouping).__name__):
+            assign_labelled(grouping, features, labels, synthetic)
+
+
+class OneFeatureBatchNorm(torch.nn.Module):
+    """A batch-norm 'network' whose embedding of an image is its normalised first pixel."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = torch.nn.BatchNorm1d(1)
+        self.classifier = torch.nn.Linear(1, 1)
+
+    def embed(self, x):
+        return self.norm(x.flatten(1)[:, :1])
+
+    def forward(self, x):
+        return self.classifier(self.embed(x))
+
+
+def test_robust_network_loss_groups_real_and_synthetic_images_under_the_same_batch_statistics():
+    """Real pixels 0, 1, 2, 10 and synthetic 0, 1 (one class): in one batch the real 1 and 2 sit nearest the
+    synthetic 1; normalised separately (the real batch by its own mean 3.25) both would join the synthetic 0."""
+    net = OneFeatureBatchNorm().train()
+    synthetic = torch.tensor([0.0, 1.0]).view(1, 2, 1, 1, 1)
+    real = torch.tensor([0.0, 1.0, 2.0, 10.0]).view(4, 1, 1, 1)
+    loss = GroupRobustLoss(synthetic, NearestSynthetic(), CVaR(0.5))
+    running = net.norm.running_mean.clone(), net.norm.running_var.clone()
+    assert loss.group_ids(net, real, torch.zeros(4, dtype=torch.long)).tolist() == [0, 1, 1, 1]
+    assert torch.equal(net.norm.running_mean, running[0]) and torch.equal(net.norm.running_var, running[1])

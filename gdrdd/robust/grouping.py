@@ -14,6 +14,11 @@ from gdrdd.utils.distributed import all_reduce_sum
 
 
 class Grouping(Protocol):
+    """``per_class``: a real image's group depends only on the synthetic images of its own class (so images of
+    any labels can be grouped class by class, ``assign_labelled``)."""
+
+    per_class: bool
+
     def groups_per_class(self, ipc: int) -> int: ...
 
     def assign(self, real: torch.Tensor, synthetic: torch.Tensor) -> torch.Tensor: ...
@@ -21,6 +26,8 @@ class Grouping(Protocol):
 
 class ByClass:
     """One group per class: the whole real batch of the class. The base methods' (non-robust) view."""
+
+    per_class = True
 
     def groups_per_class(self, ipc: int) -> int:
         return 1
@@ -31,6 +38,8 @@ class ByClass:
 
 class NearestSynthetic:
     """Each real image joins the group of its nearest (Euclidean) synthetic image of the same class."""
+
+    per_class = True
 
     def groups_per_class(self, ipc: int) -> int:
         return ipc
@@ -46,6 +55,8 @@ class NearestAnySynthetic:
     (of class ``j // ipc``). Class ``c``'s groups with ``j // ipc != c`` hold its real images that sit nearer
     another class's synthetic images than any of its own: the modes a classifier confuses, which a per-class
     grouping merges with the class's nearest common mode."""
+
+    per_class = False
 
     def __init__(self, num_classes: int) -> None:
         self.num_classes = num_classes
@@ -64,6 +75,8 @@ class KnownGroups:
     """Each real image's group is its known subgroup label (``cvar.groups=known``; the shift benchmark's
     subgroups), not a function of features. The module hands over the labels of each real batch with
     ``set_batch(ids)`` (``(C, n)``, values in ``[0, count)``) before the matcher runs; ``assign`` returns them."""
+
+    per_class = False
 
     def __init__(self, count: int) -> None:
         self.count = count
@@ -122,7 +135,12 @@ def shrink_to_pooled(values: torch.Tensor, counts: torch.Tensor, prior: float) -
 def assign_labelled(grouping: Grouping, features: torch.Tensor, labels: torch.Tensor,
                     synthetic: torch.Tensor) -> torch.Tensor:
     """Global group ids ``(N,)`` for features ``(N, D)`` with any class labels ``(N,)``, given synthetic features
-    ``(C, ipc, D)``: ``label * groups_per_class + group within the class``."""
+    ``(C, ipc, D)``: ``label * groups_per_class + group within the class``. Only for ``per_class`` groupings: the
+    images of each class are grouped among that class's synthetic images alone."""
+    if not grouping.per_class:
+        raise ValueError(f"assign_labelled groups each class's images among that class's synthetic images only; "
+                         f"{type(grouping).__name__} groups across classes or by known labels; accepted: a "
+                         "per-class grouping (ByClass, NearestSynthetic)")
     k = grouping.groups_per_class(synthetic.shape[1])
     ids = torch.empty_like(labels)
     for c in labels.unique().tolist():

@@ -34,12 +34,29 @@ class GroupRobustLoss:
 
     def __call__(self, net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         c, ipc = self.synthetic.shape[:2]
-        with torch.no_grad():
-            synthetic_features = net.embed(self.synthetic.flatten(0, 1)).view(c, ipc, -1)
-            ids = assign_labelled(self.grouping, net.embed(images), labels, synthetic_features)
+        ids = self.group_ids(net, images, labels)
         per_sample = self.per_sample(net, images, labels)
         means, counts = segment_means(per_sample, ids, c * self.grouping.groups_per_class(ipc))
         return self.risk(means, counts).objective
+
+    def group_ids(self, net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Global group ids ``(B,)`` of ``images`` ``(B, ch, H, W)`` with class ``labels`` ``(B,)``."""
+        c, ipc = self.synthetic.shape[:2]
+        synthetic_features, real_features = embed_jointly(net, self.synthetic.flatten(0, 1), images)
+        return assign_labelled(self.grouping, real_features, labels, synthetic_features.view(c, ipc, -1))
+
+
+@torch.no_grad()
+def embed_jointly(net: nn.Module, *batches: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``net.embed`` of the concatenated ``batches`` in one forward pass, split back: in train mode a batch-norm
+    network normalises every batch with the same statistics, so distances between them mean what they do in one
+    batch (separate passes would centre each batch on its own mean). Running statistics are left as they were:
+    grouping is not training."""
+    buffers = [b.clone() for b in net.buffers()]
+    features = net.embed(torch.cat(batches))
+    for buffer, saved in zip(net.buffers(), buffers):
+        buffer.copy_(saved)
+    return features.split([len(b) for b in batches])
 
 
 def cross_entropy_per_sample(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

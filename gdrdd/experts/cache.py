@@ -23,7 +23,6 @@ from gdrdd.experts.trajectory import Trajectory
 from gdrdd.robust.objective import acts_on_network
 from gdrdd.utils.files import atomic_write, write_text
 
-
 # Dataset keys that do not change the experts' training set: fetching it, and how the distillation's real
 # batches are drawn from a shift benchmark (the experts train on the whole thinned set).
 NOT_READ = ("download", "shift.balanced_batches")

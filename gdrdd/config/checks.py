@@ -2,16 +2,20 @@
 
 Types and keys come first (``gdrdd.config.schema``; the ``method`` section's ranges too, by its method's
 schema); then the ranges and names of the other sections, and the combinations that a method does not support,
-read off its registry entry (``gdrdd.matchers.registry``). The first invalid value raises one ``ConfigError``.
+read off its registry entry (``gdrdd.matchers.registry``): among them every ``cvar`` option that the method with
+its ``cvar.target`` ignores (``refuse_ignored_options``). Where a component states its own rule (the CVaR's
+ranges, the shift benchmark's, the real batches' weights), the check calls it, so each rule and its message exist
+once. The first invalid value raises one ``ConfigError``.
 """
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from gdrdd.augment.dsa import EVAL_AUGMENTATIONS, FAMILIES
 from gdrdd.config import CONFIG_DIR
-from gdrdd.config.schema import check_types
+from gdrdd.config.schema import CvarSchema, check_types
+from gdrdd.data.datamodule import check_batch_weights
 from gdrdd.data.rarity import Rarity
 from gdrdd.data.readers import READERS
 from gdrdd.data.subpopulation import Shift
@@ -21,7 +25,7 @@ from gdrdd.experts.trajectory import check_expert_settings
 from gdrdd.matchers.registry import Method, method, methods
 from gdrdd.models import MODELS
 from gdrdd.robust.objective import TARGETS
-from gdrdd.robust.risk import WEIGHTINGS
+from gdrdd.robust.risk import CVaR
 from gdrdd.utils.checks import integer, is_number, level, one_of, positive, require
 from gdrdd.utils.runtime import PRECISIONS
 
@@ -49,8 +53,13 @@ def validate(cfg: DictConfig) -> None:
     one_of("cvar", cfg.cvar.name, CVARS)
     if cfg.cvar.name == "cvar":
         _check_cvar(cfg, entry)
+    elif cfg.task == "distill":
+        refuse_ignored_options(cfg.cvar, entry)
     if cfg.task == "experts":
         check_expert_settings(cfg)
+        check_norm(cfg, "task=experts", "MTT's experts keep parameters only, as the reference does")
+    if cfg.task == "distill" and entry.stateless_norm:
+        check_norm(cfg, f"method={entry.name}", entry.stateless_norm)
     if cfg.task == "distill" and entry.check is not None:
         entry.check(cfg)
     if "factor" in cfg.method:
@@ -74,37 +83,61 @@ def check_factor(key: str, factor: object, dataset: DictConfig) -> None:
 
 def _check_cvar(cfg: DictConfig, entry: Method) -> None:
     c = cfg.cvar
-    level("cvar.alpha", c.alpha, " (0: the mean, non-robust; 0.8: the worst 20 %; near 1: the worst group)")
-    one_of("cvar.weighting", c.weighting, WEIGHTINGS)
     one_of("cvar.target", c.target, TARGETS)
     robust_network = ", ".join(name for name, m in methods().items() if m.trains_network)
     require(c.target == "matching" or entry.trains_network or cfg.task == "experts", "cvar.target", c.target,
             f"'matching' for method={entry.name} ('network' and 'both' need a trained network: {robust_network})")
+    CVaR(c.alpha, c.weighting, mix=c.mix, min_count=c.min_count, warmup=c.warmup)  # the risk measure's own checks
     require(is_number(c.weight) and c.weight >= 0, "cvar.weight", c.weight, "a number >= 0")
     require(c.scale == "classes" or (is_number(c.scale) and c.scale > 0), "cvar.scale", c.scale,
             "'classes' or a number > 0")
-    _check_design_choices(cfg, entry)
-
-
-def _check_design_choices(cfg: DictConfig, entry: Method) -> None:
-    """The robust objective's options (mix, min_count, shrink, warmup, features, sampling, groups)."""
-    c = cfg.cvar
-    require(is_number(c.mix) and 0 <= c.mix <= 1, "cvar.mix", c.mix, "a number in [0, 1] (0: the mean, 1: CVaR alone)")
-    integer("cvar.min_count", c.min_count, minimum=0)
-    integer("cvar.warmup", c.warmup, minimum=0)
     require(is_number(c.shrink) and c.shrink >= 0, "cvar.shrink", c.shrink, "a number >= 0 (images of prior)")
     one_of("cvar.features", c.features, GROUP_FEATURES)
     integer("cvar.encoder_epochs", c.encoder_epochs)
     integer("cvar.refresh", c.refresh)
     _check_sampling(cfg)
     _check_groups(cfg, entry)
-    grouping = ", ".join(name for name, m in methods().items() if m.groups_real)
-    if c.features != "step":
-        require(entry.groups_real, "cvar.features", c.features, f"the default (step) for method={entry.name}: only "
-                f"{grouping} form groups of real images in network features")
-    if c.shrink > 0:
-        require(entry.groups_real, "cvar.shrink", c.shrink, f"the default (0) for method={entry.name}: only "
-                f"{grouping} form groups of real images in network features")
+    if cfg.task == "distill":
+        refuse_ignored_options(cfg.cvar, entry)
+
+
+def refuse_ignored_options(cvar: DictConfig, entry: Method) -> None:
+    """A ``cvar`` key set away from its default that this method with this ``cvar.target`` does not read
+    (``Method.cvar_options``), or that only refines an option not chosen (``encoder_epochs`` without
+    ``features=encoder``, ...), is refused: a run would accept it and do nothing with it, and a sweep report
+    would list it as a different setting. With ``cvar=none`` every key but ``name`` is ignored. (The experts job
+    is not checked: it takes the distillation run's overrides, ``experts_command``.)"""
+    defaults = OmegaConf.structured(CvarSchema)
+    set_keys = [key for key in cvar if key != "name" and cvar[key] != defaults.get(key)]
+    read = entry.cvar_options(cvar.target) if cvar.name != "none" else frozenset()
+    for key in set_keys:
+        value = OmegaConf.to_container(cvar[key]) if OmegaConf.is_config(cvar[key]) else cvar[key]
+        if cvar.name == "none":
+            raise ConfigError(f"cvar.{key}={value!r} has no effect with cvar=none (the plain base method reads no "
+                              "cvar option), so it is not accepted; choose cvar=default or cvar=known to use it.")
+        if key not in read:
+            targets = [t for t in TARGETS if key in entry.cvar_options(t)]
+            where = (f"cvar.target={' or '.join(targets)}" if targets else f"no cvar.target of method={entry.name}")
+            raise ConfigError(
+                f"cvar.{key}={value!r} has no effect with method={entry.name} and cvar.target={cvar.target}, so it "
+                f"is not accepted there; it is read with {where}. Leave it at its default "
+                f"({_default(defaults, key)!r}); the options read here: {', '.join(sorted(read))}.")
+        for option, choice in REFINES.get(key, ()):
+            require(cvar[option] == choice, f"cvar.{key}", value,
+                    f"its default ({_default(defaults, key)!r}) unless cvar.{option}={choice}: it has no effect with "
+                    f"cvar.{option}={cvar[option]}")
+    require(cvar.get("groups") != "known" or "features" not in set_keys, "cvar.features", cvar.get("features"),
+            "'step' with cvar.groups=known (no features are used)")
+
+
+# Options that only refine another: (that option, the value that selects them).
+REFINES = {"encoder_epochs": [("features", "encoder")], "refresh": [("features", "evaluation")],
+           "rarity": [("sampling", "rarity")]}
+
+
+def _default(defaults: DictConfig, key: str) -> object:
+    value = defaults[key]
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
 def _check_groups(cfg: DictConfig, entry: Method) -> None:
@@ -124,7 +157,6 @@ def _check_groups(cfg: DictConfig, entry: Method) -> None:
     grouping = ", ".join(name for name, m in methods().items() if m.groups_real)
     require(entry.groups_real, "cvar.groups", c.groups, f"'nearest' for method={entry.name} (known groups: {grouping})")
     require(c.target == "matching", "cvar.target", c.target, "'matching' with cvar.groups=known")
-    require(c.features == "step", "cvar.features", c.features, "'step' with cvar.groups=known (no features are used)")
 
 
 def _check_sampling(cfg: DictConfig) -> None:
@@ -134,12 +166,17 @@ def _check_sampling(cfg: DictConfig) -> None:
     if c.sampling != "rarity":
         return
     try:
-        Rarity.from_config(c.rarity)
+        rarity = Rarity.from_config(c.rarity)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     shift = cfg.dataset.get("shift")
-    require(shift is None or not shift.get("balanced_batches", False), "dataset.shift.balanced_batches", True,
-            "false with cvar.sampling=rarity (both set the real batches' sampling weights)")
+    check_batch_weights(None if shift is None else Shift.from_config(shift), rarity)
+
+
+def check_norm(cfg: DictConfig, who: str, reason: str) -> None:
+    """A network norm without running statistics, for ``who`` (a method or the experts job) because ``reason``."""
+    require(cfg.model.get("norm") != "batchnorm", "model.norm", cfg.model.get("norm"),
+            f"a norm without running statistics (instancenorm, layernorm, groupnorm, none) for {who}: {reason}")
 
 
 def check_dataset(cfg: DictConfig) -> None:

@@ -13,8 +13,15 @@ from gdrdd.data.rarity import Rarity, rarity_weights
 from gdrdd.data.readers import load_real_data
 from gdrdd.data.spec import DatasetSpec, class_major_labels
 from gdrdd.data.subpopulation import Shift, balanced_weights, make_shift
+from gdrdd.utils.checks import require
 from gdrdd.utils.distributed import rank_slice
 from gdrdd.utils.runtime import release_free_memory
+
+
+def check_batch_weights(shift: Shift | None, rarity: Rarity | None) -> None:
+    """The real batches have one set of sampling weights at most: the oracle's balanced subgroups or rarity."""
+    require(rarity is None or shift is None or not shift.balanced_batches, "dataset.shift.balanced_batches", True,
+            "false with cvar.sampling=rarity (both set the real batches' sampling weights)")
 
 
 class RealDataModule(L.LightningDataModule):
@@ -35,9 +42,7 @@ class RealDataModule(L.LightningDataModule):
                  iterations: int = 1, zca: bool = False, shift: Shift | None = None,
                  rarity: Rarity | None = None) -> None:
         super().__init__()
-        if rarity is not None and shift is not None and shift.balanced_batches:
-            raise ValueError("cvar.sampling=rarity and dataset.shift.balanced_batches=true both set the real batches' "
-                             "sampling weights; accepted: at most one of them")
+        check_batch_weights(shift, rarity)
         self.spec, self.data_dir, self.cache_dir, self.iterations, self.zca = spec, data_dir, cache_dir, iterations, zca
         self.shift, self.rarity = shift, rarity
         self.preprocess = Preprocess(spec)

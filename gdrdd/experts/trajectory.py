@@ -37,16 +37,13 @@ class ExpertSettings:
 
 
 def check_expert_settings(cfg: DictConfig) -> None:
-    """The ``experts`` group, and a network that keeps no running statistics (experts store parameters only)."""
+    """The ``experts`` group's values (the network's norm is checked with the method's, ``gdrdd.config.checks``)."""
     e = cfg.experts
     for key in ("num", "epochs", "batch_size"):
         integer(f"experts.{key}", e[key])
     positive("experts.lr", e.lr)
     require(isinstance(e.seed, int) and not isinstance(e.seed, bool), "experts.seed", e.seed, "an integer")
     one_of("experts.augment", e.augment, AUGMENTATIONS)
-    require(cfg.model.get("norm") != "batchnorm", "model.norm", cfg.model.get("norm"),
-            "a norm without running statistics (instancenorm, layernorm, groupnorm, none) for MTT: experts keep "
-            "parameters only, as the reference does")
 
 
 def parameters_of(net: nn.Module) -> dict[str, torch.Tensor]:

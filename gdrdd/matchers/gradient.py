@@ -9,7 +9,6 @@ ones keep their graph. With ``ByClass`` grouping this is plain DC/DSA, summed ov
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -35,16 +34,14 @@ DISTANCES = ("ours", "mse", "cos", "l1")
 # IPC -> (outer_loop, inner_loop) of the reference implementation.
 LOOPS_BY_IPC = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
 BN_BATCH_PER_CLASS = 16
-log = logging.getLogger(__name__)
 
 
 def loops_for_ipc(ipc: int, outer_loop: int | None = None, inner_loop: int | None = None) -> tuple[int, int]:
     """(outer, inner) loop counts: the reference schedule by IPC unless both are given."""
     if outer_loop is not None and inner_loop is not None:
         return outer_loop, inner_loop
-    if ipc not in LOOPS_BY_IPC:
-        raise ValueError(f"no reference loop schedule for ipc={ipc} (known: {sorted(LOOPS_BY_IPC)}); "
-                         "set method.outer_loop and method.inner_loop")
+    require(ipc in LOOPS_BY_IPC, "ipc", ipc, f"one of {sorted(LOOPS_BY_IPC)} for the reference loop schedule "
+            "of gradient matching, or set method.outer_loop and method.inner_loop")
     ref_outer, ref_inner = LOOPS_BY_IPC[ipc]
     return outer_loop or ref_outer, inner_loop or ref_inner
 
@@ -212,11 +209,14 @@ class GradientConfig(DistillConfig):
 
 
 def check_schedule(cfg: DictConfig) -> None:
-    """Without explicit loops, the IPC must have a reference loop schedule."""
-    explicit = cfg.method.outer_loop is not None and cfg.method.inner_loop is not None
-    require(explicit or cfg.ipc in LOOPS_BY_IPC, "ipc", cfg.ipc,
-            f"one of {sorted(LOOPS_BY_IPC)} for the reference loop schedule of {cfg.method.name}, "
-            "or set method.outer_loop and method.inner_loop")
+    """Without explicit loops, the IPC must have a reference loop schedule; a robust network target needs the
+    network to train between matching steps (``outer_loop`` > 1)."""
+    outer, _ = loops_for_ipc(cfg.ipc, cfg.method.outer_loop, cfg.method.inner_loop)
+    if acts_on_network(cfg.cvar):
+        require(outer > 1, "cvar.target", cfg.cvar.target,
+                f"'matching' with method.outer_loop=1 (the schedule of ipc={cfg.ipc} unless set): the network is never "
+                "trained between matching steps, so the robust network training of cvar.target=network|both never "
+                "runs; or set method.outer_loop > 1 and method.inner_loop (for example 5 and 5)")
 
 
 def build(inputs: MatcherInputs) -> GradientMatcher:
@@ -226,10 +226,6 @@ def build(inputs: MatcherInputs) -> GradientMatcher:
     outer, inner = loops_for_ipc(cfg.ipc, m.outer_loop, m.inner_loop)
     robust_network = None
     if acts_on_network(cfg.cvar):
-        if outer == 1:
-            log.warning("cvar.target=%s has no effect with outer_loop=1 (the reference schedule at IPC 1): the "
-                        "network is never trained between matching steps; set method.outer_loop > 1",
-                        cfg.cvar.target)
         # The whole real batch on every rank: each rank trains an identical copy of the network.
         robust_network = RobustNetworkTraining(inputs.data.sample_real, NearestSynthetic(), network_risk(cfg.cvar),
                                                batch_size=m.batch_train)

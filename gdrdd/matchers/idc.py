@@ -29,7 +29,6 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import nn
 
 from gdrdd.augment.dsa import FAMILIES
@@ -175,13 +174,6 @@ class IDCConfig(DistillConfig):
         require(0 <= self.cutmix <= 1, "method.cutmix", self.cutmix, "a probability in [0, 1]")
 
 
-def check_network(cfg: DictConfig) -> None:
-    """IDC matches per group with one pass per group, exact only for norms without batch statistics."""
-    require(cfg.model.get("norm") != "batchnorm", "model.norm", cfg.model.get("norm"),
-            "a norm without running statistics (instancenorm, the IDC ConvNet's, layernorm, groupnorm, none) for "
-            "method=idc")
-
-
 def build(inputs: MatcherInputs) -> IDCMatcher:
     m, cfg = inputs.method, inputs.cfg
     match_augment = StackedAugment(m.strategy) if m.augment == "dsa" else None
@@ -201,4 +193,5 @@ def build(inputs: MatcherInputs) -> IDCMatcher:
 
 
 register(Method("idc", IDCConfig, build, groups_real=True, trains_network=True, updates_all_classes=False,
-                stores_pixels=True, check=check_network))
+                stores_pixels=True, stateless_norm="it matches per group with one pass per group, exact only without "
+                "batch statistics (the IDC ConvNet's norm is instancenorm)"))

@@ -206,4 +206,5 @@ def build(inputs: MatcherInputs) -> TrajectoryMatcher:
                              risk_term=acts_on_matching(cfg.cvar))
 
 
-register(Method("mtt", MTTConfig, build, trains_network=True, risk_is_term=True, check=check_segment))
+register(Method("mtt", MTTConfig, build, trains_network=True, risk_is_term=True, matches_real=False,
+                stateless_norm="its experts keep parameters only, as the reference does", check=check_segment))

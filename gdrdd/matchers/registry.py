@@ -17,7 +17,12 @@ Each matcher module of ``gdrdd/matchers/`` registers its methods when imported, 
   not the whole objective scaled by ``cvar.scale``;
 - ``updates_all_classes``: each synthetic update covers every class (``False``: one class per update, IDC);
 - ``stores_pixels``: its synthetic tensors are learnt in ``[0, 1]`` pixel space (IDC), not as network inputs;
+- ``matches_real``: every update reads a real batch (``False``: only the robust risk term does, MTT);
+- ``stateless_norm``: why the method needs a network norm without running statistics (``""``: any norm);
 - ``check(cfg)``: optional checks that involve other config groups (the IPC, the experts).
+
+``cvar_options(target)`` derives from these which ``cvar`` keys a robust run of the method reads with
+``cvar.target=target``; ``gdrdd.config.checks`` refuses any other key set away from its default.
 
 A new matcher is one module in this package that calls ``register``, plus its ``conf/method/<name>.yaml``:
 ``methods()`` imports every module of the package, so nothing else needs editing.
@@ -110,7 +115,24 @@ class Method:
     risk_is_term: bool = False
     updates_all_classes: bool = True
     stores_pixels: bool = False
+    matches_real: bool = True
+    stateless_norm: str = ""
     check: Callable[[DictConfig], None] | None = None
+
+    def cvar_options(self, target: str) -> frozenset[str]:
+        """The ``cvar`` keys a distillation run of this method reads with ``cvar.target=target`` (``matching``:
+        the synthetic set's objective; ``network``: the network's training on real data, whose risk is the CVaR
+        alone at ``alpha`` with ``weighting``; ``both``). Keys that only refine another (``encoder_epochs``,
+        ``refresh``, ``rarity``) are listed with it; whether that one selects them is the config check's."""
+        keys = {"name", "alpha", "weighting", "target"}
+        matching = target in ("matching", "both")
+        if matching:
+            keys |= {"mix", "min_count", "warmup", "groups", "weight" if self.risk_is_term else "scale"}
+            if self.groups_real:
+                keys |= {"features", "encoder_epochs", "refresh", "shrink"}
+        if matching or self.matches_real:  # the real batches are drawn by cvar.sampling
+            keys |= {"sampling", "rarity"}
+        return frozenset(keys)
 
 
 _METHODS: dict[str, Method] = {}

@@ -17,6 +17,8 @@ from typing import Protocol
 
 import torch
 
+from gdrdd.utils.checks import integer, is_number, level, one_of, require
+
 WEIGHTINGS = ("mass", "uniform")
 
 
@@ -97,12 +99,12 @@ class CVaR:
 
     def __init__(self, alpha: float, weighting: str = "mass", scale: float = 1.0, mix: float = 1.0,
                  min_count: int = 0, warmup: int = 0) -> None:
-        if not 0.0 <= alpha < 1.0:
-            raise ValueError(f"cvar.alpha={alpha} is outside [0, 1); alpha 0 is the mean, 0.8 the worst 20 %")
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"cvar.weighting={weighting!r} is unknown; accepted: {', '.join(WEIGHTINGS)}")
-        if not 0.0 <= mix <= 1.0:
-            raise ValueError(f"cvar.mix={mix} is outside [0, 1]; 0 is the mean, 1 the CVaR alone")
+        # The run config's cvar values are checked by constructing this measure (gdrdd.config.checks).
+        level("cvar.alpha", alpha, " (0: the mean, non-robust; 0.8: the worst 20 %; near 1: the worst group)")
+        one_of("cvar.weighting", weighting, WEIGHTINGS)
+        require(is_number(mix) and 0 <= mix <= 1, "cvar.mix", mix, "a number in [0, 1] (0: the mean, 1: CVaR alone)")
+        integer("cvar.min_count", min_count, minimum=0)
+        integer("cvar.warmup", warmup, minimum=0)
         self.alpha, self.weighting, self.scale = alpha, weighting, scale
         self.mix, self.min_count, self.warmup = mix, min_count, warmup
         self.current_alpha = alpha if warmup == 0 else 0.0

@@ -41,6 +41,9 @@ def test_tiny_run_writes_the_distilled_set_and_metrics(tmp_path, tiny):
     assert len([v for v in column("eval/acc") if v]) == 2  # after step 2 (eval.every) and at the end
     assert (tmp_path / "config.yaml").is_file() and "| test accuracy (%) |" in (tmp_path / "table.md").read_text()
     assert "robust/tail_share/0" in log[0]
+    header = (tmp_path / "table.md").read_text().splitlines()[0]
+    assert header.startswith("mnist_mini, method=dm, CVaR alpha 0.8")
+    assert "3 / 20,000 iterations (below the reference)" in header
 
 
 def test_a_set_scored_during_distillation_equals_the_shorter_run_of_the_same_seed(tmp_path, tiny):
@@ -153,6 +156,10 @@ def test_missing_data_folder_stops_with_status_2(tmp_path):
     proc = subprocess.run([sys.executable, "train.py", "dataset=cifar10", f"paths.data_dir={tmp_path}/empty",
                            f"hydra.run.dir={tmp_path}/run"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "data_batch_1" in proc.stderr and "Traceback" not in proc.stderr
+    # the quickstart budget is announced first, before the data are read
+    assert proc.stdout.startswith("budget: 80 / 20,000 iterations (below the reference), 0.4 % of method=dm's "
+                                  "reference, the budget of experiment=quickstart; for the reference set "
+                                  "iterations=20000")
 
 
 @pytest.mark.parametrize("method", ["dc", "dsa"])

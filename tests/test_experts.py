@@ -55,7 +55,7 @@ def test_experts_task_saves_resumes_and_is_found_by_key(tmp_path, tiny):
     first = run(cfg)
     cache = cache_of(cfg)
     assert first["experts_in_cache"] == 1 and cache.count() == 1
-    assert json.loads((cache.folder / "key.json").read_text())["training"]["epochs"] == 2
+    assert json.loads((cache.folder / "key.json").read_text())["experts"]["epochs"] == 2
     trajectory = cache.load(0)
     assert len(trajectory) == 3 and "classifier.weight" in trajectory[0]
     saved = cache.path(0).read_bytes()

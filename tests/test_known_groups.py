@@ -10,7 +10,7 @@ from gdrdd.jobs import build
 from gdrdd.jobs.distill import run
 from gdrdd.matchers import DistributionMatcher, GradientMatcher
 from gdrdd.matchers.gradient import group_gradients
-from gdrdd.report.run import design_options
+from gdrdd.report.run import option_word, run_records
 from gdrdd.robust.grouping import KnownGroups, NearestSynthetic
 
 C, N, IPC, K = 3, 12, 2, 3
@@ -97,7 +97,9 @@ def test_run_with_known_groups_reports_them(tmp_path, compose):
     run(cfg)
     groups = (tmp_path / "group_stats.jsonl").read_text().splitlines()
     assert groups and '"groups_per_class": 3' in groups[-1]
-    assert design_options({"groups": "known", "mix": 1.0}) == "mix=1 groups=known"
+    (record,) = run_records(tmp_path / "metrics.json")
+    assert record["setting"]["cvar.groups"] == "known" and record["setting"]["dataset.shift.keep"] == (1.0, 0.25, 0.05)
+    assert option_word("cvar.groups", "known", record["setting"]) == "groups=known"
 
 
 @pytest.mark.parametrize("overrides, message", [

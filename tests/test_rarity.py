@@ -5,11 +5,12 @@ import sys
 import pytest
 import torch
 
-from gdrdd.config import CONFIG_DIR, build
+from gdrdd.config import CONFIG_DIR
 from gdrdd.data.rarity import Rarity, kth_neighbour_distance, rarity_weights
 from gdrdd.errors import ConfigError
+from gdrdd.jobs import build
 from gdrdd.jobs.distill import run
-from gdrdd.report.run import design_options
+from gdrdd.report.run import option_word
 
 
 def test_kth_neighbour_distance_matches_brute_force_in_any_block_size():
@@ -76,9 +77,11 @@ def test_plain_runs_ignore_rarity_and_the_oracle_cannot_be_combined(tmp_path, co
     assert list(tmp_path.iterdir()) == []  # refused before anything was written
 
 
-def test_report_names_the_sampling_and_its_power():
-    assert design_options({"sampling": "rarity", "rarity": {"power": 8.0}}) == "sampling=rarity rarity_power=8"
-    assert design_options({"sampling": "uniform"}) == ""
+def test_report_names_the_sampling_and_a_power_away_from_its_default():
+    robust = {"cvar.name": "cvar"}
+    assert option_word("cvar.sampling", "rarity", robust) == "sampling=rarity"
+    assert option_word("cvar.rarity.power", 4.0, robust) == "rarity.power=4"
+    assert option_word("cvar.rarity.power", 8.0, robust) == "" and option_word("cvar.sampling", "uniform", robust) == ""
 
 
 def test_cluster_balanced_weights_give_each_cluster_an_equal_share():

@@ -7,9 +7,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf, open_dict
 
-from gdrdd.config import CONFIG_DIR, build
+from gdrdd.config import CONFIG_DIR
 from gdrdd.config.checks import validate
 from gdrdd.errors import ConfigError
+from gdrdd.jobs import build
 from gdrdd.jobs.distill import run
 from gdrdd.matchers import registry
 from gdrdd.matchers.base import GroupLosses

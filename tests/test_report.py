@@ -87,11 +87,12 @@ def test_a_coreset_start_is_an_option_of_its_own_and_paired_with_the_plain_metho
 
 
 def test_paired_differences_match_robust_and_plain_runs_by_seed(tmp_path):
+    shift = {"keep": [1, 0.5], "balanced_batches": False}
     for i, (alpha, seed, acc, worst) in enumerate([(None, 0, 90, 80), (None, 1, 92, 82), (0.8, 0, 88, 85),
                                                    (0.8, 1, 86, 87), (0.8, 2, 99, 99)]):  # seed 2 has no plain run
-        write_run(tmp_path / "sweep" / str(i), seed, alpha, acc, worst)
-    write_run(tmp_path / "sweep" / "other", 0, 0.8, 50, 50, method="dsa")  # no dsa baseline: no paired row
-    write_run(tmp_path / "sweep" / "oracle", 1, None, 93, 90, shift={"keep": [1, 0.5], "balanced_batches": True})
+        write_run(tmp_path / "sweep" / str(i), seed, alpha, acc, worst, shift=shift)
+    write_run(tmp_path / "sweep" / "other", 0, 0.8, 50, 50, method="dsa", shift=shift)  # no dsa plain: no pair
+    write_run(tmp_path / "sweep" / "oracle", 1, None, 93, 90, shift={**shift, "balanced_batches": True})
     main([str(tmp_path / "sweep"), "--out", str(tmp_path / "out")])
     with open(tmp_path / "out" / "paired_differences.csv") as f:
         oracle, row = list(csv.DictReader(f))  # plain-objective settings first
@@ -161,3 +162,56 @@ def test_runs_scored_during_distillation_give_a_paired_budget_trend(tmp_path):
     write_run(single / "cvar", 0, 0.8, 88, 85, iterations=400)
     main([str(single), "--out", str(tmp_path / "out_single")])
     assert not (tmp_path / "out_single" / "trend.png").exists()  # one budget: no trend
+
+
+def write_setting_run(folder, seed, acc, cvar=None, **changes):
+    """A run as ``metrics.json`` records it now: its whole setting (the resolved config minus seed and paths)."""
+    setting = {"method": {"name": "dm", "lr_img": 1.0, "factor": 1, "init": "real", "init_epochs": 0},
+               "dataset": {"name": "mnist_mini", "shift": None}, "ipc": 10, "iterations": 100,
+               "model": {"name": "convnet", "width": 128}, "eval": {"nets": 3, "epochs": 300},
+               "cvar": cvar or {"name": "none"}}
+    for key, value in changes.items():
+        section, name = key.split("__")
+        setting[section][name] = value
+    folder.mkdir(parents=True)
+    scored = {m: acc for m in METRICS}
+    (folder / "metrics.json").write_text(json.dumps({
+        "method": "dm", "dataset": "mnist_mini", "ipc": 10, "seed": seed, "cvar": setting["cvar"], "iterations": 100,
+        "setting": setting, "scored": {"distilled": scored}}))
+
+
+@pytest.mark.parametrize("change, options", [({"model__width": 32}, {"model.width=128", "model.width=32"}),
+                                             ({"method__lr_img": 10.0}, {"method.lr_img=1", "method.lr_img=10"}),
+                                             ({"method__factor": 2}, {"method.factor=1", "method.factor=2"}),
+                                             ({"eval__epochs": 1000}, {"eval.epochs=300", "eval.epochs=1000"})])
+def test_runs_that_differ_in_any_setting_are_not_averaged_or_counted_as_seeds(tmp_path, change, options):
+    write_setting_run(tmp_path / "a0", 0, 80)
+    write_setting_run(tmp_path / "a1", 1, 82)
+    write_setting_run(tmp_path / "b0", 0, 90, **change)
+    rows = main([str(tmp_path), "--out", str(tmp_path / "out")])
+    assert sorted((r["seeds"], r["acc"]) for r in rows) == [(1, 90), (2, 81)]
+    assert {r["options"] for r in rows} == options
+
+
+def test_pairs_need_the_same_setting_but_the_levers(tmp_path):
+    robust = {"name": "cvar", "alpha": 0.8, "target": "matching", "mix": 0.5}
+    write_setting_run(tmp_path / "plain", 0, 80)
+    write_setting_run(tmp_path / "robust", 0, 83, cvar=robust)
+    write_setting_run(tmp_path / "herding", 0, 84, method__init="herding")
+    write_setting_run(tmp_path / "robust_narrow", 0, 70, cvar=robust, model__width=32)  # no narrow plain run
+    main([str(tmp_path), "--out", str(tmp_path / "out")])
+    with open(tmp_path / "out" / "paired_differences.csv") as f:
+        paired = {(r["objective"], r["options"]): float(r["acc"]) for r in csv.DictReader(f)}
+    assert paired == {("cvar-matching", "model.width=128"): 3.0, ("none", "init=herding model.width=128"): 4.0}
+
+
+def test_metrics_json_records_the_setting_without_seed_and_paths(distilled_file):
+    import yaml
+
+    from gdrdd.config.setting import run_setting
+
+    setting = json.loads((distilled_file.parent / "metrics.json").read_text())["setting"]
+    assert setting == run_setting(yaml.safe_load((distilled_file.parent / "config.yaml").read_text()))
+    assert setting["model"]["width"] == 16 and setting["method"]["lr_img"] > 0 and "factor" in setting["method"]
+    assert setting["eval"]["epochs"] == 2 and setting["ipc"] == 2 and setting["cvar"]["alpha"] == 0.8
+    assert not {"seed", "paths", "logger", "checkpoint"} & set(setting) and "at" not in setting["eval"]

@@ -22,6 +22,7 @@ from gdrdd.data.spec import DatasetSpec
 from gdrdd.experts.trajectory import Trajectory
 from gdrdd.robust.objective import acts_on_network
 from gdrdd.utils.files import atomic_write, write_text
+from gdrdd.utils.nested import without_keys
 
 # Dataset keys that do not change the experts' training set: fetching it, and how the distillation's real
 # batches are drawn from a shift benchmark (the experts train on the whole thinned set).
@@ -66,13 +67,7 @@ def run_cache(cfg: DictConfig, spec: DatasetSpec) -> ExpertCache:
     not what each is), and the robust settings of robust experts (``cvar.target=network|both``: alpha, weighting
     and the IPC of the initial synthetic set that groups the real images). The data folder's path is not part of
     the key."""
-    dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
-    for key in NOT_READ:
-        *parents, last = key.split(".")
-        section = dataset
-        for parent in parents:
-            section = section.get(parent) or {}
-        section.pop(last, None)
+    dataset = without_keys(OmegaConf.to_container(cfg.dataset, resolve=True), NOT_READ)
     experts = {k: v for k, v in OmegaConf.to_container(cfg.experts, resolve=True).items() if k != "num"}
     description = {
         "dataset": {**dataset, "classes": list(spec.class_names)},

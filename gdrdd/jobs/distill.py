@@ -8,11 +8,13 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from gdrdd.config.checks import validate
+from gdrdd.config.setting import run_setting
 from gdrdd.distill.checkpoints import IterationCheckpoint, refuse_finished_run, resumed_config
 from gdrdd.distill.group_stats import GroupStatsLogger
 from gdrdd.distill.outputs import save_distilled, save_image_grid
@@ -23,6 +25,7 @@ from gdrdd.evaluation import coverage
 from gdrdd.evaluation.callback import EvaluationCallback
 from gdrdd.evaluation.tables import comparison_table, write_tables
 from gdrdd.jobs import build
+from gdrdd.matchers.registry import Method, method
 from gdrdd.robust.objective import describe
 from gdrdd.utils.files import write_json, write_text
 
@@ -38,6 +41,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """
     cfg, checkpoint = resumed_config(cfg)
     validate(cfg)
+    entry = method(cfg.method.name)
+    if entry.reference_iterations and cfg.iterations < entry.reference_iterations and rank_zero_only.rank == 0:
+        print(short_budget_notice(cfg.iterations, entry, experiment_choice()), flush=True)
     build.fetch_data(cfg)
     out = Path(cfg.paths.output_dir)
     refuse_finished_run(out, resuming=checkpoint is not None)
@@ -106,21 +112,46 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             for key, path in figures.items():
                 logger.log_image(key=key, images=[str(path)])
     result = {"method": cfg.method.name, "dataset": spec.name, "ipc": cfg.ipc, "seed": cfg.seed,
+              "setting": run_setting(config),  # every value that can change the result (the report's key)
               "cvar": config["cvar"], "shift": config["dataset"].get("shift"), "iterations": cfg.iterations,
               "init": {k: cfg.method[k] for k in ("init", "init_epochs") if k in cfg.method},  # the start
               **timer.summary(), "scored": scored,
               "during": [{"iteration": n, "metrics": m} for n, m in evaluation.during().items()]}
     write_json(out / "metrics.json", result)
     write_tables(out, loggers, scored, evaluation.evaluator.group_sizes(), evaluation.evaluator.cells())
+    header = (f"{spec.name}, method={cfg.method.name}, {describe(cfg.cvar)}, IPC {cfg.ipc}, "
+              f"{iterations_run(cfg.iterations, entry)}, {cfg.eval.nets} evaluation nets x {cfg.eval.epochs} epochs")
     table = comparison_table(scored)
-    write_text(out / "table.md", table + "\n")
-    print(f"\n{spec.name}, method={cfg.method.name}, {describe(cfg.cvar)}, IPC {cfg.ipc}, "
-          f"{cfg.eval.nets} evaluation nets x {cfg.eval.epochs} epochs\n{table}\nrun folder: {out}")
+    write_text(out / "table.md", f"{header}\n\n{table}\n")
+    print(f"\n{header}\n{table}\nrun folder: {out}")
     for logger in loggers:
         logger.finalize("success")
         if isinstance(logger, WandbLogger):
             logger.experiment.finish()  # flush and close, so each run of a multirun is its own W&B run
     return result
+
+
+def iterations_run(iterations: int, entry: Method) -> str:
+    """``80 / 20,000 iterations (below the reference)``: the run's budget against its method's reference."""
+    if not entry.reference_iterations:
+        return f"{iterations:,} iterations"
+    below = " (below the reference)" if iterations < entry.reference_iterations else ""
+    return f"{iterations:,} / {entry.reference_iterations:,} iterations{below}"
+
+
+def short_budget_notice(iterations: int, entry: Method, experiment: str | None) -> str:
+    """The first line of a run shorter than its method's reference: how much shorter, and how to run the
+    reference (``experiment``: the preset Hydra composed, if known)."""
+    share = 100 * iterations / entry.reference_iterations
+    source = f"the budget of experiment={experiment}" if experiment else "a budget below the reference"
+    return (f"budget: {iterations_run(iterations, entry)}, {share:.3g} % of method={entry.name}'s reference, "
+            f"{source}; for the reference set iterations={entry.reference_iterations} or use a preset such as "
+            f"experiment={entry.name}_cifar10_ipc10 (conf/experiment/).")
+
+
+def experiment_choice() -> str | None:
+    """The ``experiment`` preset Hydra composed (``None`` outside a Hydra run, or with ``experiment=null``)."""
+    return HydraConfig.get().runtime.choices.get("experiment") if HydraConfig.initialized() else None
 
 
 def _log_metrics(loggers: list, metrics: dict[str, float], step: int) -> None:

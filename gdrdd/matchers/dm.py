@@ -121,4 +121,4 @@ def build(inputs: MatcherInputs) -> DistributionMatcher:
                                compile=m.compile)
 
 
-register(Method("dm", DMConfig, build, groups_real=True))
+register(Method("dm", DMConfig, build, groups_real=True, reference_iterations=20_000))

@@ -235,4 +235,5 @@ def build(inputs: MatcherInputs) -> GradientMatcher:
 
 
 for _name in ("dc", "dsa"):
-    register(Method(_name, GradientConfig, build, groups_real=True, trains_network=True, check=check_schedule))
+    register(Method(_name, GradientConfig, build, groups_real=True, trains_network=True, reference_iterations=1_000,
+                    check=check_schedule))

@@ -194,4 +194,4 @@ def build(inputs: MatcherInputs) -> IDCMatcher:
 
 register(Method("idc", IDCConfig, build, groups_real=True, trains_network=True, updates_all_classes=False,
                 stores_pixels=True, stateless_norm="it matches per group with one pass per group, exact only without "
-                "batch statistics (the IDC ConvNet's norm is instancenorm)"))
+                "batch statistics (the IDC ConvNet's norm is instancenorm)", reference_iterations=2_000))

@@ -207,4 +207,5 @@ def build(inputs: MatcherInputs) -> TrajectoryMatcher:
 
 
 register(Method("mtt", MTTConfig, build, trains_network=True, risk_is_term=True, matches_real=False,
-                stateless_norm="its experts keep parameters only, as the reference does", check=check_segment))
+                stateless_norm="its experts keep parameters only, as the reference does", reference_iterations=5_000,
+                check=check_segment))

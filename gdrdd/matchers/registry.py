@@ -19,6 +19,8 @@ Each matcher module of ``gdrdd/matchers/`` registers its methods when imported, 
 - ``stores_pixels``: its synthetic tensors are learnt in ``[0, 1]`` pixel space (IDC), not as network inputs;
 - ``matches_real``: every update reads a real batch (``False``: only the robust risk term does, MTT);
 - ``stateless_norm``: why the method needs a network norm without running statistics (``""``: any norm);
+- ``reference_iterations``: the distillation iterations of the method's reference protocol (its original code's
+  default, the same for every data set and IPC; ``None``: it distils nothing). A shorter run says so;
 - ``check(cfg)``: optional checks that involve other config groups (the IPC, the experts).
 
 ``cvar_options(target)`` derives from these which ``cvar`` keys a robust run of the method reads with
@@ -117,6 +119,7 @@ class Method:
     stores_pixels: bool = False
     matches_real: bool = True
     stateless_norm: str = ""
+    reference_iterations: int | None = None
     check: Callable[[DictConfig], None] | None = None
 
     def cvar_options(self, target: str) -> frozenset[str]:

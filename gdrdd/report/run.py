@@ -1,19 +1,24 @@
 """Sweep report: ``python -m gdrdd.report <multirun folder or run folders...> [--out DIR]``.
 
 Collects every ``metrics.json`` under the given folders (runs copied together from several machines work
-too), groups the runs by method, data set, IPC, iterations, objective (``none`` or ``cvar-<target>`` at
-each alpha), the robust objective's design options that differ from their defaults and a coreset start
-(``options``, e.g. ``mix=0.5 shrink=16``, ``init=kcenter``), and writes ``report.md`` and ``report.csv``
+too), groups the runs by their *setting* (every config value that can change the result,
+``gdrdd.config.setting``: runs differ only in their seed within a row) and budget, and writes ``report.md`` and
+``report.csv``
 (mean and std over seeds of accuracy, worst- and mean-group accuracy, corrupted accuracies and the CVaR of
-group test loss) and ``report.png`` (accuracy and worst-group accuracy against alpha, one line per method,
+group test loss). A row shows its method, data set, IPC, iterations, objective (``none`` or ``cvar-<target>``)
+and alpha, and under ``options`` every other value that differs between the runs of that method, data set and
+IPC (``mix=1 shrink=16``, ``init=kcenter``, ``model.width=32``, ``eval.epochs=1000``; a ``cvar`` option at its
+default and a method's own start are not shown); ``report.csv`` also holds the setting's short hash
+(``setting``). It also writes ``report.png`` (accuracy and worst-group accuracy against alpha, one line per method,
 data set, IPC, objective and options; ``cvar=none`` as a dashed line).
 
 A run that also scored its set during distillation (``eval.at=[100,400]``, ``eval.every``) counts as one run per
 budget it was scored at (the set after that many iterations, as a shorter run with the same seed would have
 made it).
 
-Where a setting has plain runs (``cvar=none`` from the method's own start) of the same method, data set, IPC
-and iterations, ``report.md`` also holds its *paired* differences from them: the setting minus plain, per seed
+Where a setting has plain runs (``cvar=none`` from the method's own start, without the oracle's balanced
+batches) that agree with it in everything but those levers and the seed, at the same iterations, ``report.md``
+also holds its *paired* differences from them: the setting minus plain, per seed
 (same seed: same initial images, real batches and evaluation networks), mean and std over the seeds both have
 (``paired_differences.csv``). Pairing removes the variance the two runs share, which dominates small cells
 such as the worst class x subgroup accuracy. Where a setting's paired differences exist at two or more
@@ -28,87 +33,116 @@ import csv
 import json
 import statistics
 from collections import defaultdict
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from gdrdd.config.schema import CvarSchema
+from gdrdd.config.setting import setting_id
 from gdrdd.distill.coreset import SELECTIONS
 from gdrdd.evaluation.tables import shown_metrics
 from gdrdd.utils.figures import pyplot, save_png
 from gdrdd.utils.files import atomic_write, write_text
+from gdrdd.utils.nested import flatten
 
 KEYS = ("method", "dataset", "ipc", "iterations", "objective", "alpha", "options")
-SETTING = tuple(k for k in KEYS if k != "iterations")  # a setting, whatever its budget
 TREND_METRICS = {"acc": "overall", "acc_kept25": "subgroups kept at 25 %", "acc_kept5": "subgroups kept at 5 %",
                  "worst_cell_acc": "worst class x subgroup cell", "worst_group_acc": "worst test group"}
-# The robust objective's design options; at their schema defaults they are not shown in ``options``.
-OPTION_DEFAULTS = {k: getattr(CvarSchema(), k)
-                   for k in ("weighting", "mix", "min_count", "shrink", "warmup", "features", "sampling", "groups")}
+# Setting keys shown as columns, or as the budget; the rest is shown under ``options`` where it differs.
+COLUMNS = ("method.name", "dataset.name", "ipc", "iterations", "cvar.name", "cvar.alpha", "cvar.target")
+# The levers a paired difference measures: the objective, a coreset start, the oracle's balanced batches.
+LEVERS = ("cvar.", "method.init", "method.init_epochs", "dataset.shift.balanced_batches")
+CVAR_DEFAULTS = flatten(asdict(CvarSchema()), "cvar.")
 
 
 def run_records(path: Path) -> list[dict[str, Any]]:
-    """One run's identifying keys, seed and distilled-set metrics from its ``metrics.json``: the final set, and
-    one record per intermediate evaluation (``eval.at`` / ``eval.every``, under ``during``) as the run at that
-    many iterations (none if it has no scored distilled set, e.g. a ``method=random`` run)."""
+    """One run's setting, seed and distilled-set metrics from its ``metrics.json``: the final set, and one record
+    per intermediate evaluation (``eval.at`` / ``eval.every``, under ``during``) as the run at that many
+    iterations (none if it has no scored distilled set, e.g. a ``method=random`` run)."""
     data = json.loads(path.read_text())
     scored = data.get("scored", {}).get("distilled")
     if scored is None or "method" not in data:  # a random-subset run, or an evaluate.py result
         return []
-    cvar = data.get("cvar", {})
-    robust = cvar.get("name") == "cvar"
-    alpha = float(cvar["alpha"]) if robust else None
-    objective = f"cvar-{cvar.get('target', 'matching')}" if robust else "none"
-    options = " ".join(filter(None, [design_options(cvar) if robust else "", start_option(data.get("init"))]))
-    if (data.get("shift") or {}).get("balanced_batches"):
-        options = f"{options} balanced_batches".strip()  # the oracle control of the shift benchmark
-    run = {"method": data["method"], "dataset": data["dataset"], "ipc": data["ipc"], "objective": objective,
-           "alpha": alpha, "options": options, "seed": data.get("seed"), "path": str(path.parent)}
+    setting = flatten(data["setting"]) if "setting" in data else recorded_setting(data)
+    setting.pop("iterations", None)  # the budget: a column of its own
+    robust = setting["cvar.name"] == "cvar"
+    run = {"method": setting["method.name"], "dataset": setting["dataset.name"], "ipc": setting["ipc"],
+           "objective": f"cvar-{setting.get('cvar.target', 'matching')}" if robust else "none",
+           "alpha": float(setting["cvar.alpha"]) if robust else None, "options": "", "setting": setting,
+           "setting_id": setting_id(setting), "seed": data.get("seed"), "path": str(path.parent)}
     budgets = [(point["iteration"], point["metrics"]) for point in data.get("during", [])]
     budgets.append((data.get("iterations"), scored))
     return [{**run, "iterations": n, "metrics": {k: m[k] for k in shown_metrics(m)}} for n, m in budgets]
 
 
-def design_options(cvar: dict[str, Any]) -> str:
-    """The robust objective's design options that differ from their defaults, as ``key=value`` words."""
-    changed = {k: cvar[k] for k, default in OPTION_DEFAULTS.items() if k in cvar and cvar[k] != default}
-    if changed.get("features") == "encoder":
-        changed["encoder_epochs"] = cvar.get("encoder_epochs")
-    if changed.get("features") == "evaluation":
-        changed["refresh"] = cvar.get("refresh")
-    if changed.get("sampling") == "rarity":
-        changed["rarity_power"] = cvar.get("rarity", {}).get("power")
-    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in changed.items())
+def recorded_setting(data: dict[str, Any]) -> dict[str, Any]:
+    """The setting of a ``metrics.json`` written before it recorded its whole setting: the method, data set, IPC,
+    the ``cvar`` group (its options at their defaults where not recorded), the shift benchmark and the start."""
+    cvar = {**CVAR_DEFAULTS, **flatten(data.get("cvar", {}), "cvar.")} if data.get("cvar", {}).get("name") == "cvar" \
+        else {"cvar.name": "none"}
+    return {"method.name": data["method"], "dataset.name": data["dataset"], "ipc": data["ipc"], **cvar,
+            **flatten(data.get("shift") or {}, "dataset.shift."), **flatten(data.get("init") or {}, "method.")}
 
 
-def start_option(init: dict[str, Any] | None) -> str:
-    """A coreset start (``method.init=kcenter|herding``, with ``init_epochs`` when its network was trained) as an
-    option word; a method's own starts (real, first, noise images) are part of the base method and show nothing."""
-    if not init or init.get("init") not in SELECTIONS:
-        return ""
-    epochs = init.get("init_epochs", 0)
-    return f"init={init['init']}" + (f" init_epochs={epochs}" if epochs else "")
+def label_options(records: list[dict[str, Any]]) -> None:
+    """Fill each record's ``options``: the setting values (not shown as columns) that differ between the records
+    of its method, data set and IPC, as ``key=value`` words (``cvar.`` and ``method.`` dropped from ``cvar``
+    options and the start), leaving out a ``cvar`` option at its default, a method's own start (real, first,
+    noise images) and the balanced batches when off."""
+    families: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        families[(r["method"], r["dataset"], r["ipc"])].append(r)
+    for family in families.values():
+        values: dict[str, set] = defaultdict(set)
+        for r in family:
+            for key, value in r["setting"].items():
+                values[key].add(json.dumps(value))
+        varying = [k for k in values if len(values[k]) > 1 and k not in COLUMNS]
+        for r in family:
+            r["options"] = " ".join(option_word(k, r["setting"][k], r["setting"]) for k in varying
+                                    if k in r["setting"] and option_word(k, r["setting"][k], r["setting"]))
+
+
+def option_word(key: str, value: Any, setting: dict[str, Any]) -> str:
+    """``key=value`` as a report shows it (``""``: not shown)."""
+    if key.startswith("cvar."):
+        if setting.get("cvar.name") != "cvar" or CVAR_DEFAULTS.get(key) == value:
+            return ""
+        key = key[len("cvar."):]
+    elif key in ("method.init", "method.init_epochs"):
+        if setting.get("method.init") not in SELECTIONS or (key == "method.init_epochs" and not value):
+            return ""
+        key = key[len("method."):]
+    elif key == "dataset.shift.balanced_batches":
+        return "balanced_batches" if value else ""
+    shown = f"{value:g}" if isinstance(value, float) else (list(value) if isinstance(value, tuple) else value)
+    return f"{key}={shown}".replace(" ", "")
 
 
 def collect(folders: list[Path]) -> list[dict[str, Any]]:
     files = dict.fromkeys(f.resolve() for folder in folders
                           for f in ([folder] if folder.is_file() else sorted(folder.rglob("metrics.json"))))
-    return [r for f in files for r in run_records(f)]  # each file once, even if folders overlap
+    records = [r for f in files for r in run_records(f)]  # each file once, even if folders overlap
+    label_options(records)
+    return records
 
 
 def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (method, data set, IPC, iterations, objective, alpha, options): ``<metric>`` mean,
+    """One row per setting and budget: the ``KEYS``, ``setting`` (its short hash), ``<metric>`` mean,
     ``<metric>_std``, ``seeds``."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
-        groups[tuple(r[k] for k in KEYS)].append(r)
+        groups[(r["setting_id"], r["iterations"])].append(r)
     rows = []
-    def order(k: tuple) -> tuple:  # method, data set, IPC, iterations, plain first, objective, alpha, options
-        return (*k[:3], k[3] or 0, k[4] != "none", k[4], -1.0 if k[5] is None else k[5], k[6])
 
-    for key in sorted(groups, key=order):
-        runs = groups[key]
-        row: dict[str, Any] = dict(zip(KEYS, key))
-        row["seeds"] = len(runs)
+    def order(runs: list[dict]) -> tuple:  # method, data set, IPC, iterations, plain first, objective, alpha, options
+        r = runs[0]
+        return (r["method"], r["dataset"], r["ipc"], r["iterations"] or 0, r["objective"] != "none", r["objective"],
+                -1.0 if r["alpha"] is None else r["alpha"], r["options"])
+
+    for runs in sorted(groups.values(), key=order):
+        row: dict[str, Any] = {k: runs[0][k] for k in KEYS}
+        row["setting"], row["seeds"] = runs[0]["setting_id"], len(runs)
         for metric in metric_columns(runs):
             values = [r["metrics"][metric] for r in runs if metric in r["metrics"]]
             if values:
@@ -118,24 +152,29 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def is_plain(record: dict[str, Any]) -> bool:
+    """``cvar=none`` from the method's own start, without the oracle's balanced batches."""
+    s = record["setting"]
+    return (s["cvar.name"] == "none" and s.get("method.init") not in SELECTIONS
+            and not s.get("dataset.shift.balanced_batches"))
+
+
+def partner_key(record: dict[str, Any]) -> tuple:
+    """What a setting and its plain partner share: the setting without the ``LEVERS``, the budget and the seed."""
+    rest = {k: v for k, v in record["setting"].items() if not k.startswith(LEVERS)}
+    return setting_id(rest), record["iterations"], record["seed"]
+
+
 def paired_differences(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per setting other than plain ``cvar=none`` that has plain runs of the same method, data set, IPC and
-    iterations: ``<metric>`` = mean over the shared seeds of (setting - plain), ``<metric>_std``, ``seeds``."""
-    def is_plain(r: dict[str, Any]) -> bool:
-        return r["objective"] == "none" and not r["options"]
-
-    def partner(r: dict[str, Any]) -> tuple:
-        return r["method"], r["dataset"], r["ipc"], r["iterations"], r["seed"]
-
-    plain = {partner(r): r for r in records if is_plain(r)}
-    pairs: dict[tuple, list[tuple[dict, dict]]] = defaultdict(list)
+    """One row per setting other than plain that has plain runs agreeing with it in everything but the levers:
+    ``<metric>`` = mean over the shared seeds of (setting - plain), ``<metric>_std``, ``seeds``."""
+    plain = {partner_key(r): r for r in records if is_plain(r)}
+    deltas = []
     for r in records:
-        base = plain.get(partner(r))
+        base = plain.get(partner_key(r))
         if not is_plain(r) and base is not None:
-            pairs[tuple(r[k] for k in KEYS)].append((r, base))
-    deltas = [{**dict(zip(KEYS, key)), "seed": run["seed"],
-               "metrics": {m: run["metrics"][m] - base["metrics"][m] for m in run["metrics"] if m in base["metrics"]}}
-              for key, matched in pairs.items() for run, base in matched]
+            deltas.append({**r, "metrics": {m: r["metrics"][m] - base["metrics"][m] for m in r["metrics"]
+                                            if m in base["metrics"]}})
     return summarise(deltas)
 
 
@@ -161,7 +200,7 @@ def markdown(rows: list[dict[str, Any]], signed: bool = False) -> str:
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    fields = [*KEYS, "seeds", *(f for m in metric_columns(rows) for f in (m, f"{m}_std"))]
+    fields = [*KEYS, "setting", "seeds", *(f for m in metric_columns(rows) for f in (m, f"{m}_std"))]
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as f:
@@ -196,13 +235,13 @@ def plot(path: Path, rows: list[dict[str, Any]]) -> None:
     save_png(fig, path)
 
 
-def budget_trends(paired: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
-    """Paired-difference rows grouped by setting (``SETTING``), in iteration order, for the settings scored at two
-    or more budgets."""
-    series: dict[tuple, list[dict]] = defaultdict(list)
+def budget_trends(paired: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Paired-difference rows grouped by setting (its hash, whatever the budget), in iteration order, for the
+    settings scored at two or more budgets."""
+    series: dict[str, list[dict]] = defaultdict(list)
     for r in paired:
         if r["iterations"] is not None:
-            series[tuple(r[k] for k in SETTING)].append(r)
+            series[r["setting"]].append(r)
     return {k: sorted(v, key=lambda r: r["iterations"]) for k, v in series.items()
             if len({r["iterations"] for r in v}) > 1}
 
@@ -213,16 +252,15 @@ def trend_metrics(rows: list[dict[str, Any]]) -> list[str]:
     return [m for m in present if m != "worst_group_acc"] if "worst_cell_acc" in present else present
 
 
-def plot_trend(path: Path, trends: dict[tuple, list[dict[str, Any]]]) -> None:
+def plot_trend(path: Path, trends: dict[str, list[dict[str, Any]]]) -> None:
     """Paired differences (setting - plain, error bars: std over seeds) against iterations, one panel per metric."""
     plt = pyplot()
     metrics = trend_metrics([r for rows in trends.values() for r in rows])
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        for key, rows in trends.items():
-            setting = dict(zip(SETTING, key))
-            label = " ".join(str(v) for v in (setting["method"], setting["objective"], setting["alpha"],
-                                              setting["options"]) if v not in (None, ""))
+        for rows in trends.values():
+            label = " ".join(str(rows[0][k]) for k in ("method", "objective", "alpha", "options")
+                             if rows[0][k] not in (None, ""))
             points = [r for r in rows if metric in r]
             ax.errorbar([r["iterations"] for r in points], [r[metric] for r in points],
                         yerr=[r[f"{metric}_std"] for r in points], marker="o", capsize=3, label=label)

@@ -5,6 +5,7 @@
     distilled = gdrdd.load("outputs/distill/runs/<run>/distilled.pt")    # [0, 1] pixels, class-index labels
     loader = torch.utils.data.DataLoader(distilled.as_dataset(), batch_size=64, shuffle=True)
     gdrdd.export("outputs/distill/runs/<run>/distilled.pt", "distilled_png")   # distilled_png/<class>/<i>.png
+    gdrdd.export("outputs/distill/runs/<run>/distilled.pt", "distilled_hf", format="hf")  # datasets.load_dataset
 
 ``load`` returns the images in pixel space (the ``[0, 1]`` scale of the data set: normalisation, or ZCA for MTT's
 ZCA runs, undone; not clamped, since distillation may move pixels past 0 and 1) or, with ``normalised=True``,
@@ -20,18 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import Dataset
 
+from gdrdd import __version__
 from gdrdd.data.preprocess import Preprocess
 from gdrdd.data.spec import DatasetSpec
 from gdrdd.distill.parameterization import Parameterization
 from gdrdd.errors import ConfigError, DistilledFileError
+from gdrdd.evaluation.image_datasets import write_hf, write_imagefolder
 from gdrdd.evaluation.saved_sets import SavedSet, load_distilled
-from gdrdd.utils.files import atomic_write
+from gdrdd.robust.objective import describe
 
 
 @dataclass(frozen=True)
@@ -102,22 +103,46 @@ def saved_spec(saved: SavedSet) -> DatasetSpec:
                        dsa_strategy=d["dsa_strategy"])
 
 
-def export(path: str | Path, folder: str | Path) -> Path:
-    """Write the distilled set at ``path`` as PNG files, ``folder/<class name>/<index>.png`` (index within the
-    class, from 0; soft labels: the most probable class), pixels rounded to 8 bits. ``folder`` must be new or
-    empty: nothing already there is overwritten. Returns ``folder``."""
+EXPORT_FORMATS = ("imagefolder", "hf")
+
+
+def export(path: str | Path, folder: str | Path, format: str = "imagefolder") -> Path:
+    """Write the distilled set at ``path`` for sharing (``gdrdd.evaluation.image_datasets``): ``imagefolder``,
+    PNG class folders ``folder/<class name>/<index>.png`` (index within the class, from 0; soft labels: the most
+    probable class; pixels rounded to 8 bits) that torchvision's ``ImageFolder`` reads; ``hf``, a folder that
+    ``datasets.load_dataset(folder)`` reads (image, label and, for soft labels, soft_label columns, the exact
+    network inputs, a dataset card with the method, IPC, objective, data set and scores). ``folder`` must be new
+    or empty: nothing already there is overwritten. Returns ``folder``."""
+    if format not in EXPORT_FORMATS:
+        raise ConfigError(f"format={format!r} is not valid; accepted: {', '.join(EXPORT_FORMATS)}")
     folder = Path(folder).expanduser()
     if folder.exists() and any(folder.iterdir()):
         raise ConfigError(f"folder={str(folder)!r} is not empty; gdrdd.export writes only into a new or empty folder, "
                           "so nothing already there is overwritten. Give another folder")
     distilled = load(path)
-    classes = distilled.labels if distilled.labels.dim() == 1 else distilled.labels.argmax(1)
-    pixels = (distilled.images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    counts: dict[int, int] = {}
-    for array, label in zip(pixels, classes.tolist()):
-        index = counts.get(label, 0)
-        counts[label] = index + 1
-        image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else np.ascontiguousarray(array))
-        target = folder / distilled.class_names[label] / f"{index:04d}.png"
-        atomic_write(target, lambda tmp, image=image: image.save(tmp, format="PNG"))
-    return folder
+    if format == "imagefolder":
+        return write_imagefolder(folder, distilled.images, distilled.labels, distilled.class_names)
+    inputs = load(path, normalised=True).images
+    meta = {"dataset": distilled.config["dataset"], "lr": distilled.lr, "gdrdd_version": __version__,
+            "inputs": "the network inputs the run trained and scored on (its normalisation), decoded"}
+    return write_hf(folder, distilled.images, inputs, distilled.labels, distilled.class_names, meta,
+                    dataset_card(distilled, Path(path).expanduser().parent / "table.md"))
+
+
+def dataset_card(distilled: DistilledSet, table: Path) -> str:
+    """The Markdown body of a shared set's dataset card: what it is, how it was made, and its scores (the run's
+    ``table.md`` when it is beside the file)."""
+    config = distilled.config
+    per_class = len(distilled) // max(distilled.num_classes, 1)
+    scores = table.read_text() if table.is_file() else "Not scored with the run (no table.md beside the file).\n"
+    return (f"# {distilled.dataset}, distilled by gdrdd ({config['method']['name']}, IPC {config['ipc']})\n\n"
+            f"A distilled image set: {len(distilled)} synthetic images ({per_class} per class"
+            f"{f', decoded from multi-formation factor {distilled.factor}' if distilled.factor > 1 else ''}) of the "
+            f"{distilled.num_classes} classes of {distilled.dataset}, made by gdrdd {__version__}.\n\n"
+            f"- method: {config['method']['name']}\n- images per class (IPC): {config['ipc']}\n"
+            f"- objective: {describe(config['cvar'])}\n- data set: {distilled.dataset}\n"
+            f"- iterations: {config.get('iterations')}\n"
+            f"- learned evaluation learning rate: {distilled.lr if distilled.lr is not None else 'none'}\n\n"
+            "Columns: `image` (8-bit PNG), `label` (class), `inputs` (the exact float32 network inputs the run "
+            "trained and scored on)" + (", `soft_label` (class probabilities)" if distilled.labels.dim() == 2 else "")
+            + ".\n\n## Scores\n\n" + scores)

@@ -1,5 +1,6 @@
 """The Python API: gdrdd.load (pixel space or network inputs, hard or soft labels, a Dataset view) and gdrdd.export
-(PNG class folders), round-tripped: the exported images score as the loaded ones do, with fixed seeds."""
+(PNG class folders, a Hugging Face dataset folder), round-tripped: the exported sets score as the file does, with
+fixed seeds; another tool's Hugging Face dataset and class folders are scored too."""
 
 import numpy as np
 import pytest
@@ -10,6 +11,8 @@ from torch.utils.data import DataLoader
 import gdrdd
 from gdrdd.data.preprocess import Preprocess
 from gdrdd.errors import ConfigError, DistilledFileError
+from gdrdd.evaluation.image_datasets import align_labels
+from gdrdd.evaluation.saved_sets import load_distilled
 from gdrdd.jobs import build
 from gdrdd.jobs.evaluate import run as run_evaluation
 
@@ -123,3 +126,71 @@ def test_the_documented_example_trains_a_model_on_a_distilled_set(distilled_file
     model = namespace["model"]
     assert model.conv1.in_channels == 1 and model.fc.out_features == 10  # the example fitted it to the data set
     assert not torch.equal(model.conv1.weight, model.first_conv1)  # and trained it on the distilled images
+
+
+def score(path, tmp_path, compose, name, *extra):
+    cfg = compose(*EVAL, f"path={path}", f"paths.output_dir={tmp_path / name}", *extra, config_name="evaluate")
+    return run_evaluation(cfg)
+
+
+def test_hf_export_loads_with_datasets_and_scores_as_the_distilled_file(distilled_file, tmp_path, compose):
+    datasets = pytest.importorskip("datasets")
+    folder = gdrdd.export(distilled_file, tmp_path / "hf", format="hf")
+    table = datasets.load_dataset(str(folder), cache_dir=str(tmp_path / "cache"))["train"]
+    assert table.column_names == ["image", "label", "inputs"] and len(table) == 20
+    assert table.features["label"].names == [str(c) for c in range(10)]
+    inputs = gdrdd.load(distilled_file, normalised=True)
+    assert table["label"] == inputs.labels.tolist()
+    assert torch.equal(torch.tensor(np.array(table.with_format("numpy")["inputs"])), inputs.images)
+    pixels = torch.from_numpy(np.array(table[3]["image"])).float().div(255)
+    assert torch.equal(pixels, (gdrdd.load(distilled_file).images[3, 0].clamp(0, 1) * 255).round() / 255)
+    card = (folder / "README.md").read_text()
+    assert "configs:" in card and "- method: dm" in card and "IPC 2" in card and "CVaR alpha 0.8" in card
+    assert "| test accuracy (%) |" in card  # the run's scores, from its table.md
+    from_hf = score(folder, tmp_path, compose, "eval_hf")
+    from_file = score(distilled_file, tmp_path, compose, "eval_pt")
+    assert from_hf["format"] == "hf" and from_hf["scored"] == from_file["scored"]  # same seeds, same accuracy
+
+
+def test_hf_export_keeps_soft_labels(tmp_path, distilled_file):
+    pytest.importorskip("datasets")
+    blob = torch.load(distilled_file, weights_only=True)
+    soft = torch.softmax(torch.randn(20, 10), 1)
+    torch.save({**blob, "labels": soft}, tmp_path / "soft.pt")
+    folder = gdrdd.export(tmp_path / "soft.pt", tmp_path / "hf", format="hf")
+    saved = load_distilled(folder)
+    assert saved.format == "hf" and torch.allclose(saved.labels, soft)
+    assert saved.config["dataset"]["name"] == "mnist_mini"
+
+
+def test_another_tools_hf_dataset_on_disk_is_scored_with_labels_matched_by_class_name(tmp_path, compose):
+    datasets = pytest.importorskip("datasets")
+    torch.manual_seed(0)
+    names = [str(c) for c in reversed(range(10))]  # the tool's own class order: 9, 8, ..., 0
+    images = [Image.fromarray((torch.rand(28, 28) * 255).byte().numpy()) for _ in range(20)]
+    features = datasets.Features({"img": datasets.Image(), "labels": datasets.ClassLabel(names=names)})
+    table = datasets.Dataset.from_dict({"img": images, "labels": [i % 10 for i in range(20)]}, features=features)
+    table.save_to_disk(str(tmp_path / "other"))
+    saved = load_distilled(tmp_path / "other")
+    assert saved.format == "hf" and saved.pixels and saved.images.shape == (20, 1, 28, 28)
+    assert torch.equal(saved.images[0, 0], torch.from_numpy(np.array(images[0])).float().div(255))
+    aligned = align_labels(saved.labels, saved.class_names, tuple(str(c) for c in range(10)), "x")
+    assert aligned[:3].tolist() == [9, 8, 7]
+    result = score(tmp_path / "other", tmp_path, compose, "eval_other")
+    assert result["format"] == "hf" and 0 <= result["scored"]["distilled"]["acc"] <= 100
+
+
+def test_imagefolder_export_is_read_back_by_evaluate(distilled_file, tmp_path, compose):
+    folder = gdrdd.export(distilled_file, tmp_path / "tree", format="imagefolder")
+    saved = load_distilled(folder)
+    distilled = gdrdd.load(distilled_file)
+    assert saved.format == "imagefolder" and saved.pixels and saved.class_names == [str(c) for c in range(10)]
+    assert torch.equal(saved.labels, distilled.labels)  # class-major files in class-major folders
+    assert torch.equal(saved.images, (distilled.images.clamp(0, 1) * 255).round() / 255)
+    assert score(folder, tmp_path, compose, "eval_tree")["format"] == "imagefolder"
+    with pytest.raises(ConfigError, match=r"format='zip' is not valid; accepted: imagefolder, hf"):
+        gdrdd.export(distilled_file, tmp_path / "zip", format="zip")
+    (tmp_path / "elsewhere" / "cat").mkdir(parents=True)
+    Image.new("L", (28, 28)).save(tmp_path / "elsewhere" / "cat" / "0.png")
+    with pytest.raises(DistilledFileError, match=r"names classes \['cat'\]"):
+        score(tmp_path / "elsewhere", tmp_path, compose, "eval_cat")

@@ -10,6 +10,9 @@ Formats (``format=auto`` tells them apart):
   pair per experiment (``exp`` picks one).
 - ``idc``: IDC's ``data.pt``, ``[images, labels]`` with the images in ``[0, 1]`` pixel space and not yet decoded
   (``factor`` gives its multi-formation factor); never chosen by ``auto``, which reads such a list as ``pair``.
+- ``hf``: a Hugging Face dataset folder (``gdrdd.export(..., format="hf")``, or another tool's, saved with
+  ``save_to_disk`` or as data files ``datasets.load_dataset`` reads); ``imagefolder``: class folders of image
+  files (``gdrdd.export``'s default, torchvision's ``ImageFolder`` layout). ``gdrdd.evaluation.image_datasets``.
 
 Images are otherwise network inputs as the tool saved them (normalised, ZCA-whitened for MTT's ZCA runs): set
 the data set and ``dataset.zca`` to match when the file does not carry them. Labels are class indices ``(N,)``
@@ -27,8 +30,9 @@ import numpy as np
 import torch
 
 from gdrdd.errors import DistilledFileError
+from gdrdd.evaluation.image_datasets import is_hf_folder, is_imagefolder, read_hf, read_imagefolder
 
-FORMATS = ("auto", "gdrdd", "pair", "dc", "idc")
+FORMATS = ("auto", "gdrdd", "pair", "dc", "idc", "hf", "imagefolder")
 PAIR_FILES = ("images_best.pt", "labels_best.pt", "lr_best.pt")
 _NUMPY_CORE = getattr(np, "_core", None) or np.core  # NumPy 2 / NumPy 1
 # NumPy scalars as pickled by NumPy 2 (numpy._core...) and by NumPy 1 (numpy.core..., as old DC result files hold).
@@ -60,7 +64,7 @@ def load_distilled(path: str | Path, fmt: str = "auto", exp: int = 0, factor: in
     if fmt not in FORMATS:
         raise DistilledFileError(f"format={fmt!r} is unknown; accepted: {', '.join(FORMATS)}")
     if path.is_dir():
-        return replace(_pair_folder(path), factor=factor)
+        return replace(_folder(path, fmt, factor), factor=factor)
     if not path.is_file():
         raise DistilledFileError(f"path={str(path)!r} does not exist; give a distilled.pt file, a saved "
                                  f"(images, labels[, lr]) file, a DC-style result file, or a folder with "
@@ -90,6 +94,26 @@ def load_distilled(path: str | Path, fmt: str = "auto", exp: int = 0, factor: in
                        factor=factor)
     raise DistilledFileError(f"{path} is not a distilled set in a known format (format={fmt}): expected gdrdd's "
                              "distilled.pt dict, an (images, labels[, lr]) sequence, or a DC-style dict with 'data'")
+
+
+def _folder(folder: Path, fmt: str, factor: int) -> SavedSet:
+    """A folder: MTT/DATM's ``images_best.pt`` pair, a Hugging Face dataset, or class folders of images."""
+    if fmt in ("auto", "pair") and (folder / PAIR_FILES[0]).is_file():
+        return _pair_folder(folder)
+    if fmt in ("auto", "hf") and is_hf_folder(folder):
+        return _checked_fields(read_hf(folder), "hf", folder)
+    if fmt in ("auto", "imagefolder") and is_imagefolder(folder):
+        return _checked_fields(read_imagefolder(folder), "imagefolder", folder)
+    if fmt == "pair":
+        return _pair_folder(folder)  # names the missing files
+    raise DistilledFileError(f"folder {folder} is not a distilled set in a known layout (format={fmt}): expected "
+                             f"{PAIR_FILES[0]} and {PAIR_FILES[1]} (MTT/DATM), a Hugging Face dataset (data files or "
+                             "save_to_disk output), or class folders of images (ImageFolder)")
+
+
+def _checked_fields(fields: dict[str, Any], fmt: str, source: Path) -> SavedSet:
+    saved = _checked(fields["images"], fields["labels"], fields.get("lr"), fields.get("config"), fmt, source)
+    return replace(saved, class_names=fields.get("class_names"), pixels=fields.get("pixels", False))
 
 
 def _pair_folder(folder: Path) -> SavedSet:

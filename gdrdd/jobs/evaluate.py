@@ -12,6 +12,7 @@ from gdrdd.config.checks import check_dataset, check_evaluation, check_factor
 from gdrdd.config.schema import check_types
 from gdrdd.distill.parameterization import Parameterization
 from gdrdd.errors import ConfigError
+from gdrdd.evaluation.image_datasets import align_labels
 from gdrdd.evaluation.saved_sets import load_distilled
 from gdrdd.evaluation.tables import comparison_table
 from gdrdd.jobs import build
@@ -40,7 +41,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if tuple(distilled.images.shape[1:]) != expected:
         raise ConfigError(f"the images in {cfg.path} are {tuple(distilled.images.shape[1:])}, but dataset="
                           f"{spec.name} has {expected}; choose the data set they were distilled from")
-    labels = distilled.labels
+    labels = align_labels(distilled.labels, distilled.class_names, spec.class_names, str(cfg.path))
     top = int(labels.max()) + 1 if labels.dim() == 1 else labels.shape[1]
     if top > spec.num_classes or (labels.dim() == 1 and int(labels.min()) < 0):
         raise ConfigError(f"the labels in {cfg.path} need {top} classes, but dataset={spec.name} has "
@@ -55,7 +56,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     lr = cfg.lr if cfg.lr is not None else distilled.lr
     evaluator = build.evaluator(cfg, data, spec)
     decoding = Parameterization(data.preprocess, factor=distilled.factor, pixels=distilled.pixels)
-    images, labels = decoding.decode_set(distilled.images.to(device), distilled.labels.to(device))
+    images, labels = decoding.decode_set(distilled.images.to(device), labels.to(device))
     scored = {"distilled": evaluator.evaluate(images, labels, lr=lr)}
     result = {"path": str(cfg.path), "format": distilled.format, "dataset": spec.name, "factor": distilled.factor,
               "images": distilled.images.shape[0], "decoded_images": len(images),

@@ -124,3 +124,34 @@ def test_a_run_resumed_at_a_due_step_scores_it_once(tmp_path):
     assert len(calls) == 1
     callback.on_train_batch_end(restarted_at(8), module, None, None, batch_idx=7)
     assert list(callback.during()) == [4, 8]
+
+
+@pytest.mark.integration
+def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(tmp_path):
+    """DDP over gloo: the whole process group of a 2-process run is killed after a few iterations; resumed from
+    its last checkpoint (with the saved config, so again 2 processes) it ends with the set an uninterrupted
+    2-process run makes."""
+    ddp = ["iterations=10", "model.width=16", "method.batch_real=16", "trainer=ddp", "trainer.devices=2"]
+
+    def start(name):
+        command = [sys.executable, str(ROOT / "train.py"), *RUN, *ddp, f"hydra.run.dir={tmp_path / name}"]
+        return subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)  # its own process group: the rank-1 child goes with it
+
+    whole = start("whole")
+    assert whole.wait(timeout=600) == 0, whole.stderr.read()[-3000:]
+    victim = start("killed")
+    ckpt = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while iterations_done(ckpt) < 3 and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert not (tmp_path / "killed" / "distilled.pt").exists() and 3 <= iterations_done(ckpt) < 10
+    resumed = subprocess.run([sys.executable, str(ROOT / "train.py"), f"resume={tmp_path / 'killed'}",
+                              f"hydra.run.dir={tmp_path / 'resume_log'}"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = torch.load(tmp_path / "whole" / "distilled.pt", weights_only=True)["images"]
+    b = torch.load(tmp_path / "killed" / "distilled.pt", weights_only=True)["images"]
+    assert torch.equal(a, b)

@@ -1,5 +1,5 @@
 """Mixed precision: bf16 autocast where asked (distillation via trainer.precision, evaluation via
-eval.precision), float32 otherwise."""
+eval.precision), float16 with a loss scaler for the evaluation networks, float32 otherwise."""
 
 
 import pytest
@@ -21,6 +21,8 @@ def test_autocast_names():
         assert conv(x).dtype == torch.bfloat16
     with autocast("cpu", "32-true"):
         assert conv(x).dtype == torch.float32
+    with autocast("cpu", "16-mixed"):
+        assert conv(x).dtype == torch.float16
     with pytest.raises(ValueError, match="bf16-mixed"):
         autocast("cpu", "fp8")
 
@@ -35,7 +37,7 @@ def test_evaluator_trains_and_tests_under_bf16_when_asked(tiny_net_factory):
         net.features[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
         return net
 
-    for precision, dtype in (("bf16-mixed", torch.bfloat16), ("32-true", torch.float32)):
+    for precision, dtype in (("bf16-mixed", torch.bfloat16), ("16-mixed", torch.float16), ("32-true", torch.float32)):
         seen.clear()
         Evaluator(spec, images, labels, factory, TrainSettings(epochs=2), nets=1, num_groups=2,
                   precision=precision).evaluate(images, labels)
@@ -74,3 +76,34 @@ def test_training_inside_one_bf16_context_uses_the_updated_weights():
             optimizer.step()
         last = torch.nn.functional.cross_entropy(net(x), y).item()
     assert last < 0.6 * first, (first, last)
+
+
+def test_float16_training_loops_scale_their_loss_and_learn(monkeypatch):
+    """Under eval.precision=16-mixed the evaluation (and expert) loops use a dynamic loss scaler: float16
+    gradients underflow without one. The toy problem learns, and the scaler saw every step."""
+    from gdrdd.models import fit
+
+    scalers = []
+    real = fit.gradient_scaler
+    monkeypatch.setattr(fit, "gradient_scaler", lambda device: scalers.append(real(device)) or scalers[-1])
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8, 2))
+    x = torch.randn(64, 8)
+    y = (x[:, 0] > 0).long()
+    first = torch.nn.functional.cross_entropy(net(x), y).item()
+    with autocast("cpu", "16-mixed"):
+        fit.run_epochs(net, torch.optim.SGD(net.parameters(), lr=0.5), x, y, epochs=30, batch_size=64)
+    assert isinstance(scalers[0], torch.amp.GradScaler) and scalers[0].get_scale() > 0
+    assert torch.nn.functional.cross_entropy(net(x), y).item() < 0.6 * first
+    fit.run_epochs(net, torch.optim.SGD(net.parameters(), lr=0.5), x, y, epochs=1, batch_size=64)
+    assert scalers[1] is None  # float32: no scaler
+
+
+def test_float16_distillation_is_refused_with_the_reason(tiny):
+    from gdrdd.config.checks import validate
+    from gdrdd.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"trainer\.precision='16-mixed' is not valid; accepted: 32-true or "
+                                          r"bf16-mixed .*eval\.precision=16-mixed is"):
+        validate(tiny("trainer.precision=16-mixed"))
+    validate(tiny("eval.precision=16-mixed", "trainer.precision=bf16-mixed"))

@@ -22,6 +22,8 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from gdrdd.utils.runtime import to_device
+
 FAMILIES = ("color", "crop", "cutout", "flip", "scale", "rotate")
 AUGMENTATIONS = ("dsa", "none")  # the values of the method.augment and experts.augment keys
 EVAL_AUGMENTATIONS = ("dsa", "idc", "none")  # of eval.augment
@@ -77,16 +79,16 @@ class DSA:
         """``n`` parameter sets of ``family`` for ``size`` px."""
 
         def uniform(*shape: int) -> torch.Tensor:
-            return torch.rand(n, *shape, generator=generator).to(device)
+            return to_device(torch.rand(n, *shape, generator=generator), device)
 
         if family == "color":
             values = {"brightness": uniform(), "saturation": uniform(), "contrast": uniform()}
         elif family == "crop":
             shift = int(size * self.crop + 0.5)
-            values = {"shift": torch.randint(-shift, shift + 1, (n, 2), generator=generator).to(device)}
+            values = {"shift": to_device(torch.randint(-shift, shift + 1, (n, 2), generator=generator), device)}
         elif family == "cutout":
             cut = int(size * self.cutout + 0.5)
-            values = {"centre": torch.randint(0, size + (1 - cut % 2), (n, 2), generator=generator).to(device)}
+            values = {"centre": to_device(torch.randint(0, size + (1 - cut % 2), (n, 2), generator=generator), device)}
         elif family == "flip":
             values = {"flip": uniform()}
         elif family == "scale":

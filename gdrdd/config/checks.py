@@ -34,6 +34,7 @@ CVARS = ("cvar", "none")
 GROUP_FEATURES = ("step", "encoder", "evaluation")
 SAMPLINGS = ("uniform", "rarity")
 GROUPS = ("nearest", "nearest_any", "known")
+DISTILL_PRECISIONS = ("32-true", "bf16-mixed")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -49,6 +50,7 @@ def validate(cfg: DictConfig) -> None:
             list(steps), f"distillation steps from 1 to iterations - 1 ({cfg.iterations - 1}), e.g. [100, 400]; the "
             "end of the run is always evaluated")
     entry = method(cfg.method.name)
+    check_trainer(cfg)
     check_dataset(cfg)
     one_of("cvar", cfg.cvar.name, CVARS)
     if cfg.cvar.name == "cvar":
@@ -177,6 +179,15 @@ def check_norm(cfg: DictConfig, who: str, reason: str) -> None:
     """A network norm without running statistics, for ``who`` (a method or the experts job) because ``reason``."""
     require(cfg.model.get("norm") != "batchnorm", "model.norm", cfg.model.get("norm"),
             f"a norm without running statistics (instancenorm, layernorm, groupnorm, none) for {who}: {reason}")
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    """``trainer.precision``: float32 or bfloat16 autocast. The distillation differentiates gradients (gradient
+    matching, MTT's unroll) and steps its own optimisers; float16 would need a loss scale through every one of
+    those passes, which is not implemented, so ``16-mixed`` is refused here (the evaluation networks take it)."""
+    require(cfg.trainer.get("precision", "32-true") in DISTILL_PRECISIONS, "trainer.precision",
+            cfg.trainer.get("precision"), f"{' or '.join(DISTILL_PRECISIONS)} (bfloat16 needs no loss scaling: GPUs "
+            "from A100 on, CPUs with AMX); float16 distillation is not supported, eval.precision=16-mixed is")
 
 
 def check_dataset(cfg: DictConfig) -> None:

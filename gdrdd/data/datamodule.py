@@ -15,7 +15,7 @@ from gdrdd.data.spec import DatasetSpec, class_major_labels
 from gdrdd.data.subpopulation import Shift, balanced_weights, make_shift
 from gdrdd.utils.checks import require
 from gdrdd.utils.distributed import rank_slice
-from gdrdd.utils.runtime import release_free_memory
+from gdrdd.utils.runtime import release_free_memory, to_device
 
 
 def check_batch_weights(shift: Shift | None, rarity: Rarity | None) -> None:
@@ -103,7 +103,8 @@ class RealDataModule(L.LightningDataModule):
         m = min(n, *(len(x) for x in self.class_images))
         weights = self.batch_weights if not uniform else None
         weights = weights or [None] * len(self.class_images)
-        picks = [draw(len(self.class_images[c]), m, weights[c], generator).to(self.device) for c in classes]
+        picks = to_device(torch.stack([draw(len(self.class_images[c]), m, weights[c], generator) for c in classes]),
+                          self.device)  # drawn on the host (seeded generators), copied in one transfer
         batch = torch.stack([self.class_images[c][i] for c, i in zip(classes, picks)])
         batch = rank_slice(batch, dim=1) if split else batch
         if not with_subgroups:
@@ -147,11 +148,11 @@ class RealDataModule(L.LightningDataModule):
         labels = torch.searchsorted(starts, indices, right=True) - 1
         images = torch.empty(len(indices), *self.class_images[0].shape[1:], device=self.device,
                              dtype=self.class_images[0].dtype)
-        for c in labels.unique().tolist():
+        for c in labels.unique().tolist():  # host tensors: no device synchronisation
             positions = (labels == c).nonzero().squeeze(1)
-            local = (indices[positions] - starts[c]).to(self.device)
-            images.index_copy_(0, positions.to(self.device), self.class_images[c].index_select(0, local))
-        return images, labels.to(self.device)
+            local = to_device(indices[positions] - starts[c], self.device)
+            images.index_copy_(0, to_device(positions, self.device), self.class_images[c].index_select(0, local))
+        return images, to_device(labels, self.device)
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(range(self.iterations), batch_size=None, shuffle=False)

@@ -59,7 +59,10 @@ class Preprocess:
                         "inverse": z.transform_inv.cpu()}}
 
     def _zca_on(self, like: torch.Tensor) -> ZCAWhitening:
-        """The fitted transform on ``like``'s device (moved once)."""
-        if self.zca.mean_vector.device != like.device:
-            self.zca = self.zca.to(like.device)
-        return self.zca
+        """The fitted transform on ``like``'s device (moved once). Its three tensors are moved one by one: kornia
+        releases before 0.9 keep them as plain attributes, which ``Module.to`` would leave on the CPU."""
+        z = self.zca
+        if z.mean_vector.device != like.device:
+            for name in ("mean_vector", "transform_matrix", "transform_inv"):
+                setattr(z, name, getattr(z, name).to(like.device))
+        return z

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -35,7 +36,14 @@ class DatasetSpec:
 
     @staticmethod
     def _stat(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
-        return torch.tensor(values, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
+        return channel_constant(tuple(values), like.dtype, like.device)
+
+
+@functools.lru_cache(maxsize=64)
+def channel_constant(values: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``values`` as a ``(1, C, 1, 1)`` tensor on ``device``, made once per device and dtype (no copy from the
+    host at every call). Read-only: it is shared."""
+    return torch.tensor(values, dtype=dtype, device=device).view(1, -1, 1, 1)
 
 
 def unit_pixels(images: torch.Tensor) -> torch.Tensor:

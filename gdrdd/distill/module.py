@@ -59,6 +59,7 @@ class DistillModule(L.LightningModule):
         """The learning rate evaluation networks should use instead of the protocol's (MTT: the learned one,
         unless it has become <= 0, which SGD cannot use: then the protocol's, with a warning)."""
         lr = getattr(self.matcher, "learned_lr", None)
+        lr = None if lr is None else float(lr)
         if lr is not None and lr <= 0:
             log.warning("the learned step size is %g <= 0; evaluating with eval.lr instead", lr)
             return None
@@ -82,7 +83,8 @@ class DistillModule(L.LightningModule):
         """True if the loss and every gradient are finite. Otherwise raise ``NonFiniteError`` (the images are
         still the last good ones), or with ``skip_nonfinite`` count the skip and return False."""
         grads = [p.grad for p in self.parameters() if p.grad is not None]
-        if bool(torch.isfinite(objective)) and all(bool(torch.isfinite(g).all()) for g in grads):
+        checks = [torch.isfinite(objective).all(), *(torch.isfinite(g).all() for g in grads)]
+        if bool(torch.stack(checks).all()):  # the one host synchronisation of an update: it decides the step
             return True
         if not self.skip_nonfinite:
             raise NonFiniteError(f"the distillation loss or its gradient is not finite at iteration {iteration} "
@@ -133,16 +135,15 @@ class DistillModule(L.LightningModule):
             self.log("distill/base_loss", out.base.detach())
         if hasattr(self.matcher, "learned_lr"):
             self.log("distill/learned_lr", self.matcher.learned_lr)
-        nonempty = out.counts > 0
         self.last_group_stats = GroupStats(out.losses.detach(), out.counts.detach(),  # moved to the CPU when logged
                                            risk.tail_weights.detach() if isinstance(self.risk, CVaR) else None,
                                            out.groups_per_class)
-        if nonempty.any():
-            group_losses = out.losses.detach()[nonempty]
+        if len(out.losses):  # tensors only: Lightning reads them at its logging interval
+            nonempty, losses = out.counts > 0, out.losses.detach()
             self.log_dict({
                 "robust/risk": risk.value.detach(),
-                "robust/group_loss_mean": group_losses.mean(),
-                "robust/group_loss_max": group_losses.max(),
+                "robust/group_loss_mean": (losses * nonempty).sum() / nonempty.sum().clamp(min=1),
+                "robust/group_loss_max": losses.masked_fill(~nonempty, float("-inf")).max(),
                 "robust/nonempty_groups": nonempty.sum().float(),
             })
         return objective.detach()

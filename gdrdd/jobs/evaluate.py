@@ -18,6 +18,7 @@ from gdrdd.evaluation.tables import comparison_table
 from gdrdd.jobs import build
 from gdrdd.utils.checks import require
 from gdrdd.utils.files import write_json, write_text
+from gdrdd.utils.runtime import make_deterministic
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -36,6 +37,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, verbose=False)
+    make_deterministic(cfg.trainer.get("deterministic"))
     spec = build.dataset_spec(cfg)
     expected = (spec.channels, spec.resolution, spec.resolution)
     if tuple(distilled.images.shape[1:]) != expected:

@@ -24,11 +24,13 @@ from gdrdd.robust.network import GroupRobustLoss
 from gdrdd.robust.objective import acts_on_network, network_risk
 from gdrdd.utils.files import write_json, write_text
 from gdrdd.utils.progress import bar, job_label
+from gdrdd.utils.runtime import make_deterministic
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train experts ``count .. experts.num - 1`` and return the summary written to ``experts.json``."""
     validate(cfg)
+    make_deterministic(cfg.trainer.get("deterministic"))
     build.fetch_data(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,8 @@ real batch then holds those classes only; IDC updates one class at a time); with
 ``splits_real = False`` when, in a distributed run, the matcher wants the whole real batch on every rank
 rather than its slice (by default it gets a slice and sums its group statistics over ranks);
 a matcher with learnable tensors of its own (MTT's step size) is an ``nn.Module`` with
-``param_groups()`` (extra optimiser parameter groups) and ``learned_lr`` (the evaluation learning rate).
+``param_groups()`` (extra optimiser parameter groups) and ``learned_lr`` (the evaluation learning rate, a detached
+0-dim tensor).
 """
 
 from __future__ import annotations

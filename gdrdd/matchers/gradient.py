@@ -85,11 +85,15 @@ def group_gradients(net: nn.Module, params: list[nn.Parameter], images: torch.Te
     run each rank holds a slice of the batch: the groups' summed gradients and counts are summed over ranks,
     then divided, which gives the global groups' mean gradients.
     """
-    counts = torch.bincount(ids, minlength=groups)
+    if groups == 1:  # the plain method: one group holding every image, known without asking the device
+        counts, present = torch.full((1,), len(ids), dtype=torch.long, device=ids.device), [0]
+    else:  # the non-empty groups: one host synchronisation per class and update
+        counts = torch.bincount(ids, minlength=groups)
+        present = torch.nonzero(counts).flatten().tolist()
     grads = [p.new_zeros(groups, *p.shape) for p in params]
     reduction = "sum" if is_distributed() else "mean"
-    for g in torch.nonzero(counts).flatten().tolist():
-        x = images[ids == g]
+    for g in present:
+        x = images if groups == 1 else images[ids == g]
         loss = F.cross_entropy(net(x), torch.full((len(x),), label, device=x.device), reduction=reduction)
         for acc, grad in zip(grads, torch.autograd.grad(loss, params)):
             acc[g] = grad

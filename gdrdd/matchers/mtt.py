@@ -88,8 +88,9 @@ class TrajectoryMatcher(nn.Module):
         self.target: Params = {}
 
     @property
-    def learned_lr(self) -> float:
-        return float(self.syn_lr.detach())
+    def learned_lr(self) -> torch.Tensor:
+        """The step size as a detached 0-dim tensor (logged without a host synchronisation)."""
+        return self.syn_lr.detach()
 
     def param_groups(self) -> list[dict]:
         """Extra optimiser parameter groups: the step size with its own learning rate."""

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gdrdd.augment.dsa import DSA
-from gdrdd.utils.runtime import compiled
+from gdrdd.utils.runtime import compiled, gradient_scaler, to_device
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -63,7 +63,7 @@ class CutMix:
             return F.cross_entropy(net(images), labels, reduction="none")
         seed = int(torch.randint(2**31 - 1, (1,), generator=self.generator))
         lam = float(np.random.default_rng(seed).beta(self.beta, self.beta))
-        perm = torch.randperm(len(images), generator=self.generator).to(images.device)
+        perm = to_device(torch.randperm(len(images), generator=self.generator), images.device)
         h, w = images.shape[-2:]
         cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
         cy, cx = (int(torch.randint(n, (1,), generator=self.generator)) for n in (h, w))
@@ -105,12 +105,14 @@ def run_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.T
                on_epoch: Callable[[int], None] | None = None) -> None:
     """``epochs`` passes of shuffled mini-batch training, per-sample augmentation if given; the loss is
     ``loss_fn(net, x, y)`` (default: mean cross-entropy); the scheduler (if any) steps once per epoch, then
-    ``on_epoch(epoch)`` is called. Leaves ``net`` in train mode."""
+    ``on_epoch(epoch)`` is called. Under float16 autocast the loss is scaled (``gradient_scaler``: a step whose
+    gradients overflow is skipped and the scale lowered). Leaves ``net`` in train mode."""
     loss_fn = loss_fn or cross_entropy
     images, labels = images.detach(), labels.detach()
+    scaler = gradient_scaler(images.device)
     net.train()
     for epoch in range(epochs):
-        order = torch.randperm(len(images), generator=generator).to(images.device)
+        order = to_device(torch.randperm(len(images), generator=generator), images.device)
         for start in range(0, len(images), batch_size):
             idx = order[start:start + batch_size]
             x = images[idx]
@@ -118,8 +120,13 @@ def run_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.T
                 x = augment(x, generator)
             loss = loss_fn(net, x, labels[idx])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
         if scheduler is not None:
             scheduler.step()
         if on_epoch is not None:

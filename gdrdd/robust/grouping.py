@@ -14,11 +14,6 @@ from gdrdd.utils.distributed import all_reduce_sum
 
 
 class Grouping(Protocol):
-    """``per_class``: a real image's group depends only on the synthetic images of its own class (so images of
-    any labels can be grouped class by class, ``assign_labelled``)."""
-
-    per_class: bool
-
     def groups_per_class(self, ipc: int) -> int: ...
 
     def assign(self, real: torch.Tensor, synthetic: torch.Tensor) -> torch.Tensor: ...
@@ -26,8 +21,6 @@ class Grouping(Protocol):
 
 class ByClass:
     """One group per class: the whole real batch of the class. The base methods' (non-robust) view."""
-
-    per_class = True
 
     def groups_per_class(self, ipc: int) -> int:
         return 1
@@ -38,8 +31,6 @@ class ByClass:
 
 class NearestSynthetic:
     """Each real image joins the group of its nearest (Euclidean) synthetic image of the same class."""
-
-    per_class = True
 
     def groups_per_class(self, ipc: int) -> int:
         return ipc
@@ -55,8 +46,6 @@ class NearestAnySynthetic:
     (of class ``j // ipc``). Class ``c``'s groups with ``j // ipc != c`` hold its real images that sit nearer
     another class's synthetic images than any of its own: the modes a classifier confuses, which a per-class
     grouping merges with the class's nearest common mode."""
-
-    per_class = False
 
     def __init__(self, num_classes: int) -> None:
         self.num_classes = num_classes
@@ -75,8 +64,6 @@ class KnownGroups:
     """Each real image's group is its known subgroup label (``cvar.groups=known``; the shift benchmark's
     subgroups), not a function of features. The module hands over the labels of each real batch with
     ``set_batch(ids)`` (``(C, n)``, values in ``[0, count)``) before the matcher runs; ``assign`` returns them."""
-
-    per_class = False
 
     def __init__(self, count: int) -> None:
         self.count = count
@@ -114,7 +101,8 @@ def segment_means(values: torch.Tensor, ids: torch.Tensor, num_groups: int,
     """Means ``(G, *rest)`` and counts ``(G,)`` of ``values`` ``(N, *rest)`` by global group id ``ids`` ``(N,)``;
     an empty group has mean 0 and count 0. ``across_ranks``: over the ranks' values together."""
     sums = values.new_zeros(num_groups, *values.shape[1:]).index_add_(0, ids, values)
-    counts = torch.bincount(ids, minlength=num_groups).to(values.dtype)
+    counts = torch.zeros(num_groups, device=ids.device).index_add_(0, ids, torch.ones(len(ids), device=ids.device))
+    counts = counts.to(values.dtype)  # counted in float32 (exact below 2^24), not bincount: any device, meta too
     if across_ranks:
         all_reduce_sum(sums, counts)
     return sums / counts.clamp(min=1).view(-1, *[1] * (values.dim() - 1)), counts
@@ -135,15 +123,17 @@ def shrink_to_pooled(values: torch.Tensor, counts: torch.Tensor, prior: float) -
 def assign_labelled(grouping: Grouping, features: torch.Tensor, labels: torch.Tensor,
                     synthetic: torch.Tensor) -> torch.Tensor:
     """Global group ids ``(N,)`` for features ``(N, D)`` with any class labels ``(N,)``, given synthetic features
-    ``(C, ipc, D)``: ``label * groups_per_class + group within the class``. Only for ``per_class`` groupings: the
-    images of each class are grouped among that class's synthetic images alone."""
-    if not grouping.per_class:
+    ``(C, ipc, D)``: ``label * groups_per_class + group within the class``. For the per-class groupings only
+    (``ByClass``, ``NearestSynthetic``): each image is grouped among its own class's synthetic images. One
+    distance matrix to every synthetic image, the other classes' columns masked: no loop over classes and no
+    host synchronisation."""
+    if isinstance(grouping, ByClass):
+        return labels.clone()
+    if not isinstance(grouping, NearestSynthetic):
         raise ValueError(f"assign_labelled groups each class's images among that class's synthetic images only; "
                          f"{type(grouping).__name__} groups across classes or by known labels; accepted: a "
                          "per-class grouping (ByClass, NearestSynthetic)")
-    k = grouping.groups_per_class(synthetic.shape[1])
-    ids = torch.empty_like(labels)
-    for c in labels.unique().tolist():
-        mask = labels == c
-        ids[mask] = c * k + grouping.assign(features[mask][None], synthetic[c][None])[0]
-    return ids
+    c, k = synthetic.shape[:2]
+    distances = torch.cdist(features.float(), synthetic.flatten(0, 1).float())  # (N, C * k)
+    owner = torch.arange(c, device=labels.device).repeat_interleave(k)  # the class of each column
+    return distances.masked_fill(owner[None, :] != labels[:, None], float("inf")).argmin(dim=1)

@@ -115,8 +115,7 @@ class CVaR:
     def __call__(self, losses: torch.Tensor, counts: torch.Tensor) -> RiskOutput:
         """``tail_weights`` are the effective group weights of the (mixed) objective; they sum to one."""
         eligible = torch.where(counts >= self.min_count, counts, torch.zeros_like(counts))
-        if not bool((eligible > 0).any()):  # no group is large enough: fall back to every group
-            eligible = counts
+        eligible = torch.where((eligible > 0).any(), eligible, counts)  # none large enough: every group (no sync)
         weights = group_weights(eligible, self.weighting).to(losses.dtype)
         tail = cvar_tail_weights(losses, weights, self.current_alpha)
         effective = self.mix * tail + (1.0 - self.mix) * weights

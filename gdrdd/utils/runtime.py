@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import platform
 from typing import Callable, TypeVar
 
@@ -12,7 +13,8 @@ import torch
 
 Compilable = TypeVar("Compilable", bound=Callable)
 
-PRECISIONS = ("32-true", "bf16-mixed")
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 # glibc mallopt parameter numbers (malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -60,8 +62,9 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:
-    """The autocast context of a Lightning-style ``precision`` name: ``32-true`` (none) or ``bf16-mixed``
-    (bfloat16 autocast on ``device``'s type).
+    """The autocast context of a Lightning-style ``precision`` name: ``32-true`` (none), ``bf16-mixed`` or
+    ``16-mixed`` (bfloat16 or float16 autocast on ``device``'s type; a training loop under float16 autocast scales
+    its loss, ``gradient_scaler``).
 
     The weight-cast cache is off: autocast otherwise keeps the first bfloat16 copy of every weight until the
     context exits, so a training loop inside one context would run every forward with the initial weights.
@@ -70,7 +73,42 @@ def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractC
         raise ValueError(f"precision={precision!r} is unknown; accepted: {', '.join(PRECISIONS)}")
     if precision == "32-true":
         return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, cache_enabled=False)
+    return torch.autocast(torch.device(device).type, dtype=AUTOCAST_DTYPES[precision], cache_enabled=False)
+
+
+def make_deterministic(mode: bool | str | None) -> None:
+    """Deterministic kernels for a job without a Lightning Trainer (experts, ``evaluate.py``), as
+    ``trainer.deterministic`` makes the Trainer set them for distillation: ``true`` (an operation without a
+    deterministic CUDA kernel raises: the backward of ``grid_sample``, which DSA's scale and rotate use, and of
+    bilinear ``interpolate``, which multi-formation uses), ``warn`` (such an operation warns and runs; the setting
+    to use on GPUs), ``None``/``false`` (PyTorch's defaults). Sets ``CUBLAS_WORKSPACE_CONFIG`` (cuBLAS needs it
+    for deterministic matrix products) unless already set, and turns cuDNN's benchmark autotuning off."""
+    if not mode:
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=mode == "warn")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
+def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A host tensor (random draws, indices) on ``device``: on CUDA through pinned memory without blocking the
+    host, so the copy overlaps the queued kernels instead of waiting for them; elsewhere a plain ``.to``."""
+    device = torch.device(device)
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def gradient_scaler(device: torch.device | str) -> torch.amp.GradScaler | None:
+    """A dynamic loss scaler when the caller runs under float16 autocast on ``device`` (float16 gradients
+    underflow without one), else ``None`` (float32 and bfloat16 need none)."""
+    kind = torch.device(device).type
+    try:
+        float16 = torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.float16
+    except RuntimeError:  # a device type without autocast (meta)
+        return None
+    return torch.amp.GradScaler(kind) if float16 else None
 
 
 def compiled(fn: Compilable, enabled: bool) -> Compilable:

@@ -1,33 +1,50 @@
 #!/usr/bin/env bash
-# GPU readiness in one script, for a machine with a CUDA device (under 10 minutes on one recent GPU):
-#   1. every matcher (DM, DC, DSA, MTT): seconds per iteration and peak GPU memory, plain and robust, at IPC 10
-#      on CIFAR-10-sized random data, plus one evaluation network (300 epochs) per configuration (bench/run.py);
-#   2. IDC through train.py on the embedded set: a few iterations, one evaluation network;
-#   3. a one-device DDP run through train.py (trainer=ddp), beside the same run without DDP.
-# Usage: bash bench/gpu_check.sh [OUT]   (default outputs/bench/gpu_check); prints a table, writes JSON there.
-set -euo pipefail
+# GPU readiness in one prepared call, for a machine with a CUDA device; installs nothing beyond the README's
+# test command (pip install -e ".[test]").
+#   bash bench/gpu_check.sh [--quick] [OUT]        (default OUT: outputs/bench/gpu_check)
+# Full (estimated 6-8 minutes on one H100, budget 10): the CUDA tests (pytest -m gpu: every matcher through
+# train.py, bf16/16-mixed, torch.compile, ZCA, MTT, a 1-device DDP run over NCCL); every matcher's step at
+# IPC 10 on CIFAR-10-sized data, plain and robust, with one 300-epoch evaluation network each (bench/run.py);
+# IDC, a single-device and a 1-device DDP run through train.py; bench/paper_table.sh if it exists.
+# --quick (estimated under 2 minutes, budget 3): the CUDA tests without torch.compile, DM and DSA steps at IPC 10
+# with a 20-epoch evaluation network, the single-device run.
+# Writes OUT/gpu_check.json (every part: seconds, status, its numbers) and prints one table; a part that fails
+# is recorded and the others still run (exit status 1 if any failed).
+set -uo pipefail
 cd "$(dirname "$0")/.."
+QUICK=0
+if [ "${1:-}" = "--quick" ]; then QUICK=1; shift; fi
 OUT=${1:-outputs/bench/gpu_check}
 mkdir -p "$OUT"
-python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device: this check needs one')"
-python -c "import torch; print('device:', torch.cuda.get_device_name(0), '| torch', torch.__version__)"
+python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device: this check needs one')" || exit 2
+python -c "import torch; print('device:', torch.cuda.get_device_name(0), '| torch', torch.__version__)" | tee "$OUT/device.txt"
 
-python bench/run.py --device cuda --methods dm dc dsa mtt --ipc 10 --objectives none matching --steps 3 \
-  --eval-epochs 300 --out "$OUT/matchers.json"
+STEPS="$OUT/steps.tsv"
+: > "$STEPS"
+part() {  # part NAME COMMAND...: run it, log to OUT/NAME.log, record seconds and exit status
+  local name=$1; shift
+  local start=$SECONDS
+  "$@" > "$OUT/$name.log" 2>&1
+  local status=$?
+  printf '%s\t%s\t%s\n' "$name" "$((SECONDS - start))" "$status" >> "$STEPS"
+  echo "$name: exit $status ($(tail -1 "$OUT/$name.log" | cut -c1-100))"
+}
+RUN="eval.nets=1 eval.baseline=false eval.coverage=false trainer.enable_progress_bar=false"
 
-RUN="eval.nets=1 eval.epochs=300 eval.baseline=false eval.coverage=false trainer.enable_progress_bar=false"
-python train.py method=idc ipc=10 iterations=3 method.inner_loop=10 trainer=gpu $RUN hydra.run.dir="$OUT/idc"
-python train.py iterations=50 trainer=gpu $RUN hydra.run.dir="$OUT/single"
-python train.py iterations=50 trainer=ddp trainer.accelerator=gpu trainer.devices=1 $RUN hydra.run.dir="$OUT/ddp1"
-
-python - "$OUT" <<'PY'
-import json, sys
-from pathlib import Path
-out = Path(sys.argv[1])
-rows = {name: json.loads((out / name / "metrics.json").read_text()) for name in ("idc", "single", "ddp1")}
-print("| train.py run | s / iteration (median) | peak GPU memory (MB) | test accuracy (%) |\n|---|---|---|---|")
-for name, m in rows.items():
-    print(f"| {name} | {m['seconds_per_iteration_median']:.3f} | {m.get('peak_gpu_memory_mb', float('nan')):.0f} | "
-          f"{m['scored']['distilled']['acc']:.2f} |")
-(out / "train_runs.json").write_text(json.dumps(rows, indent=2) + "\n")
-PY
+if [ $QUICK = 1 ]; then
+  part gpu_tests python -m pytest -q -m gpu -k "not compile" -p no:cacheprovider tests/test_gpu.py
+  part matchers python bench/run.py --device cuda --methods dm dsa --ipc 10 --objectives none matching --steps 2 \
+    --eval-epochs 20 --out "$OUT/matchers.json"
+  part single python train.py iterations=50 trainer=gpu eval.epochs=100 $RUN hydra.run.dir="$OUT/single"
+else
+  part gpu_tests python -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py
+  part matchers python bench/run.py --device cuda --methods dm dc dsa mtt --ipc 10 --objectives none matching \
+    --steps 3 --eval-epochs 300 --out "$OUT/matchers.json"
+  part idc python train.py method=idc ipc=10 iterations=3 method.inner_loop=10 trainer=gpu eval.epochs=300 $RUN \
+    hydra.run.dir="$OUT/idc"
+  part single python train.py iterations=50 trainer=gpu eval.epochs=300 $RUN hydra.run.dir="$OUT/single"
+  part ddp1 python train.py iterations=50 trainer=ddp trainer.accelerator=gpu trainer.devices=1 eval.epochs=300 $RUN \
+    hydra.run.dir="$OUT/ddp1"
+  if [ -f bench/paper_table.sh ]; then part paper_table bash bench/paper_table.sh "$OUT/paper_table"; fi
+fi
+python bench/gpu_summary.py "$OUT"

@@ -9,9 +9,9 @@ Fixtures:
 - ``distilled_file``: the ``distilled.pt`` of one tiny robust DM run, made once per test session;
 - ``tiny_net_factory``: a small ConvNet factory for 3 x 16 x 16 inputs.
 
-Markers: ``slow`` (left out of the default run; ``pytest -m slow``) and ``integration`` (runs ``train.py`` or
+Markers: ``slow`` (left out of the default run; ``pytest -m slow``), ``integration`` (runs ``train.py`` or
 ``evaluate.py`` as a subprocess, or several processes; in the default run; ``pytest -m "not integration"`` skips
-them).
+them) and ``gpu`` (needs a CUDA device: skipped without one; ``pytest -m gpu`` runs them).
 """
 
 from pathlib import Path
@@ -65,3 +65,13 @@ def tiny_net_factory():
     from gdrdd.models import ConvNet
 
     return lambda: ConvNet(channels=3, num_classes=3, resolution=16, width=8, depth=2)
+
+
+def pytest_collection_modifyitems(config, items):
+    """``gpu`` tests are skipped where no CUDA device is present."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

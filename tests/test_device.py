@@ -91,14 +91,35 @@ def test_evaluation_training_epochs_run_on_the_device():
     assert all(p.device == META for p in net.parameters())
 
 
-def test_real_batches_are_drawn_on_the_host_and_gathered_on_the_device():
+def toy_data():
     from gdrdd.data.datamodule import RealDataModule
 
     spec = DatasetSpec("toy", "toy", 3, 16, tuple("abc"), (0.5,) * 3, (0.5,) * 3, "color")
     data = RealDataModule(spec, "unused")
-    data.class_images = [torch.randn(10, 3, 16, 16, device=META) for _ in range(C)]
+    data.class_images = [torch.randn(10, 3, 16, 16) for _ in range(C)]
+    data.test_images, data.test_labels = torch.randn(6, 3, 16, 16), torch.arange(6) % C
+    return data
+
+
+def test_real_batches_are_drawn_on_the_host_and_gathered_on_the_device():
+    data = toy_data().to(META)
+    assert data.class_images[0].device == META and data.device == META
     assert data.sample_real(4, torch.Generator().manual_seed(0)).device == META
-    assert spec.normalise(torch.rand(2, 3, 16, 16, device=META)).device == META
+    assert data.spec.normalise(torch.rand(2, 3, 16, 16, device=META)).device == META
+
+
+def test_a_training_set_too_large_for_the_device_stays_on_the_host_and_batches_reach_the_device(monkeypatch):
+    from gdrdd.data import datamodule
+
+    monkeypatch.setattr(datamodule, "fits_on", lambda device, size: False)
+    data = toy_data().to(META)
+    assert data.class_images[0].device.type == "cpu" and data.device == META and data.test_images.device == META
+    assert data.sample_real(4, torch.Generator().manual_seed(0)).device == META
+    assert data.first_images(2).device == META
+    images, labels = data.training_images(torch.tensor([0, 11, 29]))
+    assert images.device == META and labels.device == META
+    net = net_factory().to(META)  # a network on the device learns from the host-side training set, batch by batch
+    run_epochs(net, torch.optim.SGD(net.parameters(), lr=0.01), *data.training_set(), 1, 8)
 
 
 def test_zca_tensors_follow_the_images_even_as_plain_attributes():

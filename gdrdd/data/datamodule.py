@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning as L
@@ -16,6 +17,8 @@ from gdrdd.data.subpopulation import Shift, balanced_weights, make_shift
 from gdrdd.utils.checks import require
 from gdrdd.utils.distributed import rank_slice
 from gdrdd.utils.runtime import release_free_memory, to_device
+
+log = logging.getLogger(__name__)
 
 
 def check_batch_weights(shift: Shift | None, rarity: Rarity | None) -> None:
@@ -52,6 +55,7 @@ class RealDataModule(L.LightningDataModule):
         self.test_subgroups: torch.Tensor | None = None
         self.batch_weights: list[torch.Tensor] | None = None  # per class, (n_c,): balanced_batches or rarity
         self.class_subgroups: list[torch.Tensor] | None = None  # per class, (n_c,): shift only
+        self._device: torch.device | None = None  # where batches go (``to``); None: where the images are
 
     def setup(self, stage: str | None = None) -> None:
         if self.class_images:
@@ -80,16 +84,27 @@ class RealDataModule(L.LightningDataModule):
         release_free_memory()  # the reading's temporaries
 
     def to(self, device: torch.device | str) -> "RealDataModule":
-        """Move every tensor to ``device`` (once per run, so sampling needs no transfers)."""
-        self.class_images = [x.to(device) for x in self.class_images]
-        if self.class_subgroups is not None:
-            self.class_subgroups = [s.to(device) for s in self.class_subgroups]
+        """Make ``device`` the one batches are delivered on. The training set moves there when it fits in half
+        of that device's free memory (once per run, so sampling needs no transfers); otherwise it stays in
+        pinned host memory and each batch is gathered on the host and copied without blocking (a warning says
+        so). The test set always moves."""
+        device = torch.device(device)
+        self._device = device
+        if fits_on(device, sum(x.nelement() * x.element_size() for x in self.class_images)):
+            self.class_images = [x.to(device) for x in self.class_images]
+            if self.class_subgroups is not None:
+                self.class_subgroups = [s.to(device) for s in self.class_subgroups]
+        elif self.class_images[0].device.type == "cpu":
+            log.warning("the training set of %s does not fit in half the free memory of %s: it stays in pinned host "
+                        "memory and every real batch is copied as it is drawn (slower)", self.spec.name, device)
+            self.class_images = [pinned(x) for x in self.class_images]
         self.test_images, self.test_labels = self.test_images.to(device), self.test_labels.to(device)
         return self
 
     @property
     def device(self) -> torch.device:
-        return self.class_images[0].device
+        """Where batches, labels and the test set are delivered (``to``); the training set may stay on the host."""
+        return self._device or self.class_images[0].device
 
     def sample_real(self, n: int, generator: torch.Generator | None = None, split: bool = False,
                     uniform: bool = False, with_subgroups: bool = False,
@@ -103,22 +118,23 @@ class RealDataModule(L.LightningDataModule):
         m = min(n, *(len(x) for x in self.class_images))
         weights = self.batch_weights if not uniform else None
         weights = weights or [None] * len(self.class_images)
+        stored = self.class_images[0].device  # the device's, or the host's when the set did not fit there
         picks = to_device(torch.stack([draw(len(self.class_images[c]), m, weights[c], generator) for c in classes]),
-                          self.device)  # drawn on the host (seeded generators), copied in one transfer
-        batch = torch.stack([self.class_images[c][i] for c, i in zip(classes, picks)])
+                          stored)  # drawn on the host (seeded generators), copied in one transfer
+        batch = to_device(torch.stack([self.class_images[c][i] for c, i in zip(classes, picks)]), self.device)
         batch = rank_slice(batch, dim=1) if split else batch
         if not with_subgroups:
             return batch
         if self.class_subgroups is None:
             raise ValueError("known subgroups need a subpopulation-shift data set (dataset.shift)")
-        ids = torch.stack([self.class_subgroups[c][i] for c, i in zip(classes, picks)])
+        ids = to_device(torch.stack([self.class_subgroups[c][i] for c, i in zip(classes, picks)]), self.device)
         return batch, rank_slice(ids, dim=1) if split else ids
 
     def first_images(self, n: int) -> torch.Tensor:
         """``(C, m, ch, H, W)`` the first ``m = min(n, smallest class size)`` training images of each class, in the
         data set's order."""
         m = min(n, *(len(x) for x in self.class_images))
-        return torch.stack([x[:m] for x in self.class_images])
+        return to_device(torch.stack([x[:m] for x in self.class_images]), self.device)
 
     def random_subset(self, ipc: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``ipc`` random real images per class, flattened: images ``(C*ipc, ch, H, W)``, labels ``(C*ipc,)``."""
@@ -146,16 +162,31 @@ class RealDataModule(L.LightningDataModule):
         sizes = torch.tensor([len(x) for x in self.class_images], device=indices.device)
         starts = torch.cumsum(sizes, 0) - sizes
         labels = torch.searchsorted(starts, indices, right=True) - 1
-        images = torch.empty(len(indices), *self.class_images[0].shape[1:], device=self.device,
+        stored = self.class_images[0].device
+        images = torch.empty(len(indices), *self.class_images[0].shape[1:], device=stored,
                              dtype=self.class_images[0].dtype)
         for c in labels.unique().tolist():  # host tensors: no device synchronisation
             positions = (labels == c).nonzero().squeeze(1)
-            local = to_device(indices[positions] - starts[c], self.device)
-            images.index_copy_(0, to_device(positions, self.device), self.class_images[c].index_select(0, local))
-        return images, to_device(labels, self.device)
+            local = to_device(indices[positions] - starts[c], stored)
+            images.index_copy_(0, to_device(positions, stored), self.class_images[c].index_select(0, local))
+        return to_device(images, self.device), to_device(labels, self.device)
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(range(self.iterations), batch_size=None, shuffle=False)
+
+
+def fits_on(device: torch.device, size: int) -> bool:
+    """``size`` bytes fit in half the free memory of a CUDA ``device`` (leaving the rest to the networks); any
+    other device is taken to hold them (host memory, or ``meta`` in the tests)."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return size <= free // 2
+
+
+def pinned(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in page-locked host memory where a CUDA device can copy from it without blocking."""
+    return tensor.pin_memory() if torch.cuda.is_available() else tensor
 
 
 def draw(n: int, m: int, weights: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:

@@ -18,6 +18,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from gdrdd.utils.runtime import to_device
+
 
 def k_center(features: torch.Tensor, k: int) -> torch.Tensor:
     """Indices ``(k,)`` into ``features`` ``(n, d)`` (``k <= n``) chosen by greedy farthest-point selection."""
@@ -56,8 +58,10 @@ SELECTIONS: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {"kcenter":
 
 @torch.no_grad()
 def features_of(net: nn.Module, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
-    """``(n, d)`` float32 embeddings ``net.embed`` of ``images`` ``(n, ch, H, W)``, in passes of ``batch``."""
-    return torch.cat([net.embed(x).flatten(1).float() for x in images.split(batch)])
+    """``(n, d)`` float32 embeddings ``net.embed`` of ``images`` ``(n, ch, H, W)``, in passes of ``batch``, on
+    ``net``'s device (each pass's images are moved there: they may stay on the host)."""
+    device = next(net.parameters()).device
+    return torch.cat([net.embed(to_device(x, device)).flatten(1).float() for x in images.split(batch)])
 
 
 def select_per_class(class_images: list[torch.Tensor], net: nn.Module, n: int, rule: str) -> torch.Tensor:

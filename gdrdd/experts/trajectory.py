@@ -53,11 +53,12 @@ def parameters_of(net: nn.Module) -> dict[str, torch.Tensor]:
 
 def train_expert(make_network: Callable[[], nn.Module], images: torch.Tensor, labels: torch.Tensor,
                  settings: ExpertSettings, seed: int, augment: DSA | None = None, loss_fn: LossFn | None = None,
-                 on_epoch: Callable[[int], None] | None = None) -> Trajectory:
+                 on_epoch: Callable[[int], None] | None = None, device: torch.device | None = None) -> Trajectory:
     """Train a network seeded by ``seed`` on ``images`` ``(N, ch, H, W)`` / ``labels`` ``(N,)``; return the
-    ``epochs + 1`` parameter snapshots (initial, then after each epoch). ``on_epoch(epoch)`` after each epoch."""
+    ``epochs + 1`` parameter snapshots (initial, then after each epoch). ``on_epoch(epoch)`` after each epoch.
+    The network trains on ``device`` (default: the images')."""
     torch.manual_seed(seed)
-    net = make_network().to(images.device)
+    net = make_network().to(device or images.device)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.SGD(net.parameters(), lr=settings.lr, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay)

@@ -105,7 +105,7 @@ def real_data_encoder(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec, 
     images, labels = data.training_set()
     settings = replace(evaluation_settings(cfg), epochs=epochs)
     return train_real_data_encoder(network_factory(cfg, spec), images, labels, settings, augmentation("dsa", spec),
-                                   cfg.seed)
+                                   cfg.seed, device=data.device)
 
 
 def evaluation_features(cfg: DictConfig, spec: DatasetSpec) -> EvaluationFeatures | None:

@@ -63,7 +63,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             clock[0] = time.perf_counter()
             trajectory = train_expert(make_network, images, labels, settings,
                                       seed=cfg.experts.seed * 1_000_003 + index, augment=augment, loss_fn=loss_fn,
-                                      on_epoch=tick)
+                                      on_epoch=tick, device=data.device)
             cache.save(index, trajectory)
             summary["final_test_accuracy"].append(_test_accuracy(make_network, trajectory[-1], data))
             summary["experts_in_cache"], summary["trained_now"] = cache.count(), summary["trained_now"] + 1

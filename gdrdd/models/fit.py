@@ -105,20 +105,22 @@ def run_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.T
                on_epoch: Callable[[int], None] | None = None) -> None:
     """``epochs`` passes of shuffled mini-batch training, per-sample augmentation if given; the loss is
     ``loss_fn(net, x, y)`` (default: mean cross-entropy); the scheduler (if any) steps once per epoch, then
-    ``on_epoch(epoch)`` is called. Under float16 autocast the loss is scaled (``gradient_scaler``: a step whose
+    ``on_epoch(epoch)`` is called. Each batch is moved to ``net``'s device (a no-op when ``images`` are there
+    already). Under float16 autocast the loss is scaled (``gradient_scaler``: a step whose
     gradients overflow is skipped and the scale lowered). Leaves ``net`` in train mode."""
     loss_fn = loss_fn or cross_entropy
     images, labels = images.detach(), labels.detach()
-    scaler = gradient_scaler(images.device)
+    device = next(net.parameters()).device  # images may stay on the host (a training set too large for it)
+    scaler = gradient_scaler(device)
     net.train()
     for epoch in range(epochs):
         order = to_device(torch.randperm(len(images), generator=generator), images.device)
         for start in range(0, len(images), batch_size):
             idx = order[start:start + batch_size]
-            x = images[idx]
+            x = to_device(images[idx], device)
             if augment is not None:
                 x = augment(x, generator)
-            loss = loss_fn(net, x, labels[idx])
+            loss = loss_fn(net, x, to_device(labels[idx], device))
             optimizer.zero_grad(set_to_none=True)
             if scaler is None:
                 loss.backward()

@@ -27,12 +27,14 @@ log = logging.getLogger(__name__)
 
 
 def train_real_data_encoder(make_network: Callable[[], nn.Module], images: torch.Tensor, labels: torch.Tensor,
-                            settings: TrainSettings, augment: DSA | None, seed: int) -> nn.Module:
+                            settings: TrainSettings, augment: DSA | None, seed: int,
+                            device: torch.device | None = None) -> nn.Module:
     """A network from ``make_network`` trained on the real ``images`` ``(N, ch, H, W)`` / ``labels`` ``(N,)`` with
-    ``settings``, its initialisation and draws seeded by ``seed`` (the global RNG is left as it was); frozen."""
+    ``settings``, its initialisation and draws seeded by ``seed`` (the global RNG is left as it was); frozen. It
+    trains on ``device`` (default: the images')."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = make_network().to(images.device)
+        net = make_network().to(device or images.device)
         log.info("training the grouping encoder: %d epochs on %d real images", settings.epochs, len(images))
         train_network(net, images, labels, settings, augment, torch.Generator().manual_seed(seed))
     return net.eval().requires_grad_(False)

@@ -6,8 +6,8 @@
 # train.py, bf16/16-mixed, torch.compile, ZCA, MTT, a 1-device DDP run over NCCL); every matcher's step at
 # IPC 10 on CIFAR-10-sized data, plain and robust, with one 300-epoch evaluation network each (bench/run.py);
 # IDC, a single-device and a 1-device DDP run through train.py; bench/paper_table.sh if it exists.
-# --quick (estimated under 2 minutes, budget 3): the CUDA tests without torch.compile, DM and DSA steps at IPC 10
-# with a 20-epoch evaluation network, the single-device run.
+# --quick (estimated about 2 minutes, budget 3): the CUDA tests without torch.compile, DM and DSA steps at IPC 10
+# (no evaluation network), the single-device run with a 50-epoch evaluation.
 # Writes OUT/gpu_check.json (every part: seconds, status, its numbers) and prints one table; a part that fails
 # is recorded and the others still run (exit status 1 if any failed).
 set -uo pipefail
@@ -34,8 +34,8 @@ RUN="eval.nets=1 eval.baseline=false eval.coverage=false trainer.enable_progress
 if [ $QUICK = 1 ]; then
   part gpu_tests python -m pytest -q -m gpu -k "not compile" -p no:cacheprovider tests/test_gpu.py
   part matchers python bench/run.py --device cuda --methods dm dsa --ipc 10 --objectives none matching --steps 2 \
-    --eval-epochs 20 --out "$OUT/matchers.json"
-  part single python train.py iterations=50 trainer=gpu eval.epochs=100 $RUN hydra.run.dir="$OUT/single"
+    --eval-epochs 0 --out "$OUT/matchers.json"
+  part single python train.py iterations=50 trainer=gpu eval.epochs=50 $RUN hydra.run.dir="$OUT/single"
 else
   part gpu_tests python -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py
   part matchers python bench/run.py --device cuda --methods dm dc dsa mtt --ipc 10 --objectives none matching \

@@ -37,10 +37,21 @@ def test_each_matcher_runs_on_cuda(tmp_path, tiny, method, extra):
     assert torch.isfinite(blob["images"]).all()
 
 
-@pytest.mark.parametrize("trainer, evaluation", [("bf16-mixed", "bf16-mixed"), ("32-true", "16-mixed")])
+@pytest.mark.parametrize("trainer, evaluation", [("bf16-mixed", "bf16-mixed"), ("16-mixed", "16-mixed")])
 def test_precisions_on_cuda(tmp_path, tiny, trainer, evaluation):
     result = run(tiny(*GPU, "ipc=1", f"trainer.precision={trainer}", f"eval.precision={evaluation}",
                       "eval.epochs=20", method="dsa"))
+    assert 0 <= scored(result) <= 100
+
+
+def test_float16_idc_with_algorithm_1_and_mtt_unroll_on_cuda(tmp_path, tiny):
+    result = run(tiny(*GPU, "trainer.precision=16-mixed", "method.inner_loop=2", "cvar.target=network",
+                      method="idc", out=tmp_path / "idc"))
+    assert 0 <= scored(result) <= 100
+    cache = f"paths.cache_dir={tmp_path / 'cache'}"
+    run(tiny(*GPU, *EXPERTS, "task=experts", "eval.precision=16-mixed", cache, out=tmp_path / "experts"))
+    result = run(tiny(*GPU, *EXPERTS, *MTT, "trainer.precision=16-mixed", "method.checkpoint=true", cache,
+                      method="mtt", out=tmp_path / "mtt"))
     assert 0 <= scored(result) <= 100
 
 

@@ -99,11 +99,58 @@ def test_float16_training_loops_scale_their_loss_and_learn(monkeypatch):
     assert scalers[1] is None  # float32: no scaler
 
 
-def test_float16_distillation_is_refused_with_the_reason(tiny):
+def test_float16_distillation_needs_a_cuda_device(tiny, monkeypatch):
     from gdrdd.config.checks import validate
     from gdrdd.errors import ConfigError
 
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match=r"trainer\.precision='16-mixed' is not valid; accepted: 32-true or "
-                                          r"bf16-mixed .*eval\.precision=16-mixed is"):
+                                          r"bf16-mixed on this machine: 16-mixed \(float16\) needs a CUDA device"):
         validate(tiny("trainer.precision=16-mixed"))
-    validate(tiny("eval.precision=16-mixed", "trainer.precision=bf16-mixed"))
+    with pytest.raises(ConfigError, match=r"trainer\.precision=16 is not valid; accepted: 32-true, bf16-mixed"):
+        validate(tiny("trainer.precision=16"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    validate(tiny("trainer.precision=16-mixed", "trainer.accelerator=gpu", "eval.precision=16-mixed"))
+
+
+def test_differentiated_gradients_are_scaled_under_float16_so_they_do_not_underflow():
+    """A loss whose activation gradients sit below float16's smallest numbers: unscaled they vanish, through
+    ``scaled_grad`` they match the float32 gradient (the scale is divided out, so float32 is untouched)."""
+    from gdrdd.utils.runtime import scaled_grad
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
+    x, y = torch.randn(8, 16), torch.arange(8) % 4
+    params = list(net.parameters())
+
+    def loss():
+        return 1e-6 * torch.nn.functional.cross_entropy(net(x), y)
+
+    reference = torch.autograd.grad(loss(), params)
+    assert all(torch.equal(a, b) for a, b in zip(scaled_grad(loss(), params), reference))  # float32: autograd.grad
+    with autocast("cpu", "16-mixed"):
+        plain = torch.autograd.grad(loss(), params)[0]
+        scaled = scaled_grad(loss(), params, create_graph=True)[0]
+    def error(grad):
+        return float((grad - reference[0]).norm() / reference[0].norm())
+
+    assert error(plain) > 0.5  # underflowed: mostly zeros
+    assert error(scaled) < 0.02 and scaled.requires_grad
+
+
+def test_under_a_loss_scaler_the_guard_leaves_overflowing_gradients_to_the_scaler():
+    from types import SimpleNamespace
+
+    from gdrdd.distill.module import DistillModule
+    from gdrdd.errors import NonFiniteError
+
+    matcher = SimpleNamespace(updates_per_iteration=1)
+    module = DistillModule(torch.randn(4, 3, 8, 8), torch.arange(2).repeat_interleave(2), matcher, None, None,
+                           lr_img=1.0)
+    module.images.grad = torch.full_like(module.images, float("inf"))
+    with pytest.raises(NonFiniteError):
+        module._finite(torch.tensor(1.0), 0, 0)
+    module._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(scaler=torch.amp.GradScaler("cpu")))
+    assert module._finite(torch.tensor(1.0), 0, 0)  # the scaler skips the step and lowers its scale
+    with pytest.raises(NonFiniteError):
+        module._finite(torch.tensor(float("nan")), 0, 0)  # a non-finite loss still stops the run

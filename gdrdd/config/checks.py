@@ -10,6 +10,7 @@ once. The first invalid value raises one ``ConfigError``.
 
 from __future__ import annotations
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gdrdd.augment.dsa import EVAL_AUGMENTATIONS, FAMILIES
@@ -34,7 +35,6 @@ CVARS = ("cvar", "none")
 GROUP_FEATURES = ("step", "encoder", "evaluation")
 SAMPLINGS = ("uniform", "rarity")
 GROUPS = ("nearest", "nearest_any", "known")
-DISTILL_PRECISIONS = ("32-true", "bf16-mixed")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -182,12 +182,16 @@ def check_norm(cfg: DictConfig, who: str, reason: str) -> None:
 
 
 def check_trainer(cfg: DictConfig) -> None:
-    """``trainer.precision``: float32 or bfloat16 autocast. The distillation differentiates gradients (gradient
-    matching, MTT's unroll) and steps its own optimisers; float16 would need a loss scale through every one of
-    those passes, which is not implemented, so ``16-mixed`` is refused here (the evaluation networks take it)."""
-    require(cfg.trainer.get("precision", "32-true") in DISTILL_PRECISIONS, "trainer.precision",
-            cfg.trainer.get("precision"), f"{' or '.join(DISTILL_PRECISIONS)} (bfloat16 needs no loss scaling: GPUs "
-            "from A100 on, CPUs with AMX); float16 distillation is not supported, eval.precision=16-mixed is")
+    """``trainer.precision``: float32, bfloat16 autocast, or float16 autocast with loss scaling on a CUDA device
+    (Lightning's scaler for the synthetic update, a static scale inside the differentiated gradients,
+    ``gdrdd.utils.runtime.scaled_grad``). On a CPU Lightning would run ``16-mixed`` as bfloat16, so it is
+    refused there."""
+    precision = cfg.trainer.get("precision", "32-true")
+    one_of("trainer.precision", precision, PRECISIONS)
+    if precision == "16-mixed":
+        cuda = torch.cuda.is_available() and cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto")
+        require(cuda, "trainer.precision", precision, "32-true or bf16-mixed on this machine: 16-mixed (float16) "
+                "needs a CUDA device (trainer.accelerator=gpu); on a CPU use bf16-mixed")
 
 
 def check_dataset(cfg: DictConfig) -> None:

@@ -82,7 +82,7 @@ class DistillModule(L.LightningModule):
     def _finite(self, objective: torch.Tensor, iteration: int, update: int) -> bool:
         """True if the loss and every gradient are finite. Otherwise raise ``NonFiniteError`` (the images are
         still the last good ones), or with ``skip_nonfinite`` count the skip and return False."""
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        grads = [] if self._loss_scaled() else [p.grad for p in self.parameters() if p.grad is not None]
         checks = [torch.isfinite(objective).all(), *(torch.isfinite(g).all() for g in grads)]
         if bool(torch.stack(checks).all()):  # the one host synchronisation of an update: it decides the step
             return True
@@ -94,6 +94,12 @@ class DistillModule(L.LightningModule):
         self.skipped_updates += 1
         self.log("guard/skipped_updates", float(self.skipped_updates))
         return False
+
+    def _loss_scaled(self) -> bool:
+        """Lightning scales the loss (``trainer.precision=16-mixed``): its scaler checks the gradients, skipping an
+        update whose scaled gradients overflow and lowering the scale, so the guard checks the loss only."""
+        plugin = getattr(self._trainer, "precision_plugin", None)
+        return getattr(plugin, "scaler", None) is not None
 
     def on_fit_start(self) -> None:
         self.trainer.datamodule.to(self.device)

@@ -28,7 +28,7 @@ from gdrdd.robust.network import RobustNetworkTraining
 from gdrdd.robust.objective import acts_on_network, network_risk
 from gdrdd.utils.checks import integer, one_of, positive, require
 from gdrdd.utils.distributed import all_reduce_sum, is_distributed
-from gdrdd.utils.runtime import compiled
+from gdrdd.utils.runtime import compiled, scaled_grad
 
 DISTANCES = ("ours", "mse", "cos", "l1")
 # IPC -> (outer_loop, inner_loop) of the reference implementation.
@@ -95,7 +95,7 @@ def group_gradients(net: nn.Module, params: list[nn.Parameter], images: torch.Te
     for g in present:
         x = images if groups == 1 else images[ids == g]
         loss = F.cross_entropy(net(x), torch.full((len(x),), label, device=x.device), reduction=reduction)
-        for acc, grad in zip(grads, torch.autograd.grad(loss, params)):
+        for acc, grad in zip(grads, scaled_grad(loss, params)):
             acc[g] = grad
     if is_distributed():
         all_reduce_sum(counts, *grads)
@@ -157,7 +157,7 @@ class GradientMatcher:
             if self.shrink > 0:
                 g_real = [shrink_to_pooled(g, n_real, self.shrink) for g in g_real]
             syn_loss = F.cross_entropy(net(s), torch.full((len(s),), cls, device=s.device))
-            g_syn = torch.autograd.grad(syn_loss, self.params, create_graph=True)
+            g_syn = scaled_grad(syn_loss, self.params, create_graph=True)
             distance = gradient_distance(g_real, list(g_syn), self.metric)
             losses.append(torch.where(n_real > 0, distance, torch.zeros_like(distance)))
             counts.append(n_real.to(distance.dtype))

@@ -37,11 +37,12 @@ from gdrdd.data.datamodule import RealDataModule
 from gdrdd.matchers.base import GroupLosses
 from gdrdd.matchers.gradient import gradient_distance, group_gradients
 from gdrdd.matchers.registry import DistillConfig, MatcherInputs, Method, register
-from gdrdd.models.fit import CutMix, LossFn
+from gdrdd.models.fit import CutMix, LossFn, backward_and_step
 from gdrdd.robust.grouping import Grouping, NearestSynthetic, shrink_to_pooled
 from gdrdd.robust.network import GroupRobustLoss, cross_entropy_per_sample
 from gdrdd.robust.objective import acts_on_network, network_risk
 from gdrdd.utils.checks import integer, one_of, positive, require
+from gdrdd.utils.runtime import gradient_scaler, scaled_grad
 
 METRICS = ("mse", "l1")
 
@@ -100,7 +101,7 @@ class IDCMatcher:
         if self.shrink > 0:
             g_real = [shrink_to_pooled(g, counts, self.shrink) for g in g_real]
         syn_loss = F.cross_entropy(self.net(s), torch.full((len(s),), c, device=s.device))
-        g_syn = torch.autograd.grad(syn_loss, self.params, create_graph=True)
+        g_syn = scaled_grad(syn_loss, self.params, create_graph=True)
         distance = gradient_distance(g_real, list(g_syn), self.metric)
         losses = distance.new_zeros(self.num_classes, groups)
         all_counts = distance.new_zeros(self.num_classes, groups)
@@ -130,6 +131,7 @@ class IDCMatcher:
         batches = -(-self.n_data // self.batch_net)  # IDC stops after the batch that reaches n_data images
         order = torch.randperm(self.real.training_size)[:batches * self.batch_net]
         self.net.train()
+        scaler = gradient_scaler(synthetic.device)
         for idx in order.split(self.batch_net):
             x, y = self.real.training_images(idx)
             if self.net_augment is not None:
@@ -137,8 +139,7 @@ class IDCMatcher:
                     x = self.net_augment(x)
             loss = loss_fn(self.net, x, y)
             self.net_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.net_optimizer.step()
+            backward_and_step(loss, self.net_optimizer, scaler)
 
 
 @dataclass

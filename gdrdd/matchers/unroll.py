@@ -22,6 +22,7 @@ from torch import nn
 from torch.func import functional_call
 
 from gdrdd.augment.dsa import DSA, DSAParams
+from gdrdd.utils.runtime import scaled_grad
 
 
 @dataclass
@@ -52,7 +53,7 @@ class StudentSteps:
         if self.augment is not None:
             x = self.augment.apply(x, self.augmentations[t])
         logits = functional_call(self.net, dict(zip(self.names, params)), (x,))[1]
-        return torch.autograd.grad(F.cross_entropy(logits, self.labels[idx]), params, create_graph=create_graph)
+        return scaled_grad(F.cross_entropy(logits, self.labels[idx]), params, create_graph=create_graph)
 
 
 def plain_unroll(steps: StudentSteps, images: torch.Tensor, lr: torch.Tensor,

@@ -122,17 +122,24 @@ def run_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.T
                 x = augment(x, generator)
             loss = loss_fn(net, x, to_device(labels[idx], device))
             optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                optimizer.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+            backward_and_step(loss, optimizer, scaler)
         if scheduler is not None:
             scheduler.step()
         if on_epoch is not None:
             on_epoch(epoch)
+
+
+def backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                      scaler: torch.amp.GradScaler | None) -> None:
+    """``loss.backward()`` then ``optimizer.step()``, through ``scaler`` when there is one (float16: the loss
+    scaled, a step whose gradients overflow skipped and the scale lowered)."""
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def cross_entropy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -16,8 +16,10 @@ from torch import nn
 
 from gdrdd.augment.dsa import DSA
 from gdrdd.data.spec import class_major_labels
+from gdrdd.models.fit import backward_and_step
 from gdrdd.robust.grouping import Grouping, assign_labelled, segment_means
 from gdrdd.robust.risk import RiskMeasure
+from gdrdd.utils.runtime import gradient_scaler
 
 
 class GroupRobustLoss:
@@ -75,6 +77,7 @@ class RobustNetworkTraining:
     def __init__(self, sample_real: Callable[[int], torch.Tensor], grouping: Grouping, risk: RiskMeasure,
                  batch_size: int = 256) -> None:
         self.sample_real, self.grouping, self.risk, self.batch_size = sample_real, grouping, risk, batch_size
+        self.scaler: torch.amp.GradScaler | None = None
 
     def step(self, net: nn.Module, optimizer: torch.optim.Optimizer, synthetic: torch.Tensor,
              augment: DSA | None = None) -> torch.Tensor:
@@ -88,6 +91,7 @@ class RobustNetworkTraining:
         labels = class_major_labels(c, real.shape[1], images.device)
         loss = GroupRobustLoss(synthetic, self.grouping, self.risk)(net, images, labels)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if self.scaler is None:
+            self.scaler = gradient_scaler(images.device)  # float16: one scaler for the run, its scale adapts
+        backward_and_step(loss, optimizer, self.scaler)
         return loss.detach()

@@ -15,6 +15,7 @@ Compilable = TypeVar("Compilable", bound=Callable)
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+INNER_LOSS_SCALE = 2.0 ** 10  # float16: cross-entropy gradients of a batch sit near 1e-3, float16 underflows near 6e-8
 
 # glibc mallopt parameter numbers (malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -100,15 +101,33 @@ def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     return tensor.to(device)
 
 
-def gradient_scaler(device: torch.device | str) -> torch.amp.GradScaler | None:
-    """A dynamic loss scaler when the caller runs under float16 autocast on ``device`` (float16 gradients
-    underflow without one), else ``None`` (float32 and bfloat16 need none)."""
+def float16_autocast(device: torch.device | str) -> bool:
+    """The caller runs under float16 autocast on ``device``'s type (``False`` for a type without autocast)."""
     kind = torch.device(device).type
     try:
-        float16 = torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.float16
+        return torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.float16
     except RuntimeError:  # a device type without autocast (meta)
-        return None
-    return torch.amp.GradScaler(kind) if float16 else None
+        return False
+
+
+def gradient_scaler(device: torch.device | str) -> torch.amp.GradScaler | None:
+    """A dynamic loss scaler when the caller runs under float16 autocast on ``device`` (float16 gradients
+    underflow without one), else ``None`` (float32 and bfloat16 need none). It starts at 2^10, not PyTorch's
+    2^16, so the short training loops it serves lose fewer first steps to overflow."""
+    return torch.amp.GradScaler(torch.device(device).type, init_scale=INNER_LOSS_SCALE) \
+        if float16_autocast(device) else None
+
+
+def scaled_grad(loss: torch.Tensor, inputs: tuple[torch.Tensor, ...] | list[torch.Tensor],
+                create_graph: bool = False) -> tuple[torch.Tensor, ...]:
+    """``torch.autograd.grad(loss, inputs, create_graph=create_graph)``; under float16 autocast the loss is
+    multiplied by ``INNER_LOSS_SCALE`` first and the gradients divided by it, so the float16 gradients of the
+    activations in between do not underflow (the differentiated gradients of gradient matching and MTT's unroll;
+    a static scale: no host synchronisation). Elsewhere exactly ``autograd.grad``."""
+    if not float16_autocast(loss.device):
+        return torch.autograd.grad(loss, inputs, create_graph=create_graph)
+    grads = torch.autograd.grad(loss * INNER_LOSS_SCALE, inputs, create_graph=create_graph)
+    return tuple(g / INNER_LOSS_SCALE for g in grads)
 
 
 def compiled(fn: Compilable, enabled: bool) -> Compilable:

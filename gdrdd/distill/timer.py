@@ -34,6 +34,8 @@ class StepTimer(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         synchronize(pl_module.device)
+        if pl_module.device.type == "cuda":  # the peak of the steps alone: not the set-up, not a mid-run evaluation
+            torch.cuda.reset_peak_memory_stats(pl_module.device)
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
@@ -42,7 +44,8 @@ class StepTimer(L.Callback):
         self.seconds.append(time.perf_counter() - self._start)
         self.peak_rss_mb = peak_rss_mb()
         if pl_module.device.type == "cuda":
-            self.peak_gpu_mb = torch.cuda.max_memory_allocated(pl_module.device) / 2**20
+            step_peak = torch.cuda.max_memory_allocated(pl_module.device) / 2**20
+            self.peak_gpu_mb = max(self.peak_gpu_mb or 0.0, step_peak)
 
     def summary(self) -> dict[str, float]:
         if not self.seconds:

@@ -56,7 +56,10 @@ class ExpertCache:
         return atomic_write(self.path(index), lambda tmp: torch.save(blob, tmp))
 
     def load(self, index: int, device: torch.device | str = "cpu") -> Trajectory:
-        blob = torch.load(self.path(index), map_location=device, weights_only=True)
+        """Expert ``index``'s snapshots; on the CPU memory-mapped, so only the snapshots a caller touches are read
+        from disk (MTT reads two of ``epochs + 1`` per iteration)."""
+        mmap = torch.device(device).type == "cpu"
+        blob = torch.load(self.path(index), map_location=device, weights_only=True, mmap=mmap)
         return blob["trajectory"]
 
 

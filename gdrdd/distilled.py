@@ -10,9 +10,10 @@
 ``load`` returns the images in pixel space (the ``[0, 1]`` scale of the data set: normalisation, or ZCA for MTT's
 ZCA runs, undone; not clamped, since distillation may move pixels past 0 and 1) or, with ``normalised=True``,
 as the network inputs the run trained and evaluated on; the labels as class indices
-``(N,)`` or, with ``soft=True``, as ``(N, C)`` class probabilities (one-hot for hard labels); the learned
-evaluation learning rate (MTT) and the data set's facts (name, class names, normalisation). Files are read with
-``torch.load(weights_only=True)``, so a crafted file cannot run code.
+``(N,)`` or soft labels ``(N, C)`` as the file holds them (``label_kind``: probabilities, or logits as DATM
+learns them) or, with ``soft=True``, as ``(N, C)`` class probabilities (one-hot for hard labels, softmax of
+logits); the learned evaluation learning rate (MTT) and the data set's facts (name, class names,
+normalisation). Files are read with ``torch.load(weights_only=True)``, so a crafted file cannot run code.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from gdrdd import __version__
@@ -31,6 +31,7 @@ from gdrdd.data.spec import DatasetSpec
 from gdrdd.distill.parameterization import Parameterization
 from gdrdd.errors import ConfigError, DistilledFileError
 from gdrdd.evaluation.image_datasets import write_hf, write_imagefolder
+from gdrdd.evaluation.labels import as_probabilities
 from gdrdd.evaluation.saved_sets import SavedSet, load_distilled
 from gdrdd.robust.objective import describe
 
@@ -38,7 +39,8 @@ from gdrdd.robust.objective import describe
 @dataclass(frozen=True)
 class DistilledSet:
     """``images`` ``(N, ch, H, W)`` float32 (pixels on the ``[0, 1]`` scale unless ``normalised``), ``labels``
-    ``(N,)`` class indices or ``(N, C)`` probabilities, in the file's (class-major) order, decoded when the run
+    ``(N,)`` class indices or ``(N, C)`` soft labels of ``label_kind`` (``hard``, ``probabilities``, ``logits``;
+    ``gdrdd.evaluation.labels``), in the file's (class-major) order, decoded when the run
     used multi-formation (``factor`` > 1: each stored image gives ``factor^2`` training images); ``lr``: the
     learned evaluation learning rate (MTT), else ``None``; ``config``: the run's resolved config."""
 
@@ -52,6 +54,7 @@ class DistilledSet:
     normalised: bool
     factor: int
     config: dict[str, Any]
+    label_kind: str = "hard"
 
     def __len__(self) -> int:
         return len(self.images)
@@ -88,10 +91,11 @@ def load(path: str | Path, normalised: bool = False, soft: bool = False) -> Dist
     preprocess = Preprocess.from_state(spec, saved.zca)
     inputs, labels = Parameterization(preprocess, factor=saved.factor).decode_set(saved.images, saved.labels)
     images = inputs if normalised else preprocess.inverse(inputs)
-    if soft and labels.dim() == 1:
-        labels = F.one_hot(labels, spec.num_classes).float()
+    kind = saved.label_kind
+    if soft:
+        labels, kind = as_probabilities(labels, kind, spec.num_classes), "probabilities"
     return DistilledSet(images, labels, spec.class_names, spec.name, spec.mean, spec.std, saved.lr, normalised,
-                        saved.factor, saved.config)
+                        saved.factor, saved.config, kind)
 
 
 def saved_spec(saved: SavedSet) -> DatasetSpec:
@@ -123,9 +127,11 @@ def export(path: str | Path, folder: str | Path, format: str = "imagefolder") ->
     if format == "imagefolder":
         return write_imagefolder(folder, distilled.images, distilled.labels, distilled.class_names)
     inputs = load(path, normalised=True).images
+    labels = distilled.labels if distilled.label_kind == "hard" else load(path, soft=True).labels
     meta = {"dataset": distilled.config["dataset"], "lr": distilled.lr, "gdrdd_version": __version__,
+            "labels": "hard" if labels.dim() == 1 else "probabilities",
             "inputs": "the network inputs the run trained and scored on (its normalisation), decoded"}
-    return write_hf(folder, distilled.images, inputs, distilled.labels, distilled.class_names, meta,
+    return write_hf(folder, distilled.images, inputs, labels, distilled.class_names, meta,
                     dataset_card(distilled, Path(path).expanduser().parent / "table.md"))
 
 

@@ -156,7 +156,7 @@ def test_hf_export_keeps_soft_labels(tmp_path, distilled_file):
     pytest.importorskip("datasets")
     blob = torch.load(distilled_file, weights_only=True)
     soft = torch.softmax(torch.randn(20, 10), 1)
-    torch.save({**blob, "labels": soft}, tmp_path / "soft.pt")
+    torch.save({**blob, "labels": soft, "label_kind": "probabilities"}, tmp_path / "soft.pt")
     folder = gdrdd.export(tmp_path / "soft.pt", tmp_path / "hf", format="hf")
     saved = load_distilled(folder)
     assert saved.format == "hf" and torch.allclose(saved.labels, soft)

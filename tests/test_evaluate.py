@@ -78,7 +78,7 @@ def test_scores_a_gdrdd_run_from_the_command_line(tmp_path, distilled_file):
            *FAST]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert "(gdrdd, mnist_mini, 20 images)" in proc.stdout and "| test accuracy (%) |" in proc.stdout
+    assert "(gdrdd, hard labels, mnist_mini, 20 images)" in proc.stdout and "| test accuracy (%) |" in proc.stdout
     assert "eval distilled 1/1" in proc.stdout  # the evaluation's progress bar
     assert "Tip" not in proc.stdout + proc.stderr and "INFO" not in proc.stdout  # one plain line per message
     assert (tmp_path / "eval" / "evaluate.log").is_file()

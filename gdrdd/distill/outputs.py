@@ -14,14 +14,19 @@ from gdrdd.utils.files import atomic_write
 
 
 def save_distilled(path: str | Path, images: torch.Tensor, labels: torch.Tensor, spec: DatasetSpec,
-                   config: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:
+                   config: dict[str, Any], extra: dict[str, Any] | None = None, label_kind: str = "hard") -> Path:
     """``distilled.pt``: the stored images as network inputs ``(N, ch, H, W)`` (with multi-formation the compact
-    ones: ``extra['factor']`` > 1, decoded by ``gdrdd.distill.parameterization``), labels ``(N,)``, the
-    normalisation, class names, the resolved config and the gdrdd version. Only tensors and plain containers, so
-    it loads with ``torch.load(path, weights_only=True)``."""
+    ones: ``extra['factor']`` > 1, decoded by ``gdrdd.distill.parameterization``), labels ``(N,)`` class indices or
+    ``(N, C)`` soft labels and their ``label_kind`` (``hard``, ``probabilities``, ``logits``;
+    ``gdrdd.evaluation.labels``), the normalisation, class names, the resolved config and the gdrdd version. Only
+    tensors and plain containers, so it loads with ``torch.load(path, weights_only=True)``."""
+    soft = labels.dim() == 2
+    if (label_kind == "hard") == soft:
+        raise ValueError(f"label_kind={label_kind!r} does not fit labels of shape {tuple(labels.shape)}")
     blob = {
         "images": images.detach().cpu().float(),
-        "labels": labels.detach().cpu().long(),
+        "labels": labels.detach().cpu().float() if soft else labels.detach().cpu().long(),
+        "label_kind": label_kind,
         "mean": list(spec.mean),
         "std": list(spec.std),
         "dataset": spec.name,

@@ -7,7 +7,8 @@ dataset folder.
 - ``hf``: ``<folder>/data/train-00000-of-00001.parquet``, a ``README.md`` dataset card (its front matter names the
   data files, so ``datasets.load_dataset(<folder>)`` reads the split ``train``) and ``gdrdd.json``. Columns:
   ``image`` (PNG, as ``imagefolder``), ``label`` (a ``ClassLabel`` with the class names; soft labels: the most
-  probable class), ``soft_label`` (the ``(C,)`` probabilities, only for a set with soft labels) and ``inputs``
+  probable class), ``soft_label`` (the ``(C,)`` probabilities, softmax of logits, only for a set with soft
+  labels) and ``inputs``
   (the exact float32 network inputs the run trained and scored on, so a round trip loses nothing).
   ``gdrdd.json`` records the data set group, the learned learning rate and the gdrdd version.
 
@@ -119,7 +120,8 @@ def read_imagefolder(folder: Path) -> dict[str, Any]:
             labels.append(index)
     if not images:
         raise DistilledFileError(f"{folder} holds no images in class folders (<class>/<image>{IMAGE_SUFFIXES[0]})")
-    return {"images": _stacked(images, folder), "labels": torch.tensor(labels), "class_names": classes, "pixels": True}
+    return {"images": _stacked(images, folder), "labels": torch.tensor(labels), "class_names": classes, "pixels": True,
+            "label_kind": "hard"}
 
 
 def read_hf(folder: Path) -> dict[str, Any]:
@@ -130,17 +132,17 @@ def read_hf(folder: Path) -> dict[str, Any]:
     label_column = _column(table, "label", ("label", "labels"), "ClassLabel")
     feature = table.features[label_column]
     class_names = list(feature.names) if hasattr(feature, "names") else None
-    labels = torch.tensor(table[label_column])
-    if "soft_label" in table.column_names:
-        labels = torch.tensor(np.array(table["soft_label"], dtype=np.float32))
+    labels, kind = torch.tensor(table[label_column]), "hard"
+    if "soft_label" in table.column_names:  # written as probabilities (gdrdd's export); another tool's: inferred
+        labels, kind = torch.tensor(np.array(table["soft_label"], dtype=np.float32)), "auto"
     meta_file = folder / GDRDD_META
     if meta_file.is_file() and "inputs" in table.column_names:
         meta = json.loads(meta_file.read_text())
         inputs = torch.from_numpy(np.array(table.with_format("numpy")["inputs"], dtype=np.float32))
         return {"images": inputs, "labels": labels, "lr": meta.get("lr"), "config": {"dataset": meta["dataset"]},
-                "class_names": class_names}
+                "class_names": class_names, "label_kind": meta.get("labels", kind)}
     images = _stacked([from_pil(image) for image in table[image_column]], folder)
-    return {"images": images, "labels": labels, "class_names": class_names, "pixels": True}
+    return {"images": images, "labels": labels, "class_names": class_names, "pixels": True, "label_kind": kind}
 
 
 def align_labels(labels: torch.Tensor, names: list[str] | None, dataset_names: tuple[str, ...],

@@ -13,6 +13,7 @@ from gdrdd.config.schema import check_types
 from gdrdd.distill.parameterization import Parameterization
 from gdrdd.errors import ConfigError
 from gdrdd.evaluation.image_datasets import align_labels
+from gdrdd.evaluation.labels import training_targets
 from gdrdd.evaluation.saved_sets import load_distilled
 from gdrdd.evaluation.tables import comparison_table
 from gdrdd.jobs import build
@@ -23,7 +24,8 @@ from gdrdd.utils.runtime import make_deterministic
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Load ``cfg.path``, score it, print the table, write ``metrics.json`` and ``table.md`` to the run folder."""
-    distilled = load_distilled(cfg.path, cfg.format, cfg.exp, cfg.factor)  # DistilledFileError is a ConfigError
+    distilled = load_distilled(cfg.path, cfg.format, cfg.exp, cfg.factor, labels=cfg.labels,
+                               iteration=cfg.iteration)  # DistilledFileError is a ConfigError
     if distilled.config is not None:  # gdrdd's own file: its data set (and preprocessing) decide, whole
         require(cfg.factor == 1 or cfg.factor == distilled.factor, "factor", cfg.factor,
                 f"1 (the default) for gdrdd's distilled.pt, which records its own factor ({distilled.factor})")
@@ -59,13 +61,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     evaluator = build.evaluator(cfg, data, spec)
     decoding = Parameterization(data.preprocess, factor=distilled.factor, pixels=distilled.pixels)
     images, labels = decoding.decode_set(distilled.images.to(device), labels.to(device))
+    labels = training_targets(labels, distilled.label_kind)  # logits: networks train on softmax(logits)
     scored = {"distilled": evaluator.evaluate(images, labels, lr=lr)}
-    result = {"path": str(cfg.path), "format": distilled.format, "dataset": spec.name, "factor": distilled.factor,
+    result = {"path": str(cfg.path), "format": distilled.format, "labels": distilled.label_kind,
+              "dataset": spec.name, "factor": distilled.factor,
               "images": distilled.images.shape[0], "decoded_images": len(images),
               "lr": lr if lr is not None else cfg.eval.lr, "scored": scored}
     write_json(out / "metrics.json", result)
     table = comparison_table(scored)
     write_text(out / "table.md", table + "\n")
-    print(f"\n{cfg.path} ({distilled.format}, {spec.name}, {distilled.images.shape[0]} images), "
+    print(f"\n{cfg.path} ({distilled.format}, {distilled.label_kind} labels, {spec.name}, "
+          f"{distilled.images.shape[0]} images), "
           f"{cfg.eval.nets} evaluation nets x {cfg.eval.epochs} epochs\n{table}\nrun folder: {out}")
     return result

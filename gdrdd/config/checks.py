@@ -210,6 +210,15 @@ def check_dataset(cfg: DictConfig) -> None:
             f"families joined by '_' from {', '.join(FAMILIES)}")
 
 
+def check_ddranking(cfg: DictConfig) -> None:
+    """``evaluate.py``'s ``ddranking`` group: weights in [0, 1] and the real data's accuracy in percent."""
+    d = cfg.ddranking
+    for key in ("weight", "gamma"):
+        require(is_number(d[key]) and 0 <= d[key] <= 1, f"ddranking.{key}", d[key], "a number in [0, 1]")
+    require(d.real_accuracy is None or (is_number(d.real_accuracy) and 0 <= d.real_accuracy <= 100),
+            "ddranking.real_accuracy", d.real_accuracy, "null (train on the real training set) or a percentage")
+
+
 def check_evaluation(cfg: DictConfig) -> None:
     """The ``eval`` group: the protocol and the cross-architecture model names."""
     e = cfg.eval

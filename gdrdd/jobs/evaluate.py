@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from omegaconf import DictConfig, open_dict
 
-from gdrdd.config.checks import check_dataset, check_evaluation, check_factor
+from gdrdd.config.checks import check_dataset, check_ddranking, check_evaluation, check_factor
 from gdrdd.config.schema import check_types
 from gdrdd.distill.parameterization import Parameterization
 from gdrdd.errors import ConfigError
+from gdrdd.evaluation.ddranking import Accuracies, scores
 from gdrdd.evaluation.image_datasets import align_labels
 from gdrdd.evaluation.labels import training_targets
 from gdrdd.evaluation.saved_sets import load_distilled
@@ -34,6 +36,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     check_types(cfg)
     check_dataset(cfg)
     check_evaluation(cfg)
+    check_ddranking(cfg)
     check_factor("factor", distilled.factor, cfg.dataset)
     build.fetch_data(cfg)
     out = Path(cfg.paths.output_dir)
@@ -63,14 +66,57 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     images, labels = decoding.decode_set(distilled.images.to(device), labels.to(device))
     labels = training_targets(labels, distilled.label_kind)  # logits: networks train on softmax(logits)
     scored = {"distilled": evaluator.evaluate(images, labels, lr=lr)}
+    ranking = ddranking(cfg, data, spec, images, labels, distilled.label_kind, lr, scored) if cfg.ddranking.enabled \
+        else None
     result = {"path": str(cfg.path), "format": distilled.format, "labels": distilled.label_kind,
               "dataset": spec.name, "factor": distilled.factor,
               "images": distilled.images.shape[0], "decoded_images": len(images),
-              "lr": lr if lr is not None else cfg.eval.lr, "scored": scored}
+              "lr": lr if lr is not None else cfg.eval.lr, "scored": scored,
+              **({"ddranking": ranking} if ranking is not None else {})}
     write_json(out / "metrics.json", result)
-    table = comparison_table(scored)
+    table = comparison_table(scored) + ("" if ranking is None else "\n\n" + ranking_table(ranking))
     write_text(out / "table.md", table + "\n")
     print(f"\n{cfg.path} ({distilled.format}, {distilled.label_kind} labels, {spec.name}, "
           f"{distilled.images.shape[0]} images), "
           f"{cfg.eval.nets} evaluation nets x {cfg.eval.epochs} epochs\n{table}\nrun folder: {out}")
     return result
+
+
+def ddranking(cfg: DictConfig, data, spec, images: torch.Tensor, labels: torch.Tensor, kind: str,
+              lr: float | None, scored: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """DD-Ranking's scores (``gdrdd.evaluation.ddranking``) of the set already scored in ``scored["distilled"]``:
+    the set again with hard labels (soft sets only) and without augmentation; a random real subset of the same
+    size per class (seeded by ``seed``) with and without augmentation under the set's label rule; the whole real
+    training set with hard labels (``ddranking.real_accuracy`` if given: it costs a full training). The random
+    subset and the real set train with the protocol's ``eval.lr``. A soft-label set's random subset would need a
+    teacher's labels, which gdrdd does not make yet: its IOR, LRS and ARS are left out, with the reason."""
+    with_aug = build.evaluator(cfg, data, spec)
+    plain_cfg = cfg.copy()
+    plain_cfg.eval.augment = "none"
+    without_aug = build.evaluator(plain_cfg, data, spec)
+    hard = labels if kind == "hard" else labels.argmax(1)
+    syn_hard = (scored["distilled"]["acc"] if kind == "hard"
+                else with_aug.evaluate(images, hard, lr=lr, name="hard labels")["acc"])
+    real_hard = (cfg.ddranking.real_accuracy if cfg.ddranking.real_accuracy is not None
+                 else with_aug.evaluate(*data.training_set(), name="real")["acc"])
+    accuracy = {"syn": scored["distilled"]["acc"], "syn_hard": syn_hard, "real_hard": real_hard}
+    if kind != "hard":
+        return {"accuracy": accuracy, "hlr": (accuracy["real_hard"] - accuracy["syn_hard"]) / 100,
+                "missing": "IOR, LRS and ARS need the random subset labelled by a teacher (soft labels), which "
+                           "gdrdd does not make yet"}
+    random_images, random_labels = data.random_subset(len(images) // spec.num_classes,
+                                                      torch.Generator().manual_seed(cfg.seed))
+    accuracy.update(random=with_aug.evaluate(random_images, random_labels, name="random")["acc"],
+                    syn_no_aug=without_aug.evaluate(images, hard, lr=lr, name="no augmentation")["acc"],
+                    random_no_aug=without_aug.evaluate(random_images, random_labels, name="random")["acc"])
+    return {"accuracy": accuracy, **scores(Accuracies(**accuracy), cfg.ddranking.weight, cfg.ddranking.gamma)}
+
+
+def ranking_table(ranking: dict[str, Any]) -> str:
+    """DD-Ranking's scores as a Markdown table (accuracies in percent; HLR and IOR as fractions)."""
+    rows = [f"| accuracy, {k.replace('_', ' ')} (%) | {v:.2f} |" for k, v in ranking["accuracy"].items()]
+    rows += [f"| {k.upper().replace('_PERCENT_POINTS', ' (DD-Ranking 0.2.0 units)')} | {ranking[k]:.4g} |"
+             for k in ("hlr", "ior", "lrs", "ars", "lrs_percent_points", "ars_percent_points") if k in ranking]
+    if "missing" in ranking:
+        rows.append(f"| not computed | {ranking['missing']} |")
+    return "\n".join(["| DD-Ranking | value |", "|---|---|", *rows])

@@ -60,3 +60,10 @@ def test_registry_entries_say_which_cvar_options_each_target_reads():
     assert method("dsa").cvar_options("both") == common | matching | grouping | {"scale"}
     assert method("mtt").cvar_options("matching") == common | matching | {"weight"}
     assert method("mtt").cvar_options("network") == common  # robust experts: no real batch in distillation
+
+
+def test_a_method_that_distils_nothing_reads_no_cvar_option(tiny):
+    assert method("random").cvar_options("matching") == {"name"}
+    with pytest.raises(ConfigError, match=r"cvar\.mix=0\.9 has no effect with method=random"):
+        validate(tiny("cvar.mix=0.9", method="random"))
+    validate(tiny(method="random"))  # the default objective's values are not options set

@@ -78,7 +78,7 @@ def test_a_coreset_start_is_an_option_of_its_own_and_paired_with_the_plain_metho
     write_run(tmp_path / "kc_robust", 0, 0.8, 81, 76, init=kcenter)
     rows = main([str(tmp_path), "--out", str(tmp_path / "out")])
     assert {(r["objective"], r["options"]) for r in rows} == {
-        ("none", ""), ("none", "init=kcenter"), ("none", "init=kcenter init_epochs=3"),
+        ("none", "init=real"), ("none", "init=kcenter"), ("none", "init=kcenter init_epochs=3"),
         ("cvar-matching", "init=kcenter")}
     with open(tmp_path / "out" / "paired_differences.csv") as f:
         paired = {(r["objective"], r["options"]): float(r["worst_group_acc"]) for r in csv.DictReader(f)}
@@ -202,7 +202,25 @@ def test_pairs_need_the_same_setting_but_the_levers(tmp_path):
     main([str(tmp_path), "--out", str(tmp_path / "out")])
     with open(tmp_path / "out" / "paired_differences.csv") as f:
         paired = {(r["objective"], r["options"]): float(r["acc"]) for r in csv.DictReader(f)}
-    assert paired == {("cvar-matching", "model.width=128"): 3.0, ("none", "init=herding model.width=128"): 4.0}
+    assert paired == {("cvar-matching", "init=real model.width=128"): 3.0,
+                      ("none", "init=herding model.width=128"): 4.0}
+
+
+def test_a_setting_pairs_with_the_plain_run_of_its_own_start_and_numbers_compare_by_value(tmp_path):
+    """Plain runs from two of the method's own starts are two rows, and a robust run pairs with the plain run of
+    its start; alpha 0 and alpha 0.0 are one setting."""
+    robust = {"name": "cvar", "alpha": 0.8, "target": "matching", "mix": 0.5}
+    write_setting_run(tmp_path / "real", 0, 40)
+    write_setting_run(tmp_path / "first", 0, 30, method__init="first")
+    write_setting_run(tmp_path / "robust", 0, 41, cvar=robust)
+    write_setting_run(tmp_path / "a0", 0, 50, cvar={**robust, "alpha": 0})
+    write_setting_run(tmp_path / "a0.0", 1, 52, cvar={**robust, "alpha": 0.0})
+    rows = main([str(tmp_path), "--out", str(tmp_path / "out")])
+    assert {r["options"] for r in rows if r["objective"] == "none"} == {"init=real", "init=first"}
+    assert [r["seeds"] for r in rows if r["alpha"] == 0] == [2]
+    with open(tmp_path / "out" / "paired_differences.csv") as f:
+        paired = {(r["alpha"], r["options"]): float(r["acc"]) for r in csv.DictReader(f)}
+    assert paired == {("0.8", "init=real"): 1.0, ("0.0", "init=real"): 10.0}
 
 
 def test_metrics_json_records_the_setting_without_seed_and_paths(distilled_file):

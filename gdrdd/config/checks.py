@@ -123,7 +123,8 @@ def refuse_ignored_options(cvar: DictConfig, entry: Method) -> None:
             raise ConfigError(
                 f"cvar.{key}={value!r} has no effect with method={entry.name} and cvar.target={cvar.target}, so it "
                 f"is not accepted there; it is read with {where}. Leave it at its default "
-                f"({_default(defaults, key)!r}); the options read here: {', '.join(sorted(read))}.")
+                f"({_default(defaults, key)!r}; a preset may have set it: cvar=paper sets mix=1.0, so start from "
+                f"cvar=default with this target); the options read here: {', '.join(sorted(read))}.")
         for option, choice in REFINES.get(key, ()):
             require(cvar[option] == choice, f"cvar.{key}", value,
                     f"its default ({_default(defaults, key)!r}) unless cvar.{option}={choice}: it has no effect with "

@@ -19,14 +19,36 @@ from gdrdd.utils.nested import without_keys
 
 NOT_SETTINGS = ("seed", "resume", "task_name", "paths", "hydra", "logger", "checkpoint", "dashboard",
                 "trainer.enable_progress_bar", "trainer.default_root_dir", "trainer.log_every_n_steps",
-                "eval.at", "eval.every", "eval.baseline", "eval.coverage", "dataset.download")
+                "eval.at", "eval.every", "eval.baseline", "eval.coverage", "dataset.download",
+                # where and how fast it runs, not what it computes (DDP is equivalent to one process, tested;
+                # compiled and channels-last passes equal the eager ones up to summation order)
+                "trainer.accelerator", "trainer.devices", "trainer.strategy", "trainer.num_nodes",
+                "trainer.deterministic", "method.channels_last", "method.compile", "method.embed_batch",
+                "method.checkpoint", "eval.channels_last", "eval.compile")
 
 
-def run_setting(config: dict[str, Any]) -> dict[str, Any]:
-    """The resolved ``config`` (a plain nested dict) without the ``NOT_SETTINGS`` keys (a copy)."""
-    return without_keys(config, NOT_SETTINGS)
+def run_setting(config: dict[str, Any], class_names: list[str] | None = None) -> dict[str, Any]:
+    """The resolved ``config`` (a plain nested dict) without the ``NOT_SETTINGS`` keys, and without the
+    ``experts`` group unless the method matches experts (MTT); ``class_names``: the classes read from the data
+    folder when the config leaves them open (``dataset.class_names: null``), so two class-folder trees differ."""
+    setting = without_keys(config, NOT_SETTINGS)
+    if setting.get("method", {}).get("name") != "mtt":
+        setting.pop("experts", None)
+    if class_names is not None and setting.get("dataset", {}).get("class_names") is None:
+        setting.setdefault("dataset", {})["class_names"] = list(class_names)
+    return setting
+
+
+def canonical(value: Any) -> Any:
+    """A setting value as compared: an integral float as its integer (``alpha=0`` and ``0.0`` are one value)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(canonical(v) for v in value)
+    return value
 
 
 def setting_id(flat: dict[str, Any]) -> str:
-    """A short stable hash of a flattened setting."""
-    return hashlib.sha1(json.dumps(sorted(flat.items()), default=str).encode()).hexdigest()[:10]
+    """A short stable hash of a flattened setting (values ``canonical``)."""
+    items = sorted((k, canonical(v)) for k, v in flat.items())
+    return hashlib.sha1(json.dumps(items, default=str).encode()).hexdigest()[:10]

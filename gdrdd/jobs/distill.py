@@ -112,7 +112,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             for key, path in figures.items():
                 logger.log_image(key=key, images=[str(path)])
     result = {"method": cfg.method.name, "dataset": spec.name, "ipc": cfg.ipc, "seed": cfg.seed,
-              "setting": run_setting(config),  # every value that can change the result (the report's key)
+              "setting": run_setting(config, list(spec.class_names)),  # what can change the result: the report's key
               "cvar": config["cvar"], "shift": config["dataset"].get("shift"), "iterations": cfg.iterations,
               "init": {k: cfg.method[k] for k in ("init", "init_epochs") if k in cfg.method},  # the start
               **timer.summary(), "scored": scored,

@@ -66,8 +66,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     images, labels = decoding.decode_set(distilled.images.to(device), labels.to(device))
     labels = training_targets(labels, distilled.label_kind)  # logits: networks train on softmax(logits)
     scored = {"distilled": evaluator.evaluate(images, labels, lr=lr)}
-    ranking = ddranking(cfg, data, spec, images, labels, distilled.label_kind, lr, scored) if cfg.ddranking.enabled \
-        else None
+    ranking = (ddranking(cfg, data, spec, images, labels, distilled.label_kind, lr, scored, len(distilled.images))
+               if cfg.ddranking.enabled else None)
     result = {"path": str(cfg.path), "format": distilled.format, "labels": distilled.label_kind,
               "dataset": spec.name, "factor": distilled.factor,
               "images": distilled.images.shape[0], "decoded_images": len(images),
@@ -83,17 +83,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def ddranking(cfg: DictConfig, data, spec, images: torch.Tensor, labels: torch.Tensor, kind: str,
-              lr: float | None, scored: dict[str, dict[str, float]]) -> dict[str, Any]:
+              lr: float | None, scored: dict[str, dict[str, float]], stored: int) -> dict[str, Any]:
     """DD-Ranking's scores (``gdrdd.evaluation.ddranking``) of the set already scored in ``scored["distilled"]``:
-    the set again with hard labels (soft sets only) and without augmentation; a random real subset of the same
-    size per class (seeded by ``seed``) with and without augmentation under the set's label rule; the whole real
-    training set with hard labels (``ddranking.real_accuracy`` if given: it costs a full training). The random
-    subset and the real set train with the protocol's ``eval.lr``. A soft-label set's random subset would need a
-    teacher's labels, which gdrdd does not make yet: its IOR, LRS and ARS are left out, with the reason."""
-    with_aug = build.evaluator(cfg, data, spec)
-    plain_cfg = cfg.copy()
-    plain_cfg.eval.augment = "none"
-    without_aug = build.evaluator(plain_cfg, data, spec)
+    the set again with hard labels (soft sets only) and without augmentation (nor CutMix); a random real subset
+    of the set's stored images per class (``stored`` in all; seeded by ``seed``) with and without augmentation
+    under the set's label rule; the whole real training set with hard labels (``ddranking.real_accuracy`` if
+    given: it costs a full training). The random subset and the real set train with the protocol's ``eval.lr``.
+    A soft-label set's random subset would need a teacher's labels, which gdrdd does not make yet: its IOR, LRS
+    and ARS are left out, with the reason."""
+    scoring = cfg.copy()
+    scoring.eval.models = []  # the run's own network only: the scores compare sets, not architectures
+    with_aug = build.evaluator(scoring, data, spec)
+    scoring.eval.augment, scoring.eval.cutmix = "none", 0.0
+    without_aug = build.evaluator(scoring, data, spec)
     hard = labels if kind == "hard" else labels.argmax(1)
     syn_hard = (scored["distilled"]["acc"] if kind == "hard"
                 else with_aug.evaluate(images, hard, lr=lr, name="hard labels")["acc"])
@@ -104,8 +106,8 @@ def ddranking(cfg: DictConfig, data, spec, images: torch.Tensor, labels: torch.T
         return {"accuracy": accuracy, "hlr": (accuracy["real_hard"] - accuracy["syn_hard"]) / 100,
                 "missing": "IOR, LRS and ARS need the random subset labelled by a teacher (soft labels), which "
                            "gdrdd does not make yet"}
-    random_images, random_labels = data.random_subset(len(images) // spec.num_classes,
-                                                      torch.Generator().manual_seed(cfg.seed))
+    per_class = max(1, stored // spec.num_classes)  # the set's compression ratio: its stored images per class
+    random_images, random_labels = data.random_subset(per_class, torch.Generator().manual_seed(cfg.seed))
     accuracy.update(random=with_aug.evaluate(random_images, random_labels, name="random")["acc"],
                     syn_no_aug=without_aug.evaluate(images, hard, lr=lr, name="no augmentation")["acc"],
                     random_no_aug=without_aug.evaluate(random_images, random_labels, name="random")["acc"])

@@ -127,6 +127,8 @@ class Method:
         the synthetic set's objective; ``network``: the network's training on real data, whose risk is the CVaR
         alone at ``alpha`` with ``weighting``; ``both``). Keys that only refine another (``encoder_epochs``,
         ``refresh``, ``rarity``) are listed with it; whether that one selects them is the config check's."""
+        if self.build is None:  # distils nothing (random): no cvar option has an effect
+            return frozenset({"name"})
         keys = {"name", "alpha", "weighting", "target"}
         matching = target in ("matching", "both")
         if matching:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from gdrdd.config.schema import CvarSchema
-from gdrdd.config.setting import setting_id
+from gdrdd.config.setting import canonical, setting_id
 from gdrdd.distill.coreset import SELECTIONS
 from gdrdd.evaluation.tables import shown_metrics
 from gdrdd.utils.figures import pyplot, save_png
@@ -48,9 +48,10 @@ from gdrdd.utils.nested import flatten
 KEYS = ("method", "dataset", "ipc", "iterations", "objective", "alpha", "options")
 TREND_METRICS = {"acc": "overall", "acc_kept25": "subgroups kept at 25 %", "acc_kept5": "subgroups kept at 5 %",
                  "worst_cell_acc": "worst class x subgroup cell", "worst_group_acc": "worst test group"}
-# Setting keys shown as columns, or as the budget; the rest is shown under ``options`` where it differs.
-COLUMNS = ("method.name", "dataset.name", "ipc", "iterations", "cvar.name", "cvar.alpha", "cvar.target")
-# The levers a paired difference measures: the objective, a coreset start, the oracle's balanced batches.
+# Setting keys shown as columns; the rest is shown under ``options`` where it differs.
+COLUMNS = ("method.name", "dataset.name", "ipc", "cvar.name", "cvar.alpha", "cvar.target")
+# The levers a paired difference measures: the objective, a coreset start (``method.init`` in ``SELECTIONS``,
+# with its ``init_epochs``), the oracle's balanced batches.
 LEVERS = ("cvar.", "method.init", "method.init_epochs", "dataset.shift.balanced_batches")
 CVAR_DEFAULTS = flatten(asdict(CvarSchema()), "cvar.")
 
@@ -64,7 +65,7 @@ def run_records(path: Path) -> list[dict[str, Any]]:
     if scored is None or "method" not in data:  # a random-subset run, or an evaluate.py result
         return []
     setting = flatten(data["setting"]) if "setting" in data else recorded_setting(data)
-    setting.pop("iterations", None)  # the budget: a column of its own
+    setting = {k: canonical(v) for k, v in setting.items() if k != "iterations"}  # the budget: a column of its own
     robust = setting["cvar.name"] == "cvar"
     run = {"method": setting["method.name"], "dataset": setting["dataset.name"], "ipc": setting["ipc"],
            "objective": f"cvar-{setting.get('cvar.target', 'matching')}" if robust else "none",
@@ -87,8 +88,8 @@ def recorded_setting(data: dict[str, Any]) -> dict[str, Any]:
 def label_options(records: list[dict[str, Any]]) -> None:
     """Fill each record's ``options``: the setting values (not shown as columns) that differ between the records
     of its method, data set and IPC, as ``key=value`` words (``cvar.`` and ``method.`` dropped from ``cvar``
-    options and the start), leaving out a ``cvar`` option at its default, a method's own start (real, first,
-    noise images) and the balanced batches when off."""
+    options and the start), leaving out a ``cvar`` option at its default, ``init_epochs`` 0 and the balanced
+    batches when off."""
     families: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         families[(r["method"], r["dataset"], r["ipc"])].append(r)
@@ -99,8 +100,8 @@ def label_options(records: list[dict[str, Any]]) -> None:
                 values[key].add(json.dumps(value))
         varying = [k for k in values if len(values[k]) > 1 and k not in COLUMNS]
         for r in family:
-            r["options"] = " ".join(option_word(k, r["setting"][k], r["setting"]) for k in varying
-                                    if k in r["setting"] and option_word(k, r["setting"][k], r["setting"]))
+            words = (option_word(k, r["setting"][k], r["setting"]) for k in varying if k in r["setting"])
+            r["options"] = " ".join(w for w in words if w)
 
 
 def option_word(key: str, value: Any, setting: dict[str, Any]) -> str:
@@ -110,7 +111,7 @@ def option_word(key: str, value: Any, setting: dict[str, Any]) -> str:
             return ""
         key = key[len("cvar."):]
     elif key in ("method.init", "method.init_epochs"):
-        if setting.get("method.init") not in SELECTIONS or (key == "method.init_epochs" and not value):
+        if key == "method.init_epochs" and not value:
             return ""
         key = key[len("method."):]
     elif key == "dataset.shift.balanced_batches":
@@ -153,7 +154,7 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def is_plain(record: dict[str, Any]) -> bool:
-    """``cvar=none`` from the method's own start, without the oracle's balanced batches."""
+    """``cvar=none`` from the method's own start (not a coreset), without the oracle's balanced batches."""
     s = record["setting"]
     return (s["cvar.name"] == "none" and s.get("method.init") not in SELECTIONS
             and not s.get("dataset.shift.balanced_batches"))
@@ -165,14 +166,28 @@ def partner_key(record: dict[str, Any]) -> tuple:
     return setting_id(rest), record["iterations"], record["seed"]
 
 
+def plain_partner(record: dict[str, Any], plain: dict[tuple, list[dict[str, Any]]]) -> dict[str, Any] | None:
+    """The plain run to subtract from ``record``: among the plain runs that share its ``partner_key``, the one with
+    its start when that is one of the method's own (real, first, noise images); for a coreset start the only own
+    start there is (none when plain runs from different own starts leave it ambiguous)."""
+    candidates = plain.get(partner_key(record), [])
+    start = record["setting"].get("method.init")
+    if start not in SELECTIONS:
+        candidates = [c for c in candidates if c["setting"].get("method.init") == start]
+    return candidates[0] if len({json.dumps(c["setting"].get("method.init")) for c in candidates}) == 1 else None
+
+
 def paired_differences(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per setting other than plain that has plain runs agreeing with it in everything but the levers:
-    ``<metric>`` = mean over the shared seeds of (setting - plain), ``<metric>_std``, ``seeds``."""
-    plain = {partner_key(r): r for r in records if is_plain(r)}
+    """One row per setting other than plain that has a plain partner (``plain_partner``): ``<metric>`` = mean
+    over the shared seeds of (setting - plain), ``<metric>_std``, ``seeds``."""
+    plain: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        if is_plain(r):
+            plain[partner_key(r)].append(r)
     deltas = []
     for r in records:
-        base = plain.get(partner_key(r))
-        if not is_plain(r) and base is not None:
+        base = None if is_plain(r) else plain_partner(r, plain)
+        if base is not None:
             deltas.append({**r, "metrics": {m: r["metrics"][m] - base["metrics"][m] for m in r["metrics"]
                                             if m in base["metrics"]}})
     return summarise(deltas)

@@ -56,7 +56,7 @@ def describe(cvar: Mapping[str, Any]) -> str:
     if cvar["name"] == "none":
         return "plain (cvar=none)"
     parts = [f"CVaR alpha {cvar['alpha']:g}"]
-    if cvar.get("mix", 1.0) != 1.0:
+    if cvar.get("mix", 1.0) != 1.0 and cvar.get("target", "matching") != "network":  # mix shapes matching only
         parts.append(f"mix {cvar['mix']:g}")
     if cvar.get("target", "matching") != "matching":
         parts.append(f"target {cvar['target']}")

@@ -14,12 +14,13 @@ from gdrdd.utils.console import quiet
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """The job of ``train.py``: ``task=distill`` (``gdrdd.jobs.distill``) or ``task=experts`` (MTT's expert
-    trajectories, ``gdrdd.jobs.experts``). Returns what the job wrote as its summary."""
-    from gdrdd.jobs import distill, experts
+    """The job of ``train.py``: ``task=distill`` (``gdrdd.jobs.distill``), ``task=experts`` (MTT's expert
+    trajectories, ``gdrdd.jobs.experts``) or ``task=teacher`` (the teacher of ``eval.labels=teacher``,
+    ``gdrdd.jobs.teacher``). Returns what the job wrote as its summary."""
+    from gdrdd.jobs import distill, experts, teacher
 
     quiet()
-    jobs = {"distill": distill.run, "experts": experts.run}
+    jobs = {"distill": distill.run, "experts": experts.run, "teacher": teacher.run}
     one_of("task", cfg.task, jobs)
     return jobs[cfg.task](cfg)
 

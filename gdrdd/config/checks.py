@@ -30,7 +30,8 @@ from gdrdd.robust.risk import CVaR
 from gdrdd.utils.checks import integer, is_number, level, one_of, positive, require
 from gdrdd.utils.runtime import PRECISIONS
 
-TASKS = ("distill", "experts")
+TASKS = ("distill", "experts", "teacher")
+EVAL_LABELS = ("own", "teacher")
 CVARS = ("cvar", "none")
 GROUP_FEATURES = ("step", "encoder", "evaluation")
 SAMPLINGS = ("uniform", "rarity")
@@ -211,6 +212,16 @@ def check_dataset(cfg: DictConfig) -> None:
             f"families joined by '_' from {', '.join(FAMILIES)}")
 
 
+def check_teacher(t: DictConfig) -> None:
+    """The ``teacher`` group (``task=teacher``, ``eval.labels=teacher``)."""
+    for key in ("epochs", "batch_size"):
+        integer(f"teacher.{key}", t[key])
+    positive("teacher.lr", t.lr)
+    require(all(is_number(m) and 0 < m < 1 for m in t.milestones), "teacher.milestones", list(t.milestones),
+            "fractions of the epochs in (0, 1), e.g. [0.5]")
+    one_of("teacher.augment", t.augment, EVAL_AUGMENTATIONS)
+
+
 def check_ddranking(cfg: DictConfig) -> None:
     """``evaluate.py``'s ``ddranking`` group: weights in [0, 1] and the real data's accuracy in percent."""
     d = cfg.ddranking
@@ -235,6 +246,13 @@ def check_evaluation(cfg: DictConfig) -> None:
     one_of("eval.augment", e.augment, EVAL_AUGMENTATIONS)
     level("eval.cvar_alpha", e.cvar_alpha)
     one_of("eval.precision", e.precision, PRECISIONS)
+    one_of("eval.labels", e.get("labels", "own"), EVAL_LABELS)
+    if e.get("labels", "own") == "teacher":
+        positive("eval.temperature", e.temperature)
+        require(e.cutmix == 0, "eval.cutmix", e.cutmix, "0 with eval.labels=teacher (the teacher relabels each "
+                "augmented batch itself)")
+    if "teacher" in cfg:
+        check_teacher(cfg.teacher)
     known = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))
     for name in e.get("models") or []:
         require(name in known, "eval.models", name, f"names of conf/model/*.yaml: {', '.join(known)}")

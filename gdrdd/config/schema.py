@@ -120,6 +120,18 @@ class ExpertsSchema:
 
 
 @dataclass
+class TeacherSchema:
+    epochs: int = 50
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0005
+    batch_size: int = 256
+    milestones: List[float] = field(default_factory=lambda: [0.5])
+    augment: str = "dsa"
+    seed: int = 0
+
+
+@dataclass
 class EvalSchema:
     nets: int = 3
     epochs: int = 300
@@ -137,6 +149,8 @@ class EvalSchema:
     num_groups: int = 10
     cvar_alpha: float = 0.8
     baseline: bool = True
+    labels: str = "own"
+    temperature: float = 4.0
     models: List[str] = field(default_factory=list)
     coverage: bool = True
     precision: str = "32-true"
@@ -145,7 +159,8 @@ class EvalSchema:
 
 
 SECTIONS = {"checkpoint": CheckpointSchema, "guard": GuardSchema, "dashboard": DashboardSchema, "cvar": CvarSchema,
-            "dataset": DatasetSchema, "model": ModelSchema, "experts": ExpertsSchema, "eval": EvalSchema}
+            "dataset": DatasetSchema, "model": ModelSchema, "experts": ExpertsSchema, "eval": EvalSchema,
+            "teacher": TeacherSchema}
 
 
 def check_types(cfg: DictConfig) -> None:

@@ -22,7 +22,7 @@ from gdrdd.data.spec import DatasetSpec
 from gdrdd.evaluation.corruptions import corruptions
 from gdrdd.evaluation.metrics import accuracy, group_accuracies, group_loss_cvar, summarise
 from gdrdd.evaluation.pixel_groups import pixel_kmeans_groups
-from gdrdd.models.fit import TrainSettings, predict, train_network
+from gdrdd.models.fit import LossFn, TrainSettings, predict, train_network
 from gdrdd.utils.progress import bar, job_label
 from gdrdd.utils.runtime import autocast, release_free_memory
 
@@ -36,15 +36,17 @@ class Evaluator:
                  preprocess: Preprocess | None = None,
                  architectures: dict[str, Callable[[], nn.Module]] | None = None, precision: str = "32-true",
                  test_subgroups: torch.Tensor | None = None, subgroup_keep: tuple[float, ...] | None = None,
-                 progress: bool = False) -> None:
+                 progress: bool = False, loss_fn: LossFn | None = None) -> None:
         """``test_images`` are network inputs; ``preprocess`` maps pixels to inputs (default: normalisation);
         ``architectures``: further networks to score the set with (cross-architecture evaluation), whose
         metrics are reported as ``<name>/<metric>``; ``precision``: ``32-true``, or ``bf16-mixed`` to train and
         test the networks under bfloat16 autocast. ``test_subgroups`` ``(N_test,)`` and ``subgroup_keep`` (the
         training fraction kept of each subgroup) of a subpopulation-shift data set add ``acc_kept<percent>`` per
         rarity level, ``cell<c>_<s>_acc`` per class ``c`` x subgroup ``s`` cell and ``worst_cell_acc`` (the
-        worst cell). ``progress``: a bar per scored set (``eval distilled 2/3``, epochs, time left)."""
-        self.spec, self.make_network, self.settings = spec, make_network, settings
+        worst cell). ``progress``: a bar per scored set (``eval distilled 2/3``, epochs, time left). ``loss_fn``:
+        the networks' training loss instead of the protocol's (``eval.labels=teacher``: the teacher's targets,
+        which ignore the set's labels)."""
+        self.spec, self.make_network, self.settings, self.loss_fn = spec, make_network, settings, loss_fn
         self.progress = progress
         self.architectures = architectures or {}
         self.precision = precision
@@ -125,7 +127,7 @@ class Evaluator:
                     torch.manual_seed(net_seed)
                     net = make_network().to(images.device)
                 generator = torch.Generator().manual_seed(net_seed)
-                trained = train_network(net, images, labels, settings, self.augment, generator,
+                trained = train_network(net, images, labels, settings, self.augment, generator, loss_fn=self.loss_fn,
                                         on_epoch=lambda _: progress.update(1))
                 per_net.append(self.score(trained))
         return summarise(per_net)

@@ -70,16 +70,23 @@ def run_cache(cfg: DictConfig, spec: DatasetSpec) -> ExpertCache:
     not what each is), and the robust settings of robust experts (``cvar.target=network|both``: alpha, weighting
     and the IPC of the initial synthetic set that groups the real images). The data folder's path is not part of
     the key."""
-    dataset = without_keys(OmegaConf.to_container(cfg.dataset, resolve=True), NOT_READ)
     experts = {k: v for k, v in OmegaConf.to_container(cfg.experts, resolve=True).items() if k != "num"}
     description = {
-        "dataset": {**dataset, "classes": list(spec.class_names)},
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        **training_description(cfg, spec),
         "experts": experts,
         "robust": ({"alpha": cfg.cvar.alpha, "weighting": cfg.cvar.weighting, "ipc": cfg.ipc}
                    if acts_on_network(cfg.cvar) else None),
     }
     return ExpertCache(cfg.paths.cache_dir, cfg.dataset.name, description)
+
+
+def training_description(cfg: DictConfig, spec: DatasetSpec) -> dict[str, Any]:
+    """What a network trained on the real training set depends on besides its own settings: the ``dataset``
+    group but ``NOT_READ``, the class names read, and the ``model`` group (the key of cached experts and
+    teachers)."""
+    dataset = without_keys(OmegaConf.to_container(cfg.dataset, resolve=True), NOT_READ)
+    return {"dataset": {**dataset, "classes": list(spec.class_names)},
+            "model": OmegaConf.to_container(cfg.model, resolve=True)}
 
 
 def experts_command() -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -26,6 +27,7 @@ from gdrdd.distill.coreset import select_per_class
 from gdrdd.distill.module import DistillModule
 from gdrdd.distill.parameterization import Parameterization, mosaic
 from gdrdd.evaluation.evaluator import Evaluator
+from gdrdd.evaluation.teacher import TeacherTargets, load_teacher, teacher_path
 from gdrdd.matchers.base import Matcher
 from gdrdd.matchers.registry import MatcherInputs, method
 from gdrdd.models import build_model
@@ -191,13 +193,30 @@ def distill_module(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> 
 
 
 def evaluator(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Evaluator:
+    """The evaluation protocol ``eval.*``; with ``eval.labels=teacher`` its networks train on the cached teacher's
+    targets (``gdrdd.evaluation.teacher``)."""
     e = cfg.eval
     return Evaluator(spec, data.test_images, data.test_labels, network_factory(cfg, spec), evaluation_settings(cfg),
                      nets=e.nets, augment=augmentation(e.augment, spec), num_groups=e.num_groups,
                      cvar_alpha=e.cvar_alpha, seed=cfg.seed, preprocess=data.preprocess,
                      architectures=cross_architectures(cfg, spec), precision=e.precision,
                      test_subgroups=data.test_subgroups, subgroup_keep=None if data.shift is None else data.shift.keep,
-                     progress=cfg.trainer.enable_progress_bar)
+                     progress=cfg.trainer.enable_progress_bar, loss_fn=teacher_targets(cfg, data, spec))
+
+
+def teacher_targets(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> TeacherTargets | None:
+    """``eval.labels=teacher``: the relabelling loss of the cached teacher; else None (the set's own labels)."""
+    if cfg.eval.get("labels", "own") != "teacher":
+        return None
+    teacher = load_teacher(teacher_path(cfg, spec), network_factory(cfg, spec), data.device, teacher_command())
+    return TeacherTargets(teacher, float(cfg.eval.temperature))
+
+
+def teacher_command() -> str:
+    """``python train.py task=teacher`` with this run's data set, model, teacher and path overrides."""
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    kept = [o for o in overrides if o.lstrip("+~").startswith(("dataset", "model", "teacher", "paths."))]
+    return " ".join(["python train.py task=teacher", *kept])
 
 
 def cross_architectures(cfg: DictConfig, spec: DatasetSpec) -> dict[str, Callable[[], nn.Module]]:

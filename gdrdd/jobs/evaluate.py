@@ -18,6 +18,7 @@ from gdrdd.evaluation.image_datasets import align_labels
 from gdrdd.evaluation.labels import training_targets
 from gdrdd.evaluation.saved_sets import load_distilled
 from gdrdd.evaluation.tables import comparison_table
+from gdrdd.evaluation.teacher import teacher_path
 from gdrdd.jobs import build
 from gdrdd.utils.checks import require
 from gdrdd.utils.files import write_json, write_text
@@ -84,34 +85,42 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 def ddranking(cfg: DictConfig, data, spec, images: torch.Tensor, labels: torch.Tensor, kind: str,
               lr: float | None, scored: dict[str, dict[str, float]], stored: int) -> dict[str, Any]:
-    """DD-Ranking's scores (``gdrdd.evaluation.ddranking``) of the set already scored in ``scored["distilled"]``:
-    the set again with hard labels (soft sets only) and without augmentation (nor CutMix); a random real subset
-    of the set's stored images per class (``stored`` in all; seeded by ``seed``) with and without augmentation
-    under the set's label rule; the whole real training set with hard labels (``ddranking.real_accuracy`` if
-    given: it costs a full training). The random subset and the real set train with the protocol's ``eval.lr``.
-    A soft-label set's random subset would need a teacher's labels, which gdrdd does not make yet: its IOR, LRS
-    and ARS are left out, with the reason."""
-    scoring = cfg.copy()
-    scoring.eval.models = []  # the run's own network only: the scores compare sets, not architectures
-    with_aug = build.evaluator(scoring, data, spec)
-    scoring.eval.augment, scoring.eval.cutmix = "none", 0.0
-    without_aug = build.evaluator(scoring, data, spec)
+    """DD-Ranking's scores (``gdrdd.evaluation.ddranking``) of the set already scored in ``scored["distilled"]``
+    (under its own label rule: its labels, or the teacher's with ``eval.labels=teacher``): the set again with its
+    hard labels and without augmentation (nor CutMix); a random real subset of the set's stored images per class
+    (``stored`` in all; seeded by ``seed``) with and without augmentation under the same label rule, which for a
+    soft-label set is the teacher's (``task=teacher``); the whole real training set with hard labels
+    (``ddranking.real_accuracy`` if given: it costs a full training). The random subset and the real set train
+    with the protocol's ``eval.lr``. Without the teacher a soft-label set gets its HLR and the reason."""
+    def evaluator(rule: str, augment: bool):
+        scoring = cfg.copy()
+        scoring.eval.models, scoring.eval.labels = [], rule  # the run's network only: the scores compare sets
+        if not augment:
+            scoring.eval.augment, scoring.eval.cutmix = "none", 0.0
+        return build.evaluator(scoring, data, spec)
+
+    set_rule = cfg.eval.get("labels", "own")
+    random_rule = "teacher" if kind != "hard" else set_rule
     hard = labels if kind == "hard" else labels.argmax(1)
-    syn_hard = (scored["distilled"]["acc"] if kind == "hard"
-                else with_aug.evaluate(images, hard, lr=lr, name="hard labels")["acc"])
+    own = evaluator("own", augment=True)
+    syn_hard = (scored["distilled"]["acc"] if kind == "hard" and set_rule == "own"
+                else own.evaluate(images, hard, lr=lr, name="hard labels")["acc"])
     real_hard = (cfg.ddranking.real_accuracy if cfg.ddranking.real_accuracy is not None
-                 else with_aug.evaluate(*data.training_set(), name="real")["acc"])
+                 else own.evaluate(*data.training_set(), name="real")["acc"])
     accuracy = {"syn": scored["distilled"]["acc"], "syn_hard": syn_hard, "real_hard": real_hard}
-    if kind != "hard":
-        return {"accuracy": accuracy, "hlr": (accuracy["real_hard"] - accuracy["syn_hard"]) / 100,
-                "missing": "IOR, LRS and ARS need the random subset labelled by a teacher (soft labels), which "
-                           "gdrdd does not make yet"}
-    per_class = max(1, stored // spec.num_classes)  # the set's compression ratio: its stored images per class
-    random_images, random_labels = data.random_subset(per_class, torch.Generator().manual_seed(cfg.seed))
-    accuracy.update(random=with_aug.evaluate(random_images, random_labels, name="random")["acc"],
-                    syn_no_aug=without_aug.evaluate(images, hard, lr=lr, name="no augmentation")["acc"],
-                    random_no_aug=without_aug.evaluate(random_images, random_labels, name="random")["acc"])
-    return {"accuracy": accuracy, **scores(Accuracies(**accuracy), cfg.ddranking.weight, cfg.ddranking.gamma)}
+    if random_rule == "teacher" and not teacher_path(cfg, spec).is_file():
+        return {"accuracy": accuracy, "hlr": (real_hard - syn_hard) / 100,
+                "missing": "IOR, LRS and ARS label the random subset with a teacher, as the set's labels are soft: "
+                           f"train it first with {build.teacher_command()}"}
+    random_images, random_labels = data.random_subset(max(1, stored // spec.num_classes),
+                                                      torch.Generator().manual_seed(cfg.seed))
+    accuracy.update(
+        random=evaluator(random_rule, augment=True).evaluate(random_images, random_labels, name="random")["acc"],
+        syn_no_aug=evaluator(set_rule, augment=False).evaluate(images, labels, lr=lr, name="no augmentation")["acc"],
+        random_no_aug=evaluator(random_rule, augment=False).evaluate(random_images, random_labels,
+                                                                    name="random")["acc"])
+    return {"accuracy": accuracy, "random_labels": random_rule,
+            **scores(Accuracies(**accuracy), cfg.ddranking.weight, cfg.ddranking.gamma)}
 
 
 def ranking_table(ranking: dict[str, Any]) -> str:

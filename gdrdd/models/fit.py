@@ -82,10 +82,11 @@ class CutMix:
 
 def train_network(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: TrainSettings,
                   augment: DSA | None = None, generator: torch.Generator | None = None,
-                  on_epoch: Callable[[int], None] | None = None) -> nn.Module:
+                  on_epoch: Callable[[int], None] | None = None, loss_fn: LossFn | None = None) -> nn.Module:
     """Train ``net`` in place on ``images`` ``(N, ch, H, W)`` and ``labels`` ``(N,)``; returns it in eval mode
     (with ``settings.compile``, its compiled version, which shares its parameters). ``on_epoch(epoch)`` after
-    each epoch (progress)."""
+    each epoch (progress). ``loss_fn`` replaces the protocol's loss (cross-entropy, or CutMix-ed with
+    ``settings.cutmix``), e.g. a teacher's targets."""
     if settings.channels_last:
         net.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
@@ -93,7 +94,8 @@ def train_network(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, se
                                 weight_decay=settings.weight_decay)
     net = compiled(net, settings.compile)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, settings.milestone_epochs(), gamma=settings.gamma)
-    loss_fn = CutMix(settings.cutmix, settings.cutmix_beta, generator) if settings.cutmix > 0 else None
+    if loss_fn is None and settings.cutmix > 0:
+        loss_fn = CutMix(settings.cutmix, settings.cutmix_beta, generator)
     run_epochs(net, optimizer, images, labels, settings.epochs, settings.batch_size, augment, generator, scheduler,
                loss_fn=loss_fn, on_epoch=on_epoch)
     return net.eval()

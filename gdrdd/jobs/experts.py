@@ -7,38 +7,26 @@ written whole (atomic rename) after its last epoch.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from gdrdd.config.checks import validate
 from gdrdd.data.datamodule import RealDataModule
 from gdrdd.experts.cache import run_cache
 from gdrdd.experts.trajectory import ExpertSettings, train_expert
-from gdrdd.jobs import build
+from gdrdd.jobs import build, real_data
 from gdrdd.models.fit import LossFn, predict
 from gdrdd.robust.grouping import NearestSynthetic
 from gdrdd.robust.network import GroupRobustLoss
 from gdrdd.robust.objective import acts_on_network, network_risk
-from gdrdd.utils.files import write_json, write_text
+from gdrdd.utils.files import write_json
 from gdrdd.utils.progress import bar, job_label
-from gdrdd.utils.runtime import make_deterministic
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train experts ``count .. experts.num - 1`` and return the summary written to ``experts.json``."""
-    validate(cfg)
-    make_deterministic(cfg.trainer.get("deterministic"))
-    build.fetch_data(cfg)
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
-    spec = build.dataset_spec(cfg)
-    data = build.datamodule(cfg, spec)
-    data.setup()
-    data.to(build.device(cfg))
+    out, spec, data = real_data.start(cfg)
     cache = run_cache(cfg, spec)
     images, labels = data.training_set()
     loss_fn = expert_loss(cfg, data)

@@ -3,35 +3,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gdrdd.config.checks import validate
 from gdrdd.evaluation.teacher import save_teacher, teacher_path
 from gdrdd.experts.cache import training_description
-from gdrdd.jobs import build
+from gdrdd.jobs import build, real_data
 from gdrdd.models.fit import TrainSettings, predict, train_network
-from gdrdd.utils.files import write_json, write_text
-from gdrdd.utils.runtime import make_deterministic
+from gdrdd.utils.files import write_json
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train the teacher of ``cfg``'s data set and model with the ``teacher`` settings (SGD, a step of x0.1 at
     each milestone, per-sample augmentation, seeded by ``teacher.seed``) on the whole real training set; write it
     to the cache and ``teacher.json`` (its path and test accuracy) to the run folder."""
-    validate(cfg)
-    make_deterministic(cfg.trainer.get("deterministic"))
-    build.fetch_data(cfg)
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
-    spec = build.dataset_spec(cfg)
-    data = build.datamodule(cfg, spec)
-    data.setup()
-    data.to(build.device(cfg))
+    out, spec, data = real_data.start(cfg)
     path = teacher_path(cfg, spec)
     make_network = build.network_factory(cfg, spec)
     summary: dict[str, Any] = {"teacher": str(path), "trained_now": not path.is_file()}

@@ -82,6 +82,23 @@ class _TensorPairs(Dataset):
 
 def load(path: str | Path, normalised: bool = False, soft: bool = False) -> DistilledSet:
     """The distilled set of gdrdd's ``distilled.pt`` at ``path`` (see the module docstring)."""
+    return _distilled_set(*_decoded(path), normalised=normalised, soft=soft)
+
+
+def _distilled_set(saved: SavedSet, spec: DatasetSpec, preprocess: Preprocess, inputs: torch.Tensor,
+                   labels: torch.Tensor, normalised: bool, soft: bool) -> DistilledSet:
+    """``load``'s result from a file's decoded pieces (``_decoded``)."""
+    images = inputs if normalised else preprocess.inverse(inputs)
+    kind = saved.label_kind
+    if soft:
+        labels, kind = as_probabilities(labels, kind, spec.num_classes), "probabilities"
+    return DistilledSet(images, labels, spec.class_names, spec.name, spec.mean, spec.std, saved.lr, normalised,
+                        saved.factor, saved.config, kind)
+
+
+def _decoded(path: str | Path) -> tuple[SavedSet, DatasetSpec, Preprocess, torch.Tensor, torch.Tensor]:
+    """gdrdd's file at ``path`` read once: what it records, its data set's facts and preprocessing, and its
+    decoded network inputs ``(N, ch, H, W)`` with their labels."""
     saved = load_distilled(path, "auto")
     if saved.format != "gdrdd" or saved.config is None:
         raise DistilledFileError(f"{path} is a {saved.format!r} file, which does not carry its data set; gdrdd.load "
@@ -90,12 +107,7 @@ def load(path: str | Path, normalised: bool = False, soft: bool = False) -> Dist
     spec = saved_spec(saved)
     preprocess = Preprocess.from_state(spec, saved.zca)
     inputs, labels = Parameterization(preprocess, factor=saved.factor).decode_set(saved.images, saved.labels)
-    images = inputs if normalised else preprocess.inverse(inputs)
-    kind = saved.label_kind
-    if soft:
-        labels, kind = as_probabilities(labels, kind, spec.num_classes), "probabilities"
-    return DistilledSet(images, labels, spec.class_names, spec.name, spec.mean, spec.std, saved.lr, normalised,
-                        saved.factor, saved.config, kind)
+    return saved, spec, preprocess, inputs, labels
 
 
 def saved_spec(saved: SavedSet) -> DatasetSpec:
@@ -123,11 +135,13 @@ def export(path: str | Path, folder: str | Path, format: str = "imagefolder") ->
     if folder.exists() and any(folder.iterdir()):
         raise ConfigError(f"folder={str(folder)!r} is not empty; gdrdd.export writes only into a new or empty folder, "
                           "so nothing already there is overwritten. Give another folder")
-    distilled = load(path)
+    decoded = _decoded(path)
+    distilled = _distilled_set(*decoded, normalised=False, soft=False)
     if format == "imagefolder":
         return write_imagefolder(folder, distilled.images, distilled.labels, distilled.class_names)
-    inputs = load(path, normalised=True).images
-    labels = distilled.labels if distilled.label_kind == "hard" else load(path, soft=True).labels
+    inputs = decoded[3]  # the exact network inputs (pixels mapped back would differ in the last bits)
+    labels = as_probabilities(distilled.labels, distilled.label_kind, distilled.num_classes) \
+        if distilled.label_kind != "hard" else distilled.labels
     meta = {"dataset": distilled.config["dataset"], "lr": distilled.lr, "gdrdd_version": __version__,
             "labels": "hard" if labels.dim() == 1 else "probabilities",
             "inputs": "the network inputs the run trained and scored on (its normalisation), decoded"}

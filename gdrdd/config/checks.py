@@ -212,13 +212,18 @@ def check_dataset(cfg: DictConfig) -> None:
             f"families joined by '_' from {', '.join(FAMILIES)}")
 
 
+def epoch_fractions(key: str, milestones) -> None:
+    """Learning-rate milestones: fractions of the epochs in (0, 1)."""
+    require(all(is_number(m) and 0 < m < 1 for m in milestones), key, list(milestones),
+            "fractions of the epochs in (0, 1), e.g. [0.5]")
+
+
 def check_teacher(t: DictConfig) -> None:
     """The ``teacher`` group (``task=teacher``, ``eval.labels=teacher``)."""
     for key in ("epochs", "batch_size"):
         integer(f"teacher.{key}", t[key])
     positive("teacher.lr", t.lr)
-    require(all(is_number(m) and 0 < m < 1 for m in t.milestones), "teacher.milestones", list(t.milestones),
-            "fractions of the epochs in (0, 1), e.g. [0.5]")
+    epoch_fractions("teacher.milestones", t.milestones)
     one_of("teacher.augment", t.augment, EVAL_AUGMENTATIONS)
 
 
@@ -238,8 +243,7 @@ def check_evaluation(cfg: DictConfig) -> None:
         integer(f"eval.{key}", e[key])
     integer("eval.every", e.every, minimum=0)
     positive("eval.lr", e.lr)
-    require(all(is_number(m) and 0 < m < 1 for m in e.milestones), "eval.milestones", list(e.milestones),
-            "fractions of the epochs in (0, 1), e.g. [0.5]")
+    epoch_fractions("eval.milestones", e.milestones)
     positive("eval.gamma", e.gamma)
     require(is_number(e.cutmix) and 0 <= e.cutmix <= 1, "eval.cutmix", e.cutmix, "a probability in [0, 1]")
     positive("eval.cutmix_beta", e.cutmix_beta)

@@ -49,6 +49,5 @@ def canonical(value: Any) -> Any:
 
 
 def setting_id(flat: dict[str, Any]) -> str:
-    """A short stable hash of a flattened setting (values ``canonical``)."""
-    items = sorted((k, canonical(v)) for k, v in flat.items())
-    return hashlib.sha1(json.dumps(items, default=str).encode()).hexdigest()[:10]
+    """A short stable hash of a flattened setting whose values are ``canonical``."""
+    return hashlib.sha1(json.dumps(sorted(flat.items()), default=str).encode()).hexdigest()[:10]

@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from gdrdd.errors import DistilledFileError
+from gdrdd.evaluation.labels import hard_labels
 from gdrdd.utils.files import atomic_write, write_text
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -58,11 +59,6 @@ def from_pil(image: Image.Image) -> torch.Tensor:
     image = image.convert("L" if image.mode in ("L", "1", "I;16", "I") else "RGB")
     array = torch.from_numpy(np.array(image, dtype=np.uint8)).float().div(255)
     return array.unsqueeze(0) if array.dim() == 2 else array.permute(2, 0, 1)
-
-
-def hard_labels(labels: torch.Tensor) -> torch.Tensor:
-    """Class indices ``(N,)`` of ``(N,)`` indices or ``(N, C)`` soft labels (their most probable class)."""
-    return labels if labels.dim() == 1 else labels.argmax(1)
 
 
 def write_imagefolder(folder: Path, pixels: torch.Tensor, labels: torch.Tensor, class_names: tuple[str, ...]) -> Path:

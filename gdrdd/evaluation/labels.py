@@ -40,6 +40,11 @@ def resolve_kind(labels: torch.Tensor, declared: str = "auto") -> str:
     return "probabilities" if on_simplex else "logits"
 
 
+def hard_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Class indices ``(N,)`` of ``(N,)`` indices or ``(N, C)`` soft labels (their most probable class)."""
+    return labels if labels.dim() == 1 else labels.argmax(1)
+
+
 def training_targets(labels: torch.Tensor, kind: str) -> torch.Tensor:
     """What networks train against: class indices for ``hard``, else class probabilities ``(N, C)``
     (``softmax`` of logits)."""

@@ -43,11 +43,15 @@ class TeacherTargets:
         return F.kl_div(student, target, reduction="batchmean") * t * t
 
 
+def teacher_description(cfg: DictConfig, spec: DatasetSpec) -> dict[str, Any]:
+    """What the teacher depends on: the real training set, the model, the ``teacher`` group (the cache key)."""
+    return {**training_description(cfg, spec), "teacher": OmegaConf.to_container(cfg.teacher, resolve=True)}
+
+
 def teacher_path(cfg: DictConfig, spec: DatasetSpec) -> Path:
     """The cached teacher of ``cfg``'s data set, model and ``teacher`` settings (the data folder's path aside)."""
-    description = {**training_description(cfg, spec), "teacher": OmegaConf.to_container(cfg.teacher, resolve=True)}
     root = Path(cfg.paths.cache_dir).expanduser() / "teachers"
-    return root / f"{cfg.dataset.name}-{expert_key(description)}.pt"
+    return root / f"{cfg.dataset.name}-{expert_key(teacher_description(cfg, spec))}.pt"
 
 
 def save_teacher(path: Path, net: nn.Module, description: dict[str, Any]) -> Path:

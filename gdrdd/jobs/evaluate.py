@@ -15,7 +15,7 @@ from gdrdd.distill.parameterization import Parameterization
 from gdrdd.errors import ConfigError
 from gdrdd.evaluation.ddranking import Accuracies, scores
 from gdrdd.evaluation.image_datasets import align_labels
-from gdrdd.evaluation.labels import training_targets
+from gdrdd.evaluation.labels import hard_labels, training_targets
 from gdrdd.evaluation.saved_sets import load_distilled
 from gdrdd.evaluation.tables import comparison_table
 from gdrdd.evaluation.teacher import teacher_path
@@ -101,7 +101,7 @@ def ddranking(cfg: DictConfig, data, spec, images: torch.Tensor, labels: torch.T
 
     set_rule = cfg.eval.get("labels", "own")
     random_rule = "teacher" if kind != "hard" else set_rule
-    hard = labels if kind == "hard" else labels.argmax(1)
+    hard = hard_labels(labels)
     own = evaluator("own", augment=True)
     syn_hard = (scored["distilled"]["acc"] if kind == "hard" and set_rule == "own"
                 else own.evaluate(images, hard, lr=lr, name="hard labels")["acc"])

@@ -16,7 +16,7 @@ from gdrdd.data.datamodule import RealDataModule
 from gdrdd.experts.cache import run_cache
 from gdrdd.experts.trajectory import ExpertSettings, train_expert
 from gdrdd.jobs import build, real_data
-from gdrdd.models.fit import LossFn, predict
+from gdrdd.models.fit import LossFn
 from gdrdd.robust.grouping import NearestSynthetic
 from gdrdd.robust.network import GroupRobustLoss
 from gdrdd.robust.objective import acts_on_network, network_risk
@@ -79,5 +79,4 @@ def _test_accuracy(make_network, params: dict[str, torch.Tensor], data) -> float
     buffers = {name for name, _ in net.named_buffers()}
     if unexpected or set(missing) - buffers:
         raise RuntimeError(f"expert parameters do not fit the network: missing {missing}, unexpected {unexpected}")
-    preds, _ = predict(net.eval(), data.test_images, data.test_labels)
-    return float((preds == data.test_labels).float().mean() * 100)
+    return real_data.test_accuracy(net, data)

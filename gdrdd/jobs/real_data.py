@@ -1,5 +1,5 @@
-"""The common start of the jobs that train networks on the real data set outside a Lightning Trainer
-(``task=experts``, ``task=teacher``)."""
+"""What the jobs that train networks on the real data set outside a Lightning Trainer share (``task=experts``,
+``task=teacher``): their start, and the test accuracy of what they trained."""
 
 from __future__ import annotations
 
@@ -11,8 +11,15 @@ from gdrdd.config.checks import validate
 from gdrdd.data.datamodule import RealDataModule
 from gdrdd.data.spec import DatasetSpec
 from gdrdd.jobs import build
+from gdrdd.models.fit import predict
 from gdrdd.utils.files import write_text
 from gdrdd.utils.runtime import make_deterministic
+
+
+def test_accuracy(net, data: RealDataModule) -> float:
+    """Test accuracy (%) of ``net`` (put in eval mode) on the real test set."""
+    preds, _ = predict(net.eval(), data.test_images, data.test_labels)
+    return float((preds == data.test_labels).float().mean() * 100)
 
 
 def start(cfg: DictConfig) -> tuple[Path, DatasetSpec, RealDataModule]:

@@ -6,12 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from gdrdd.evaluation.teacher import save_teacher, teacher_path
-from gdrdd.experts.cache import training_description
+from gdrdd.evaluation.teacher import load_teacher, save_teacher, teacher_description, teacher_path
 from gdrdd.jobs import build, real_data
-from gdrdd.models.fit import TrainSettings, predict, train_network
+from gdrdd.models.fit import TrainSettings, train_network
 from gdrdd.utils.files import write_json
 
 
@@ -30,14 +29,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(t.seed)
             net = make_network().to(data.device)
-        train_network(net, *data.training_set(), settings, build.augmentation(t.augment, spec),
-                      torch.Generator().manual_seed(t.seed))
-        save_teacher(path, net, {**training_description(cfg, spec),
-                                 "teacher": OmegaConf.to_container(cfg.teacher, resolve=True)})
-    net = make_network().to(data.device)
-    net.load_state_dict(torch.load(path, map_location=data.device, weights_only=True))
-    preds, _ = predict(net.eval(), data.test_images, data.test_labels)
-    summary["test_accuracy"] = float((preds == data.test_labels).float().mean() * 100)
+        net = train_network(net, *data.training_set(), settings, build.augmentation(t.augment, spec),
+                            torch.Generator().manual_seed(t.seed))
+        save_teacher(path, net, teacher_description(cfg, spec))
+    else:
+        net = load_teacher(path, make_network, data.device, build.teacher_command())
+    summary["test_accuracy"] = real_data.test_accuracy(net, data)
     write_json(out / "teacher.json", summary)
     print(f"\nteacher {'trained' if summary['trained_now'] else 'found'}: {path} "
           f"(test accuracy {summary['test_accuracy']:.2f} %)")

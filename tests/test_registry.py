@@ -32,7 +32,8 @@ def test_every_method_file_names_a_registered_method_whose_schema_takes_it():
 def test_what_each_method_supports():
     supports = {name: (m.groups_real, m.trains_network, m.build is not None) for name, m in methods().items()}
     assert supports == {"dc": (True, True, True), "dsa": (True, True, True), "dm": (True, False, True),
-                        "idc": (True, True, True), "mtt": (False, True, True), "random": (False, False, False)}
+                        "idc": (True, True, True), "mtt": (False, True, True), "datm": (False, True, True),
+                        "random": (False, False, False)}
 
 
 def test_a_key_the_method_does_not_read_is_refused_by_name(tiny):
@@ -40,7 +41,7 @@ def test_a_key_the_method_does_not_read_is_refused_by_name(tiny):
         validate(tiny("+method.outer_loop=5"))
     with pytest.raises(ConfigError, match=r"method\.syn_steps.*method=dm"):  # an MTT preset with another method
         validate(tiny("experiment=mtt_cifar10_ipc10", "method=dm"))
-    with pytest.raises(ConfigError, match=r"method='idk' is not valid; accepted: dc, dm, dsa, idc, mtt, random"):
+    with pytest.raises(ConfigError, match=r"method='idk' is not valid; accepted: datm, dc, dm, dsa, idc, mtt, random"):
         validate(tiny("method.name=idk"))
 
 

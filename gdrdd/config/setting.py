@@ -15,6 +15,7 @@ import hashlib
 import json
 from typing import Any
 
+from gdrdd.matchers.registry import methods
 from gdrdd.utils.nested import without_keys
 
 NOT_SETTINGS = ("seed", "resume", "task_name", "paths", "hydra", "logger", "checkpoint", "dashboard",
@@ -29,10 +30,11 @@ NOT_SETTINGS = ("seed", "resume", "task_name", "paths", "hydra", "logger", "chec
 
 def run_setting(config: dict[str, Any], class_names: list[str] | None = None) -> dict[str, Any]:
     """The resolved ``config`` (a plain nested dict) without the ``NOT_SETTINGS`` keys, and without the
-    ``experts`` group unless the method matches experts (MTT); ``class_names``: the classes read from the data
+    ``experts`` group unless the method matches experts (MTT, DATM); ``class_names``: the classes read from the data
     folder when the config leaves them open (``dataset.class_names: null``), so two class-folder trees differ."""
     setting = without_keys(config, NOT_SETTINGS)
-    if setting.get("method", {}).get("name") != "mtt":
+    entry = methods().get(setting.get("method", {}).get("name"))
+    if entry is None or not entry.matches_experts:
         setting.pop("experts", None)
     if class_names is not None and setting.get("dataset", {}).get("class_names") is None:
         setting.setdefault("dataset", {})["class_names"] = list(class_names)

@@ -12,6 +12,7 @@ from gdrdd.data.spec import class_major_labels
 from gdrdd.distill.group_stats import GroupStats
 from gdrdd.distill.parameterization import Parameterization
 from gdrdd.errors import NonFiniteError
+from gdrdd.evaluation.labels import training_targets
 from gdrdd.matchers.base import Matcher
 from gdrdd.robust.grouping import Grouping, KnownGroups
 from gdrdd.robust.risk import CVaR, RiskMeasure
@@ -49,6 +50,7 @@ class DistillModule(L.LightningModule):
         self.matcher, self.grouping, self.risk = matcher, grouping, risk
         self.lr_img, self.momentum, self.batch_real, self.seed = lr_img, momentum, batch_real, seed
         self.skip_nonfinite, self.skipped_updates = skip_nonfinite, 0
+        self.threshold_skips = 0  # updates the matcher declined (DATM's threshold)
         self.last_group_stats: GroupStats | None = None  # the last update's groups, for the dashboard
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -95,6 +97,16 @@ class DistillModule(L.LightningModule):
         self.log("guard/skipped_updates", float(self.skipped_updates))
         return False
 
+    def _accepted(self, base: torch.Tensor | None) -> bool:
+        """Whether the matcher takes this update (``accepts(base)``; DATM skips poor matches); a declined one is
+        counted and logged as ``distill/skipped_threshold``."""
+        accepts = getattr(self.matcher, "accepts", None)
+        if accepts is None or bool(accepts(base.detach())):
+            return True
+        self.threshold_skips += 1
+        self.log("distill/skipped_threshold", float(self.threshold_skips))
+        return False
+
     def _loss_scaled(self) -> bool:
         """Lightning scales the loss (``trainer.precision=16-mixed``): its scaler checks the gradients, skipping an
         update whose scaled gradients overflow and lowering the scale, so the guard checks the loss only."""
@@ -108,10 +120,21 @@ class DistillModule(L.LightningModule):
         """The training images ``(C, ipc * f^2, ch, H, W)`` (network inputs, differentiable in ``images``)."""
         return self.parameterization.decode(self.images.view(self.num_classes, self.ipc, *self.images.shape[1:]))
 
+    def stored_labels(self) -> tuple[torch.Tensor, str]:
+        """The labels of the stored tensors and their kind (``gdrdd.evaluation.labels``): the matcher's learned
+        ``(C*ipc, C)`` logits if it learns labels (DATM), else the fixed class indices ``(C*ipc,)``."""
+        learned = getattr(self.matcher, "learned_labels", None)
+        return (self.labels, "hard") if learned is None else (learned, "logits")
+
     def training_set(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The training images, flattened and detached ``(C * ipc * f^2, ch, H, W)``, with their labels."""
+        """The training images, flattened and detached ``(C * ipc * f^2, ch, H, W)``, with their targets: class
+        indices, or class probabilities ``(N, C)`` for learned labels (one stored image, one label: no
+        multi-formation then)."""
         images = self.synthetic_by_class().detach()
-        return images.flatten(0, 1), class_major_labels(self.num_classes, images.shape[1], images.device)
+        labels, kind = self.stored_labels()
+        if kind == "hard":
+            return images.flatten(0, 1), class_major_labels(self.num_classes, images.shape[1], images.device)
+        return images.flatten(0, 1), training_targets(labels, kind)
 
     def stored_inputs(self) -> torch.Tensor:
         """The stored tensors as network inputs ``(C*ipc, ch, H, W)``, not decoded (what ``distilled.pt`` keeps)."""
@@ -121,6 +144,8 @@ class DistillModule(L.LightningModule):
         optimizer = self.optimizers()
         self.parameterization.project_(self.images)
         torch.manual_seed(iteration_seed(self.seed, batch_idx))
+        if hasattr(self.matcher, "set_iteration"):
+            self.matcher.set_iteration(batch_idx)
         self.matcher.start_iteration(self.device)
         self.risk.start_iteration(batch_idx)
         updates = self.matcher.updates_per_iteration
@@ -132,8 +157,8 @@ class DistillModule(L.LightningModule):
             objective = risk.objective if out.base is None else risk.objective + out.base
             optimizer.zero_grad()
             self.manual_backward(objective)
-            if not self._finite(objective, batch_idx, update):
-                continue  # guard.skip_nonfinite: this update is skipped
+            if not self._finite(objective, batch_idx, update) or not self._accepted(out.base):
+                continue  # guard.skip_nonfinite, or the matcher declines it: this update is skipped
             optimizer.step()
             self.matcher.after_update(self.synthetic_by_class().detach(), is_last=update == updates - 1)
         self.log("distill/loss", objective.detach(), prog_bar=True)

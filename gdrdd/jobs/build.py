@@ -127,12 +127,13 @@ def evaluation_settings(cfg: DictConfig) -> TrainSettings:
                          cutmix_beta=e.cutmix_beta, channels_last=e.channels_last, compile=e.compile)
 
 
-def initial_images(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec,
-                   parameterization: Parameterization) -> torch.Tensor:
+def initial_images(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec, parameterization: Parameterization,
+                   distiller: Matcher | None = None) -> torch.Tensor:
     """The stored tensors ``(C*ipc, ch, H, W)`` at the start: real images per class (``init=real`` random ones,
     ``init=first`` the first ones in the data set's order, as IDC's code does, ``init=kcenter``/``herding`` a
-    coreset in a fixed network's features, ``gdrdd.distill.coreset``; with multi-formation each stored image is a
-    mosaic of ``f x f`` of them), or Gaussian noise in network-input space; in pixel space for pixel storage."""
+    coreset in a fixed network's features, ``gdrdd.distill.coreset``, ``init=correct`` ones the matcher's experts
+    classify correctly, ``gdrdd.matchers.datm``; with multi-formation each stored image is a mosaic of ``f x f`` of
+    them), or Gaussian noise in network-input space; in pixel space for pixel storage."""
     f = parameterization.factor
     init = cfg.method.init
     if init == "noise":
@@ -144,6 +145,8 @@ def initial_images(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec,
             real = data.first_images(n)
         elif init == "real":
             real = data.sample_real(n, uniform=True)
+        elif init == "correct":
+            real = distiller.correctly_classified(data.class_images, n)
         else:
             real = select_per_class(data.class_images, coreset_network(cfg, data, spec), n, init)
         inputs = torch.cat([mosaic(images, f) for images in real])
@@ -186,8 +189,15 @@ def distill_module(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> 
     grouping, risk = matching_objective(cfg, spec.num_classes, risk_is_term=entry.risk_is_term,
                                         classes_per_update=spec.num_classes if entry.updates_all_classes else 1)
     synthetic = parameterization(cfg, data)
-    return DistillModule(initial_images(cfg, data, spec, synthetic), data.synthetic_labels(cfg.ipc),
-                         matcher(cfg, data, spec), grouping, risk, lr_img=m.lr_img, momentum=m.momentum,
+    # A start of real images is drawn before the matcher is built; DATM's (init=correct) asks the matcher's experts.
+    images = None if m.init == "correct" else initial_images(cfg, data, spec, synthetic)
+    distiller = matcher(cfg, data, spec)
+    if images is None:
+        images = initial_images(cfg, data, spec, synthetic, distiller)
+    labels = data.synthetic_labels(cfg.ipc)
+    if hasattr(distiller, "initialise_labels"):  # learned labels (DATM) start from the experts' logits
+        distiller.initialise_labels(synthetic.inputs(images), labels)
+    return DistillModule(images, labels, distiller, grouping, risk, lr_img=m.lr_img, momentum=m.momentum,
                          batch_real=m.batch_real, seed=cfg.seed, skip_nonfinite=cfg.guard.skip_nonfinite,
                          parameterization=synthetic)
 

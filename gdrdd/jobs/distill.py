@@ -75,7 +75,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if cfg.method.name == "random":
         images, labels = data.random_subset(cfg.ipc)
-        training = images, labels
+        training, label_kind = (images, labels), "hard"
         scored["random"] = evaluation.evaluator.evaluate(images, labels, name="random")
         _log_metrics(loggers, {f"eval/{k}": v for k, v in scored["random"].items()}, 0)
     else:
@@ -84,12 +84,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         try:
             trainer.fit(module, datamodule=data, ckpt_path=checkpoint)
         except NonFiniteError:  # keep the last good synthetic set beside the last good checkpoint
-            save_distilled(out / "distilled.pt", module.stored_inputs(), module.labels, spec, config,
-                           {**extra, **data.preprocess.state()})
+            labels, label_kind = module.stored_labels()
+            save_distilled(out / "distilled.pt", module.stored_inputs(), labels, spec, config,
+                           {**extra, **data.preprocess.state()}, label_kind=label_kind)
             raise
         if not trainer.is_global_zero:
             return {}  # in a distributed run, rank 0 evaluates and writes
-        images, labels = module.stored_inputs(), module.labels  # stored (compact), as network inputs
+        images = module.stored_inputs()  # stored (compact), as network inputs
+        labels, label_kind = module.stored_labels()
         training = module.training_set()  # decoded: what networks train on
         if module.evaluation_lr() is not None:
             extra["learned_lr"] = module.evaluation_lr()
@@ -101,7 +103,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             scored["random"] = evaluation.evaluator.evaluate(*baseline, name="random")
             _log_metrics(loggers, {f"baseline/{k}": v for k, v in scored["random"].items()}, trainer.global_step)
 
-    save_distilled(out / "distilled.pt", images, labels, spec, config, {**extra, **data.preprocess.state()})
+    save_distilled(out / "distilled.pt", images, labels, spec, config, {**extra, **data.preprocess.state()},
+                   label_kind=label_kind)
     grid = save_image_grid(out / "distilled.png", data.preprocess.inverse(images), per_row=cfg.ipc)
     figures = {"distill/synthetic_images": grid}
     if cfg.eval.coverage:

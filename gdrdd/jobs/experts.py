@@ -1,4 +1,4 @@
-"""The ``task=experts`` job: train the expert trajectories that ``method=mtt`` matches, into the cache.
+"""The ``task=experts`` job: train the expert trajectories that ``method=mtt`` and ``method=datm`` match.
 
 Resumable: experts already in the cache are kept and training continues with the next index; each expert is
 written whole (atomic rename) after its last epoch.

@@ -15,7 +15,10 @@ real batch then holds those classes only; IDC updates one class at a time); with
 rather than its slice (by default it gets a slice and sums its group statistics over ranks);
 a matcher with learnable tensors of its own (MTT's step size) is an ``nn.Module`` with
 ``param_groups()`` (extra optimiser parameter groups) and ``learned_lr`` (the evaluation learning rate, a detached
-0-dim tensor).
+0-dim tensor); one that learns the labels (DATM) has ``learned_labels`` (detached ``(C*ipc, C)`` logits, what the
+set is saved and evaluated with); ``set_iteration(i)`` is called with the iteration index before
+``start_iteration`` (DATM's window widens with it); ``accepts(base)`` -> a 0-dim bool tensor: ``False`` skips the
+update (DATM's threshold on its trajectory loss ``GroupLosses.base``).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from torch import nn
 from torch.func import functional_call
 
 from gdrdd.augment.dsa import DSA
-from gdrdd.data.spec import class_major_labels
+from gdrdd.data.spec import DatasetSpec, class_major_labels
 from gdrdd.errors import ExpertsNotFoundError
 from gdrdd.experts.cache import ExpertCache, experts_command, run_cache
 from gdrdd.experts.trajectory import check_expert_settings
@@ -96,10 +96,14 @@ class TrajectoryMatcher(nn.Module):
         """Extra optimiser parameter groups: the step size with its own learning rate."""
         return [{"params": [self.syn_lr], "lr": self.lr_lr}]
 
+    def start_epochs(self) -> tuple[int, int]:
+        """The range ``[low, high)`` the iteration's start epoch is drawn from, uniformly: ``[0, max_start_epoch)``."""
+        return 0, self.max_start_epoch
+
     def start_iteration(self, device: torch.device | str) -> None:
         rank, world = rank_and_world()  # every rank draws all ranks' segments (same RNG), then takes its own
         expert = int(torch.randint(self.num_experts, (world,))[rank])
-        start_epoch = int(torch.randint(self.max_start_epoch, (world,))[rank])
+        start_epoch = int(torch.randint(*self.start_epochs(), (world,))[rank])
         trajectory = self.experts.load(expert)  # on the CPU; only the two snapshots used go to the device
         start, target = trajectory[start_epoch], trajectory[start_epoch + self.expert_epochs]
         self.set_segment({k: v.to(device) for k, v in start.items()}, {k: v.to(device) for k, v in target.items()})
@@ -126,6 +130,10 @@ class TrajectoryMatcher(nn.Module):
             batches.extend(torch.randperm(n, device=device).split(size))
         return batches[:self.syn_steps]
 
+    def student_targets(self, classes: int, ipc: int, device: torch.device) -> torch.Tensor:
+        """What the student's cross-entropy is taken against: the class-major hard labels ``(C*ipc,)``."""
+        return class_major_labels(classes, ipc, device)
+
     def trajectory_loss(self, final: Params) -> torch.Tensor:
         return parameter_distance(final, self.target) / parameter_distance(self.start, self.target).clamp(min=1e-12)
 
@@ -133,7 +141,7 @@ class TrajectoryMatcher(nn.Module):
         """``real`` ``(C, n, ...)`` is used by the risk term only (``None`` without it)."""
         c, ipc = synthetic.shape[:2]
         flat = synthetic.flatten(0, 1)
-        final = self.unroll(flat, class_major_labels(c, ipc, flat.device))
+        final = self.unroll(flat, self.student_targets(c, ipc, flat.device))
         base = self.trajectory_loss(final)
         if not self.risk_term:
             empty = base.new_zeros(0)
@@ -189,18 +197,24 @@ def check_segment(cfg: DictConfig) -> None:
             f"{m.max_start_epoch - 1} + {m.expert_epochs} = {last}, must exist in the experts)")
 
 
-def build(inputs: MatcherInputs) -> TrajectoryMatcher:
-    """MTT from the expert cache of the run's settings; a missing cache stops the run with the command that
-    creates it. With ``cvar.target=matching|both`` the robust risk term is on."""
-    m, cfg = inputs.method, inputs.cfg
-    cache = run_cache(cfg, inputs.spec)
+def expert_cache(cfg: DictConfig, spec: DatasetSpec, method: str) -> ExpertCache:
+    """The expert cache of the run's settings; a missing cache stops the run with the command that creates it."""
+    cache = run_cache(cfg, spec)
     if cache.count() == 0:
         raise ExpertsNotFoundError(
-            f"no expert trajectories for these settings in {cache.folder}. method=mtt matches experts trained "
+            f"no expert trajectories for these settings in {cache.folder}. method={method} matches experts trained "
             f"beforehand; create them with\n    {experts_command()}\n(the same overrides plus task=experts; "
             f"experts.num and experts.epochs set how many and how long: reference 100 x 50).")
     if cache.count() < cfg.experts.num:
         log.warning("using the %d experts in %s (experts.num=%d)", cache.count(), cache.folder, cfg.experts.num)
+    return cache
+
+
+def build(inputs: MatcherInputs) -> TrajectoryMatcher:
+    """MTT from the expert cache of the run's settings. With ``cvar.target=matching|both`` the robust risk term is
+    on."""
+    m, cfg = inputs.method, inputs.cfg
+    cache = expert_cache(cfg, inputs.spec, "mtt")
     return TrajectoryMatcher(inputs.make_network, cache, syn_steps=m.syn_steps, expert_epochs=m.expert_epochs,
                              max_start_epoch=m.max_start_epoch, lr_student=m.lr_student, lr_lr=m.lr_lr,
                              batch_syn=m.batch_syn, augment=inputs.augment, checkpoint=m.checkpoint,
@@ -208,5 +222,5 @@ def build(inputs: MatcherInputs) -> TrajectoryMatcher:
 
 
 register(Method("mtt", MTTConfig, build, trains_network=True, risk_is_term=True, matches_real=False,
-                stateless_norm="its experts keep parameters only, as the reference does", reference_iterations=5_000,
-                check=check_segment))
+                matches_experts=True, stateless_norm="its experts keep parameters only, as the reference does",
+                reference_iterations=5_000, check=check_segment))

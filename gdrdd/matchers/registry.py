@@ -18,6 +18,8 @@ Each matcher module of ``gdrdd/matchers/`` registers its methods when imported, 
 - ``updates_all_classes``: each synthetic update covers every class (``False``: one class per update, IDC);
 - ``stores_pixels``: its synthetic tensors are learnt in ``[0, 1]`` pixel space (IDC), not as network inputs;
 - ``matches_real``: every update reads a real batch (``False``: only the robust risk term does, MTT);
+- ``matches_experts``: it matches the cached expert trajectories of ``task=experts`` (MTT, DATM), so the
+  ``experts`` group is part of its setting;
 - ``stateless_norm``: why the method needs a network norm without running statistics (``""``: any norm);
 - ``reference_iterations``: the distillation iterations of the method's reference protocol (its original code's
   default, the same for every data set and IPC; ``None``: it distils nothing). A shorter run says so;
@@ -35,7 +37,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 from omegaconf import DictConfig
 from torch import nn
@@ -73,6 +75,7 @@ class DistillConfig(MethodConfig):
     the augmentation while matching (``augment``) and the multi-formation ``factor`` (each stored image trains as
     ``factor^2`` images; 1: none; ``gdrdd.distill.parameterization``)."""
 
+    inits: ClassVar[tuple[str, ...]] = INITS  # the accepted values of init (a method may add its own)
     lr_img: float = 1.0
     momentum: float = 0.5
     init: str = "real"
@@ -84,7 +87,7 @@ class DistillConfig(MethodConfig):
         super().__post_init__()
         positive("method.lr_img", self.lr_img)
         integer("method.factor", self.factor)
-        one_of("method.init", self.init, INITS)
+        one_of("method.init", self.init, self.inits)
         integer("method.init_epochs", self.init_epochs, minimum=0)
         one_of("method.augment", self.augment, AUGMENTATIONS)
 
@@ -118,6 +121,7 @@ class Method:
     updates_all_classes: bool = True
     stores_pixels: bool = False
     matches_real: bool = True
+    matches_experts: bool = False
     stateless_norm: str = ""
     reference_iterations: int | None = None
     check: Callable[[DictConfig], None] | None = None

@@ -13,14 +13,16 @@ Patches:
   batch that way) is refused by PyTorch >= 2.1 as a write into its own source; ``Tensor.__setitem__`` copies a
   right-hand side that shares the target's storage first, which gives what older PyTorch computed;
 - NumPy: the aliases ``np.int``, ``np.float``, ``np.bool`` (removed in NumPy 1.24) are the builtins again;
-- W&B (MTT's ``distill.py`` logs to it and reads its settings back from ``wandb.config``): a stand-in module with
+- W&B (MTT's ``distill.py`` and DATM's ``DATM.py`` log to it and read their settings back from ``wandb.config``):
+  a stand-in module with
   ``init``, ``config``, ``run.name``, ``log``, ``Histogram``, ``Image`` and ``finish`` that keeps nothing but the
   settings, as there is no W&B server to log to;
 - MTT's final set: ``distill.py`` saves its images only at evaluations that improve on the best so far, so the
   first SGD optimiser built over one 4-D tensor (its synthetic images) and the first over one 0-D tensor (its
   learnable step size) are recorded, and after the script ends the images, their class-major labels (``--ipc``
   per class, MTT's order) and the step size are written to ``final/{images,labels,lr}_best.pt`` in the working
-  folder (the MTT/DATM layout that ``evaluate.py`` reads);
+  folder (the MTT/DATM layout that ``evaluate.py`` reads); DATM's ``DATM.py`` likewise, its labels being the
+  single 2-D tensor it builds an optimiser over (its learned logits);
 - ``--start FILE`` (a saved ``(N, ch, H, W)`` tensor of network inputs, class-major): the synthetic set starts
   from it instead of the script's own random draw: the first SGD optimiser built over one tensor of that shape (the
   scripts build their synthetic images' optimiser right after drawing them) gets the file's values copied into
@@ -29,7 +31,9 @@ Patches:
   ``--start``) is copied then and written to ``start_set.pt`` in the working folder as ``(images, labels)`` when
   the script ends (DC, DSA, DM, MTT), so its initial set can be scored like its result;
 - timing: the network constructor the script calls once per outer iteration (IDC: ``train.define_model``; the
-  DatasetCondensation scripts and MTT's ``distill.py``: ``utils.get_network``) is wrapped to record a timestamp,
+  DatasetCondensation scripts and MTT's ``distill.py``: ``utils.get_network``; DATM:
+  ``utils.utils_baseline.get_network``, which it also calls twice before its first iteration, so two intervals
+  are its set-up, not iterations: the median is what is reported) is wrapped to record a timestamp,
   and the evaluation function (``utils.evaluate_synset``) to record its start and end, so TIMING_JSON gets the
   seconds of every outer iteration (an interval that contains an evaluation is not one), the seconds of every
   evaluation and the peak resident memory of the process.
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import json
 import os
 import resource
@@ -162,7 +167,7 @@ def record_optimisers(built: list[torch.optim.Optimizer], start: torch.Tensor | 
 def require_start_used(module_name: str, function: str, pending: list[torch.Tensor]) -> None:
     """Stop at the first call of ``module_name.function`` (the network of the first iteration) if the start has
     not been copied into the synthetic set by then."""
-    module = __import__(module_name)
+    module = importlib.import_module(module_name)
     original = getattr(module, function)
 
     @functools.wraps(original)
@@ -181,14 +186,17 @@ def only_tensor(optimiser: torch.optim.Optimizer) -> torch.Tensor | None:
 
 
 def save_final_set(built: list[torch.optim.Optimizer], ipc: int, folder: Path) -> None:
-    """MTT's synthetic images (the first optimiser's single 4-D tensor), their class-major labels and its learned
-    step size (the first optimiser's single 0-D tensor) as ``folder/{images,labels,lr}_best.pt``."""
+    """MTT's or DATM's synthetic images (the first optimiser's single 4-D tensor), their labels (DATM: the first
+    single 2-D tensor, its logits; MTT: class-major class indices) and the learned step size (the first single
+    0-D tensor) as ``folder/{images,labels,lr}_best.pt``."""
     tensors = [t for t in map(only_tensor, built) if t is not None]
     images = next(t for t in tensors if t.dim() == 4).detach().cpu()
     lr = next(t for t in tensors if t.dim() == 0).detach().cpu()
+    logits = next((t for t in tensors if t.dim() == 2), None)
+    labels = torch.arange(len(images) // ipc).repeat_interleave(ipc) if logits is None else logits.detach().cpu()
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(images, folder / "images_best.pt")
-    torch.save(torch.arange(len(images) // ipc).repeat_interleave(ipc), folder / "labels_best.pt")
+    torch.save(labels, folder / "labels_best.pt")
     torch.save(lr, folder / "lr_best.pt")
 
 
@@ -205,7 +213,7 @@ def argument(args: list[str], name: str) -> str:
 def record_calls(module_name: str, function: str, events: list[tuple[str, float]], kind: str) -> None:
     """Wrap ``module_name.function`` to append ``(kind, time)`` to ``events`` when called; an evaluation function
     also appends ``("end of " + kind, time)`` when it returns."""
-    module = __import__(module_name)
+    module = importlib.import_module(module_name)
     original = getattr(module, function)
 
     @functools.wraps(original)
@@ -242,7 +250,8 @@ def evaluation_seconds(events: list[tuple[str, float]]) -> list[float]:
 # script -> (module, the function called once per outer iteration, the evaluation function or None)
 TIMED = {"condense.py": ("train", "define_model", None), "main.py": ("utils", "get_network", "evaluate_synset"),
          "main_DM.py": ("utils", "get_network", "evaluate_synset"),
-         "distill.py": ("utils", "get_network", "evaluate_synset")}
+         "distill.py": ("utils", "get_network", "evaluate_synset"),
+         "distill/DATM.py": ("utils.utils_baseline", "get_network", "evaluate_synset")}
 
 
 def main() -> None:
@@ -271,7 +280,7 @@ def main() -> None:
     sys.argv = [script, *args]
     runpy.run_path(str(Path(reference) / script), run_name="__main__")
     events.append(("network", time.perf_counter()))  # the end closes the last iteration
-    if script == "distill.py":
+    if script in ("distill.py", "distill/DATM.py"):
         save_final_set(optimisers, int(argument(args, "--ipc")), Path("final"))
     if initial and script != "condense.py":  # IDC's optimised tensor is compact, in pixels: not a set to score
         save_start_set(initial[0], int(argument(args, "--ipc")), Path("start_set.pt"))

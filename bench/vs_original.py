@@ -1,17 +1,19 @@
 """gdrdd side by side with an original program: the same data, IPC, budget and seed, run one after the other;
 both distilled sets scored by one and the same evaluation (gdrdd's ``evaluate.py``, same network seeds).
 
-    python bench/vs_original.py --matcher {dc,dsa,dm,idc,mtt} --reference-dir DIR --reference-python PY --data-dir DATA
+    python bench/vs_original.py --matcher {dc,dsa,dm,idc,mtt,datm} --reference-dir DIR --reference-python PY \
+                                --data-dir DATA
                                 [--ipc 1] [--iterations N | --inner-loop K] [--experts 2 --expert-epochs 3]
                                 [--eval-nets 3] [--eval-epochs E] [--same-start | --score-starts]
                                 [--gdrdd-override KEY=VALUE ...]
 
 - ``DIR``: a local copy of the original repository's files, never edited: VICO-UoE/DatasetCondensation for DC, DSA
   (``main.py``) and DM (``main_DM.py``), snu-mllab/Efficient-Dataset-Condensation for IDC (``condense.py``),
-  GeorgeCazenavette/mtt-distillation for MTT (``distill.py``);
+  GeorgeCazenavette/mtt-distillation for MTT (``distill.py``), NUS-HPC-AI-Lab/DATM for DATM (``distill/DATM.py``);
   ``bench/run_original.py`` runs it with documented runtime patches (CUDA calls to the CPU, torchvision's CIFAR
   checksum check, NumPy's removed aliases, a stand-in for W&B) and times its iterations and evaluations;
-- ``PY``: a Python with the original's dependencies (torch, torchvision; IDC also matplotlib, efficientnet_pytorch);
+- ``PY``: a Python with the original's dependencies (torch, torchvision; IDC also matplotlib, efficientnet_pytorch;
+  DATM also kornia, scipy, yacs, pyyaml, tqdm);
 - ``DATA``: CIFAR-10 in the official python layout (``DATA/cifar-10-batches-py``), read by both programs.
 
 Budget. DC/DSA/DM: ``--iterations N`` synthetic-set updates (outer iterations) in both programs, with the
@@ -27,7 +29,12 @@ author-provided settings of the ``mtt_cifar10_ipc<IPC>`` preset without ZCA, ``m
 trained once by gdrdd (``task=experts``, cached under ``--work``) and written in the original's replay-buffer
 format; the original evaluates its set at its iteration N-1 (its printed number) and its final set is recorded
 by ``run_original.py``; both are scored with their learned step sizes.
-``--same-start`` (DC, DSA, DM, MTT): both programs start from one synthetic set, gdrdd's initial set for
+DATM: as MTT, with the authors' settings of the ``datm_cifar10_ipc<IPC>`` preset (its window's bounds cut to what
+``--expert-epochs`` allows), given to ``DATM.py`` as a config file (it reads booleans only from one); it is not
+asked to evaluate (its own evaluations are its protocol at 1000 epochs), and its final images, learned label
+logits and step size are recorded by ``run_original.py``. Both sets are scored with DATM's protocol (``eval=datm``:
+soft cross-entropy on softmax(logits), their learned step sizes) for ``--eval-epochs``.
+``--same-start`` (DC, DSA, DM, MTT, DATM): both programs start from one synthetic set, gdrdd's initial set for
 ``--seed`` (a gdrdd run of 0 iterations), which ``run_original.py --start`` copies into the original's synthetic
 tensor; that set is scored too, so the report has each program's gain from the same start. Without it each
 program draws its own random start, and at small budgets the difference between two draws can exceed a point;
@@ -129,6 +136,39 @@ def mtt_arguments(args: argparse.Namespace) -> list[str]:
             "--buffer_path", "buffers"]
 
 
+def datm_preset(args: argparse.Namespace) -> dict:
+    """The authors' DATM settings of the ``datm_cifar10_ipc<IPC>`` preset, the window cut as ``mtt_preset`` cuts
+    ``max_start_epoch`` (its first upper bound, ``current_max_start_epoch``, too)."""
+    from omegaconf import OmegaConf
+
+    method = OmegaConf.to_container(OmegaConf.merge(
+        OmegaConf.load(ROOT / "conf" / "method" / "datm.yaml"),
+        OmegaConf.load(ROOT / "conf" / "experiment" / f"datm_cifar10_ipc{args.ipc}.yaml").method))
+    method["max_start_epoch"] = min(method["max_start_epoch"], args.expert_epochs - method["expert_epochs"] + 1)
+    method["current_max_start_epoch"] = min(method["current_max_start_epoch"], method["max_start_epoch"])
+    return method
+
+
+def write_datm_config(args: argparse.Namespace, path: Path) -> None:
+    """``DATM.py``'s config file (its command line would read ``False`` as true) with the preset's settings, no
+    ZCA, and no evaluation (its first one is due after the last iteration)."""
+    p = datm_preset(args)
+    sequential = p["expansion_end_epoch"] is not None
+    settings = {
+        "dataset": "CIFAR10", "model": "ConvNet", "ipc": args.ipc, "zca": False, "dsa": True,
+        "syn_steps": p["syn_steps"], "expert_epochs": p["expert_epochs"], "min_start_epoch": p["min_start_epoch"],
+        "max_start_epoch": p["max_start_epoch"], "current_max_start_epoch": p["current_max_start_epoch"],
+        "Sequential_Generation": sequential, "expansion_end_epoch": p["expansion_end_epoch"] or 1,
+        "lr_img": float(p["lr_img"]), "lr_lr": float(p["lr_lr"]), "lr_teacher": float(p["lr_student"]),
+        "lr_y": float(p["lr_y"]), "Momentum_y": float(p["momentum_y"]), "threshold": float(p["threshold"]),
+        "batch_syn": p["batch_syn"] or args.ipc * 10, "pix_init": "samples_predicted_correctly",
+        "Iteration": args.iterations - 1, "eval_it": args.iterations + 1, "skip_first_eva": True,
+        "num_eval": 1, "data_path": str(args.data_dir), "buffer_path": "buffers", "device": [0]}
+    import yaml
+
+    path.write_text(yaml.safe_dump(settings))
+
+
 ORIGINALS = {
     **{m: Original("VICO-UoE/DatasetCondensation", "main_DM.py" if m == "dm" else "main.py",
                    condensation_arguments(m), condensation_result(m), "dc") for m in ("dc", "dsa", "dm")},
@@ -136,13 +176,21 @@ ORIGINALS = {
                     lambda args, work: work / "results" / "test" / "data.pt", "idc"),
     "mtt": Original("GeorgeCazenavette/mtt-distillation", "distill.py", mtt_arguments,
                     lambda args, work: work / "final", "pair"),
+    "datm": Original("NUS-HPC-AI-Lab/DATM", "distill/DATM.py", lambda args: ["--cfg", "datm.yaml"],
+                     lambda args, work: work / "final", "pair"),
 }
+TRAJECTORY = ("mtt", "datm")  # the matchers of expert trajectories
+
+
+def trajectory_preset(args: argparse.Namespace) -> dict:
+    return mtt_preset(args) if args.matcher == "mtt" else datm_preset(args)
 MTT_BUFFER = Path("buffers") / "CIFAR10_NO_ZCA" / "ConvNet" / "replay_buffer_0.pt"  # where distill.py looks
 
 
 def experts_overrides(args: argparse.Namespace) -> list[str]:
-    """The expert settings of gdrdd's MTT runs: no ZCA, ``--experts`` x ``--expert-epochs``, cached under --work."""
-    return [f"experiment=mtt_cifar10_ipc{args.ipc}", "dataset.zca=false", f"paths.data_dir={args.data_dir}",
+    """The expert settings of gdrdd's MTT and DATM runs: no ZCA, ``--experts`` x ``--expert-epochs``, cached under
+    --work (one cache for both: its key does not name the method)."""
+    return [f"experiment={args.matcher}_cifar10_ipc{args.ipc}", "dataset.zca=false", f"paths.data_dir={args.data_dir}",
             f"experts.num={args.experts}", f"experts.epochs={args.expert_epochs}",
             f"paths.cache_dir={args.work / 'cache'}", "trainer.enable_progress_bar=false"]
 
@@ -174,10 +222,12 @@ def gdrdd_overrides(args: argparse.Namespace) -> list[str]:
     """train.py settings equal to the original's; its own end-of-run evaluation reduced to one 1-epoch network."""
     budget = ([f"iterations={IDC_OUTER}", f"method.inner_loop={args.inner_loop}", f"method.factor={args.factor}",
                f"method.n_data={args.n_data}"] if args.matcher == "idc" else [f"iterations={args.iterations}"])
-    if args.matcher == "mtt":
+    if args.matcher in TRAJECTORY:
         shared = ("experiment=", "paths.data_dir=", "trainer.")  # given below
         budget += [o for o in experts_overrides(args) if not o.startswith(shared)]
-        budget.append(f"method.max_start_epoch={mtt_preset(args)['max_start_epoch']}")
+        budget.append(f"method.max_start_epoch={trajectory_preset(args)['max_start_epoch']}")
+    if args.matcher == "datm":
+        budget.append(f"method.current_max_start_epoch={datm_preset(args)['current_max_start_epoch']}")
     return [f"experiment={args.matcher}_cifar10_ipc{args.ipc}", "cvar=none", f"paths.data_dir={args.data_dir}",
             *budget, f"seed={args.seed}", "eval.nets=1", "eval.epochs=1", "eval.baseline=false",
             "eval.coverage=false", "trainer.enable_progress_bar=false", "checkpoint.every=0"]
@@ -211,8 +261,10 @@ def own_evaluation(log: Path) -> dict | None:
 def run_original(args, work: Path, start: Path | None = None) -> dict:
     """Run the original in ``work``; ``start``: a saved tensor its synthetic set starts from."""
     work.mkdir(parents=True, exist_ok=True)
-    if args.matcher == "mtt":
+    if args.matcher in TRAJECTORY:
         prepare_experts(args, work)
+    if args.matcher == "datm":
+        write_datm_config(args, work / "datm.yaml")
     original = ORIGINALS[args.matcher]
     command = [args.reference_python, str(ROOT / "bench" / "run_original.py"), str(args.reference_dir),
                original.script, str(work / "timing.json"), *(["--start", str(start)] if start else []),
@@ -237,8 +289,8 @@ def finished_original(args, work: Path) -> dict:
 def gdrdd_start(args, work: Path) -> Path:
     """gdrdd's initial set for ``args.seed`` (a run of 0 iterations in ``work``, its ``distilled.pt``), also written
     as a bare images tensor, ``start.pt``, for ``run_original.py --start``; returns that file."""
-    if args.matcher == "mtt":
-        prepare_experts(args, work)  # gdrdd's MTT run reads the experts' cache even at 0 iterations
+    if args.matcher in TRAJECTORY:
+        prepare_experts(args, work)  # gdrdd's run reads the experts' cache even at 0 iterations
     overrides = [o for o in gdrdd_overrides(args) if not o.startswith("iterations=")] + args.gdrdd_override
     peak_mb([sys.executable, str(ROOT / "train.py"), *overrides, "iterations=0", f"hydra.run.dir={work}"], ROOT,
             work.parent / "start_log.txt")
@@ -259,10 +311,10 @@ def run_gdrdd(args, work: Path) -> dict:
 
 def score(args, program: dict, work: Path) -> dict:
     """One evaluation for both files, the same network seeds (read back if ``work`` has it): IDC's protocol for
-    IDC, gdrdd's default protocol (DSA) otherwise."""
+    IDC, DATM's for DATM, gdrdd's default protocol (DSA) otherwise."""
     metrics = work / "metrics.json"
     if not metrics.is_file():
-        protocol = "eval=idc" if args.matcher == "idc" else "eval=default"
+        protocol = f"eval={args.matcher}" if args.matcher in ("idc", "datm") else "eval=default"
         overrides = [f"path={program['file']}", f"format={program['format']}", "dataset=cifar10", protocol,
                      f"paths.data_dir={args.data_dir}", f"eval.nets={args.eval_nets}",
                      f"eval.epochs={args.eval_epochs}", "eval.baseline=false", "eval.coverage=false",
@@ -298,7 +350,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--gdrdd-override", nargs="+", default=[], metavar="KEY=VALUE",
                         help="train.py settings added to gdrdd's runs (distillation and start), not to the scoring")
     parser.add_argument("--same-start", action="store_true",
-                        help="DC/DSA/DM/MTT: both programs start from gdrdd's initial set for --seed, also scored")
+                        help="DC/DSA/DM/MTT/DATM: both programs start from gdrdd's initial set for --seed, also "
+                             "scored")
     parser.add_argument("--score-starts", action="store_true",
                         help="DC/DSA/DM: also score each program's own initial set (gains from each start)")
     parser.add_argument("--original-run", type=Path, default=None,
@@ -313,11 +366,12 @@ def parse_args() -> argparse.Namespace:
     if args.matcher == "idc" and (args.inner_loop % 2 or not 2 <= args.inner_loop <= 100):
         parser.error(f"--inner-loop {args.inner_loop}: an even number from 2 to 100, so that both programs run "
                      f"{IDC_OUTER} outer iterations")
-    if args.matcher == "mtt" and args.ipc not in (1, 10, 50):
-        parser.error(f"--ipc {args.ipc}: 1, 10 or 50 with --matcher mtt (the IPCs of the author-provided settings)")
-    if args.matcher == "mtt" and args.expert_epochs < mtt_preset(args)["expert_epochs"]:
+    if args.matcher in TRAJECTORY and args.ipc not in (1, 10, 50):
+        parser.error(f"--ipc {args.ipc}: 1, 10 or 50 with --matcher {args.matcher} (the IPCs of the authors' "
+                     "settings)")
+    if args.matcher in TRAJECTORY and args.expert_epochs < trajectory_preset(args)["expert_epochs"]:
         parser.error(f"--expert-epochs {args.expert_epochs}: at least the preset's expert_epochs "
-                     f"({mtt_preset(args)['expert_epochs']}), so that a start epoch has its target")
+                     f"({trajectory_preset(args)['expert_epochs']}), so that a start epoch has its target")
     if args.same_start and args.matcher == "idc":
         parser.error("--same-start: DC, DSA, DM and MTT only (IDC's synthetic set is not one tensor built before "
                      "its optimiser)")

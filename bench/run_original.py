@@ -13,6 +13,10 @@ Patches:
   batch that way) is refused by PyTorch >= 2.1 as a write into its own source; ``Tensor.__setitem__`` copies a
   right-hand side that shares the target's storage first, which gives what older PyTorch computed;
 - NumPy: the aliases ``np.int``, ``np.float``, ``np.bool`` (removed in NumPy 1.24) are the builtins again;
+- torchvision without its compiled operators (a CUDA build of torchvision beside a CPU build of torch, what the
+  package registry offers for a CPU-only torch): registering the fake implementation of an operator that did not
+  load is skipped instead of failing torchvision's import; the originals use its data sets, transforms and image
+  grid only, which need none of those operators;
 - W&B (MTT's ``distill.py`` and DATM's ``DATM.py`` log to it and read their settings back from ``wandb.config``):
   a stand-in module with
   ``init``, ``config``, ``run.name``, ``log``, ``Histogram``, ``Image`` and ``finish`` that keeps nothing but the
@@ -32,8 +36,8 @@ Patches:
   the script ends (DC, DSA, DM, MTT), so its initial set can be scored like its result;
 - timing: the network constructor the script calls once per outer iteration (IDC: ``train.define_model``; the
   DatasetCondensation scripts and MTT's ``distill.py``: ``utils.get_network``; DATM:
-  ``utils.utils_baseline.get_network``, which it also calls twice before its first iteration, so two intervals
-  are its set-up, not iterations: the median is what is reported) is wrapped to record a timestamp,
+  ``utils.utils_baseline.get_network``, whose first two calls build the networks of its set-up, which picks the
+  start images and labels them, and are not counted) is wrapped to record a timestamp,
   and the evaluation function (``utils.evaluate_synset``) to record its start and end, so TIMING_JSON gets the
   seconds of every outer iteration (an interval that contains an evaluation is not one), the seconds of every
   evaluation and the peak resident memory of the process.
@@ -108,6 +112,25 @@ def patch_numpy_aliases() -> None:
             setattr(np, name, alias)
 
 
+def patch_missing_torchvision_ops() -> None:
+    """``torch.library.register_fake`` of an operator that does not exist is skipped (module docstring)."""
+    original = torch.library.register_fake
+
+    @functools.wraps(original)
+    def register_fake(op, *args, **kwargs):
+        register = original(op, *args, **kwargs)
+
+        def apply(fn):
+            try:
+                return register(fn)
+            except RuntimeError:  # the operator's compiled library did not load
+                return fn
+
+        return apply
+
+    torch.library.register_fake = register_fake
+
+
 def patch_cifar_check() -> None:
     """torchvision's CIFAR reader checks its files' MD5 sums: only that they exist, here (nothing to patch where
     torchvision is not installed: a script that reads CIFAR through it fails at its own import)."""
@@ -164,15 +187,17 @@ def record_optimisers(built: list[torch.optim.Optimizer], start: torch.Tensor | 
     return pending
 
 
-def require_start_used(module_name: str, function: str, pending: list[torch.Tensor]) -> None:
-    """Stop at the first call of ``module_name.function`` (the network of the first iteration) if the start has
-    not been copied into the synthetic set by then."""
+def require_start_used(module_name: str, function: str, pending: list[torch.Tensor], setup: int = 0) -> None:
+    """Stop at the first call of ``module_name.function`` after its ``setup`` calls (the network of the first
+    iteration) if the start has not been copied into the synthetic set by then."""
     module = importlib.import_module(module_name)
     original = getattr(module, function)
+    calls = [0]
 
     @functools.wraps(original)
     def checked(*args, **kwargs):
-        if pending:
+        calls[0] += 1
+        if pending and calls[0] > setup:
             raise SystemExit(f"--start: no optimiser over a {tuple(pending[0].shape)} tensor was built before the "
                              "first network, so the start cannot be used; check its shape (IPC x classes images)")
         return original(*args, **kwargs)
@@ -227,11 +252,13 @@ def record_calls(module_name: str, function: str, events: list[tuple[str, float]
     setattr(module, function, stamped)
 
 
-def iteration_seconds(events: list[tuple[str, float]]) -> list[float]:
-    """Seconds between consecutive network constructions (and the script's end), leaving out every interval in
-    which an evaluation ran (those constructions build evaluation networks, not an iteration's)."""
+def iteration_seconds(events: list[tuple[str, float]], setup: int = 0) -> list[float]:
+    """Seconds between consecutive network constructions (and the script's end) after the first ``setup`` ones,
+    leaving out every interval in which an evaluation ran (those constructions build evaluation networks, not an
+    iteration's)."""
     seconds, last, evaluated = [], None, False
-    for kind, stamp in events:
+    networks = [i for i, (kind, _) in enumerate(events) if kind == "network"]
+    for kind, stamp in events[networks[setup] if setup else 0:]:
         if kind == "evaluation":
             evaluated = True
         elif kind == "network":
@@ -247,11 +274,13 @@ def evaluation_seconds(events: list[tuple[str, float]]) -> list[float]:
     return [b - a for a, b in zip(starts, ends)]
 
 
-# script -> (module, the function called once per outer iteration, the evaluation function or None)
-TIMED = {"condense.py": ("train", "define_model", None), "main.py": ("utils", "get_network", "evaluate_synset"),
-         "main_DM.py": ("utils", "get_network", "evaluate_synset"),
-         "distill.py": ("utils", "get_network", "evaluate_synset"),
-         "distill/DATM.py": ("utils.utils_baseline", "get_network", "evaluate_synset")}
+# script -> (module, the function called once per outer iteration, the evaluation function or None, the calls of
+# that function that build set-up networks before the first iteration)
+TIMED = {"condense.py": ("train", "define_model", None, 0),
+         "main.py": ("utils", "get_network", "evaluate_synset", 0),
+         "main_DM.py": ("utils", "get_network", "evaluate_synset", 0),
+         "distill.py": ("utils", "get_network", "evaluate_synset", 0),
+         "distill/DATM.py": ("utils.utils_baseline", "get_network", "evaluate_synset", 2)}
 
 
 def main() -> None:
@@ -265,15 +294,16 @@ def main() -> None:
     patch_cuda()
     patch_overlapping_assignment()
     patch_numpy_aliases()
+    patch_missing_torchvision_ops()
     patch_cifar_check()
     sys.modules["wandb"] = wandb_stand_in()
     optimisers: list[torch.optim.Optimizer] = []
     initial: list[torch.Tensor] = []
     pending_start = record_optimisers(optimisers, start_set, initial)
     events: list[tuple[str, float]] = []
-    module, network, evaluation = TIMED[script]
+    module, network, evaluation, setup = TIMED[script]
     record_calls(module, network, events, "network")
-    require_start_used(module, network, pending_start)
+    require_start_used(module, network, pending_start, setup)
     if evaluation:
         record_calls(module, evaluation, events, "evaluation")
     start = time.perf_counter()
@@ -285,7 +315,7 @@ def main() -> None:
     if initial and script != "condense.py":  # IDC's optimised tensor is compact, in pixels: not a set to score
         save_start_set(initial[0], int(argument(args, "--ipc")), Path("start_set.pt"))
     Path(timing).write_text(json.dumps({
-        "seconds_per_iteration": iteration_seconds(events), "seconds_per_evaluation": evaluation_seconds(events),
+        "seconds_per_iteration": iteration_seconds(events, setup), "seconds_per_evaluation": evaluation_seconds(events),
         "total_seconds": time.perf_counter() - start,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 

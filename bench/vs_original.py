@@ -151,7 +151,8 @@ def datm_preset(args: argparse.Namespace) -> dict:
 
 def write_datm_config(args: argparse.Namespace, path: Path) -> None:
     """``DATM.py``'s config file (its command line would read ``False`` as true) with the preset's settings, no
-    ZCA, and no evaluation (its first one is due after the last iteration)."""
+    ZCA, and no evaluation (its first one is due after the last iteration). Each value has the type of DATM's
+    default for the key (its config reader refuses others: ``lr_img`` is an integer there)."""
     p = datm_preset(args)
     sequential = p["expansion_end_epoch"] is not None
     settings = {
@@ -159,7 +160,7 @@ def write_datm_config(args: argparse.Namespace, path: Path) -> None:
         "syn_steps": p["syn_steps"], "expert_epochs": p["expert_epochs"], "min_start_epoch": p["min_start_epoch"],
         "max_start_epoch": p["max_start_epoch"], "current_max_start_epoch": p["current_max_start_epoch"],
         "Sequential_Generation": sequential, "expansion_end_epoch": p["expansion_end_epoch"] or 1,
-        "lr_img": float(p["lr_img"]), "lr_lr": float(p["lr_lr"]), "lr_teacher": float(p["lr_student"]),
+        "lr_img": int(p["lr_img"]), "lr_lr": float(p["lr_lr"]), "lr_teacher": float(p["lr_student"]),
         "lr_y": float(p["lr_y"]), "Momentum_y": float(p["momentum_y"]), "threshold": float(p["threshold"]),
         "batch_syn": p["batch_syn"] or args.ipc * 10, "pix_init": "samples_predicted_correctly",
         "Iteration": args.iterations - 1, "eval_it": args.iterations + 1, "skip_first_eva": True,

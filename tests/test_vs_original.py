@@ -51,6 +51,45 @@ def test_iteration_seconds_leave_out_intervals_with_an_evaluation():
     assert run_original.evaluation_seconds(events) == [6.0]
 
 
+def test_set_up_networks_are_not_iterations():
+    events = [("network", 0.0), ("network", 5.0),  # DATM's two set-up networks (start images, labels)
+              ("network", 20.0), ("network", 21.0), ("network", 23.0)]  # two iterations, then the end
+    assert run_original.iteration_seconds(events, setup=2) == [1.0, 2.0]
+
+
+def test_datm_runs_at_the_presets_settings_with_the_types_its_config_reader_wants(tmp_path):
+    import yaml
+
+    args = harness_args("datm", 10)  # preset: 80 steps, window [0, 10 -> 20) by 1000, lr_img 100, lr_y 2
+    vs_original.write_datm_config(args, tmp_path / "datm.yaml")
+    given = yaml.safe_load((tmp_path / "datm.yaml").read_text())
+    assert (given["syn_steps"], given["expert_epochs"], given["Iteration"], given["eval_it"]) == (80, 2, 199, 201)
+    assert (given["max_start_epoch"], given["current_max_start_epoch"]) == (2, 2)  # cut to 3-epoch experts
+    assert given["Sequential_Generation"] is True and given["expansion_end_epoch"] == 1000
+    assert given["lr_img"] == 100 and isinstance(given["lr_img"], int) and given["lr_y"] == 2.0
+    assert given["zca"] is False and given["pix_init"] == "samples_predicted_correctly"
+    overrides = vs_original.gdrdd_overrides(args)
+    assert {"method.max_start_epoch=2", "method.current_max_start_epoch=2", "experts.epochs=3"} <= set(overrides)
+    vs_original.write_datm_config(harness_args("datm", 1), tmp_path / "one.yaml")
+    fixed = yaml.safe_load((tmp_path / "one.yaml").read_text())
+    assert fixed["Sequential_Generation"] is False and fixed["threshold"] == 1.1
+
+
+def test_datms_final_set_keeps_its_learned_logits(tmp_path, monkeypatch):
+    from gdrdd.evaluation.saved_sets import load_distilled
+
+    monkeypatch.setattr(torch.optim, "SGD", torch.optim.SGD)
+    built = []
+    run_original.record_optimisers(built)
+    images, logits = torch.randn(4, 3, 4, 4, requires_grad=True), torch.randn(4, 2, requires_grad=True)
+    lr = torch.tensor(0.01, requires_grad=True)
+    for tensor in (images, lr, logits):  # DATM's order: images, step size, labels
+        torch.optim.SGD([tensor], lr=1.0)
+    run_original.save_final_set(built, ipc=2, folder=tmp_path / "final")
+    saved = load_distilled(tmp_path / "final")
+    assert torch.equal(saved.labels, logits.detach()) and saved.label_kind == "logits"
+
+
 def test_the_accuracy_an_original_prints_is_read(tmp_path):
     log = tmp_path / "log.txt"
     log.write_text("iter = 0190\nEvaluate 3 random ConvNet, mean = 0.4512 std = 0.0061\n-----\n")
@@ -191,6 +230,7 @@ def parse(tmp_path, monkeypatch, *extra):
     """``vs_original.parse_args`` on ``extra``, with a reference folder holding every original's script."""
     (tmp_path / "cifar-10-batches-py").mkdir(exist_ok=True)
     for original in vs_original.ORIGINALS.values():
+        (tmp_path / original.script).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / original.script).touch()
     monkeypatch.setattr(sys, "argv", ["vs_original.py", "--reference-dir", str(tmp_path), "--data-dir",
                                       str(tmp_path), *extra])

@@ -98,10 +98,11 @@ class DistillModule(L.LightningModule):
         return False
 
     def _accepted(self, base: torch.Tensor | None) -> bool:
-        """Whether the matcher takes this update (``accepts(base)``; DATM skips poor matches); a declined one is
-        counted and logged as ``distill/skipped_threshold``."""
+        """Whether the matcher takes this update (``accepts(base)``; DATM skips poor matches), decided on the mean
+        of ``base`` over the ranks of a distributed run so that every rank takes or skips it alike; a declined one
+        is counted and logged as ``distill/skipped_threshold``."""
         accepts = getattr(self.matcher, "accepts", None)
-        if accepts is None or bool(accepts(base.detach())):
+        if accepts is None or bool(accepts(self.trainer.strategy.reduce(base.detach(), reduce_op="mean"))):
             return True
         self.threshold_skips += 1
         self.log("distill/skipped_threshold", float(self.threshold_skips))

@@ -235,6 +235,15 @@ def argument(args: list[str], name: str) -> str:
     return args[args.index(name) + 1]
 
 
+def images_per_class(args: list[str]) -> int:
+    """The script's ``--ipc``, or the ``ipc`` of the config file it is given with ``--cfg`` (DATM)."""
+    if "--ipc" in args:
+        return int(argument(args, "--ipc"))
+    import yaml
+
+    return int(yaml.safe_load(Path(argument(args, "--cfg")).read_text())["ipc"])
+
+
 def record_calls(module_name: str, function: str, events: list[tuple[str, float]], kind: str) -> None:
     """Wrap ``module_name.function`` to append ``(kind, time)`` to ``events`` when called; an evaluation function
     also appends ``("end of " + kind, time)`` when it returns."""
@@ -311,9 +320,9 @@ def main() -> None:
     runpy.run_path(str(Path(reference) / script), run_name="__main__")
     events.append(("network", time.perf_counter()))  # the end closes the last iteration
     if script in ("distill.py", "distill/DATM.py"):
-        save_final_set(optimisers, int(argument(args, "--ipc")), Path("final"))
+        save_final_set(optimisers, images_per_class(args), Path("final"))
     if initial and script != "condense.py":  # IDC's optimised tensor is compact, in pixels: not a set to score
-        save_start_set(initial[0], int(argument(args, "--ipc")), Path("start_set.pt"))
+        save_start_set(initial[0], images_per_class(args), Path("start_set.pt"))
     Path(timing).write_text(json.dumps({
         "seconds_per_iteration": iteration_seconds(events, setup), "seconds_per_evaluation": evaluation_seconds(events),
         "total_seconds": time.perf_counter() - start,

@@ -75,6 +75,12 @@ def test_datm_runs_at_the_presets_settings_with_the_types_its_config_reader_want
     assert fixed["Sequential_Generation"] is False and fixed["threshold"] == 1.1
 
 
+def test_the_images_per_class_come_from_the_command_line_or_datms_config_file(tmp_path):
+    (tmp_path / "datm.yaml").write_text("ipc: 10\nsyn_steps: 80\n")
+    assert run_original.images_per_class(["--ipc", "3", "--dsa", "True"]) == 3
+    assert run_original.images_per_class(["--cfg", str(tmp_path / "datm.yaml")]) == 10
+
+
 def test_datms_final_set_keeps_its_learned_logits(tmp_path, monkeypatch):
     from gdrdd.evaluation.saved_sets import load_distilled
 

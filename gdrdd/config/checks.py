@@ -65,9 +65,20 @@ def validate(cfg: DictConfig) -> None:
         check_norm(cfg, f"method={entry.name}", entry.stateless_norm)
     if cfg.task == "distill" and entry.check is not None:
         entry.check(cfg)
+    check_real_batch(cfg, entry)
     if "factor" in cfg.method:
         check_factor("method.factor", cfg.method.factor, cfg.dataset)
     check_evaluation(cfg)
+
+
+def check_real_batch(cfg: DictConfig, entry: Method) -> None:
+    """``method.real_batch=kmeans`` needs a matcher that matches a real batch in its network's embedding."""
+    if cfg.method.get("real_batch", "random") != "kmeans":
+        return
+    able = ", ".join(name for name, m in methods().items() if m.groups_real and m.matches_real)
+    require(entry.groups_real and entry.matches_real, "method.real_batch", "kmeans",
+            f"'random' for method={entry.name}, which matches no real batch in a network's embedding (k-means "
+            f"batches: {able})")
 
 
 def check_factor(key: str, factor: object, dataset: DictConfig) -> None:
@@ -88,8 +99,16 @@ def _check_cvar(cfg: DictConfig, entry: Method) -> None:
     c = cfg.cvar
     one_of("cvar.target", c.target, TARGETS)
     robust_network = ", ".join(name for name, m in methods().items() if m.trains_network)
-    require(c.target == "matching" or entry.trains_network or cfg.task == "experts", "cvar.target", c.target,
-            f"'matching' for method={entry.name} ('network' and 'both' need a trained network: {robust_network})")
+    require(c.target in ("matching", "release") or entry.trains_network or cfg.task == "experts", "cvar.target",
+            c.target, f"'matching' for method={entry.name} ('network' and 'both' need a trained network: "
+            f"{robust_network})")
+    released = ", ".join(name for name, m in methods().items() if m.trains_as_released)
+    require(c.target != "release" or (entry.trains_as_released and cfg.task == "distill"), "cvar.target", c.target,
+            f"'matching' for method={entry.name} and task={cfg.task}: cvar=release trains the network between "
+            f"gradient-matching steps as the robust-DD release does, which a distillation of {released} has")
+    integer("cvar.release.log_every", c.release.log_every)
+    if c.release.centres is not None:
+        integer("cvar.release.centres", c.release.centres)
     CVaR(c.alpha, c.weighting, mix=c.mix, min_count=c.min_count, warmup=c.warmup)  # the risk measure's own checks
     require(is_number(c.weight) and c.weight >= 0, "cvar.weight", c.weight, "a number >= 0")
     require(c.scale == "classes" or (is_number(c.scale) and c.scale > 0), "cvar.scale", c.scale,

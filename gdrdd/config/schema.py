@@ -53,6 +53,12 @@ class RaritySchema:
 
 
 @dataclass
+class ReleaseSchema:
+    log_every: int = 3
+    centres: Optional[int] = None
+
+
+@dataclass
 class CvarSchema:
     name: str = "cvar"
     alpha: float = 0.8
@@ -70,6 +76,7 @@ class CvarSchema:
     sampling: str = "uniform"
     groups: str = "nearest"
     rarity: RaritySchema = field(default_factory=RaritySchema)
+    release: ReleaseSchema = field(default_factory=ReleaseSchema)
 
 
 @dataclass

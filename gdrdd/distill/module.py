@@ -10,12 +10,14 @@ from torch import nn
 
 from gdrdd.data.spec import class_major_labels
 from gdrdd.distill.group_stats import GroupStats
+from gdrdd.distill.kmeans_batch import kmeans_picks
 from gdrdd.distill.parameterization import Parameterization
 from gdrdd.errors import NonFiniteError
 from gdrdd.evaluation.labels import training_targets
 from gdrdd.matchers.base import Matcher
 from gdrdd.robust.grouping import Grouping, KnownGroups
 from gdrdd.robust.risk import CVaR, RiskMeasure
+from gdrdd.utils.distributed import rank_slice
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,8 @@ class DistillModule(L.LightningModule):
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, matcher: Matcher, grouping: Grouping,
                  risk: RiskMeasure, lr_img: float, momentum: float = 0.5, batch_real: int = 256, seed: int = 0,
-                 skip_nonfinite: bool = False, parameterization: Parameterization | None = None) -> None:
+                 skip_nonfinite: bool = False, parameterization: Parameterization | None = None,
+                 kmeans_centres: int | None = None) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.images = nn.Parameter(images.detach().clone())
@@ -49,6 +52,7 @@ class DistillModule(L.LightningModule):
         self.parameterization = parameterization or Parameterization()
         self.matcher, self.grouping, self.risk = matcher, grouping, risk
         self.lr_img, self.momentum, self.batch_real, self.seed = lr_img, momentum, batch_real, seed
+        self.kmeans_centres = kmeans_centres  # method.real_batch=kmeans: real images kept per class (None: all)
         self.skip_nonfinite, self.skipped_updates = skip_nonfinite, 0
         self.threshold_skips = 0  # updates the matcher declined (DATM's threshold)
         self.last_group_stats: GroupStats | None = None  # the last update's groups, for the dashboard
@@ -70,16 +74,25 @@ class DistillModule(L.LightningModule):
     def _real_batch(self, classes: list[int] | None = None) -> torch.Tensor | None:
         """The class-balanced real batch of one update (of ``classes`` only, if given); in a distributed run this
         rank's slice of it, unless the matcher works on the whole batch (``splits_real = False``); ``None`` if the
-        matcher uses none. With ``KnownGroups``, the batch's subgroup labels go to the grouping."""
+        matcher uses none. With ``kmeans_centres``, each class's batch is cut to the image nearest each k-means
+        centre in the matcher's network (``gdrdd.distill.kmeans_batch``; on the whole batch, then sliced). With
+        ``KnownGroups``, the batch's subgroup labels go to the grouping."""
         if not getattr(self.matcher, "uses_real", True):
             return None
         split = getattr(self.matcher, "splits_real", True)
-        data = self.trainer.datamodule
-        if isinstance(self.grouping, KnownGroups):
-            batch, ids = data.sample_real(self.batch_real, split=split, with_subgroups=True, classes=classes)
+        known = isinstance(self.grouping, KnownGroups)
+        drawn = self.trainer.datamodule.sample_real(self.batch_real, split=split and self.kmeans_centres is None,
+                                                    with_subgroups=known, classes=classes)
+        batch, ids = drawn if known else (drawn, None)
+        if self.kmeans_centres is not None:
+            picks = kmeans_picks(self.matcher.embedding_network(), batch, self.kmeans_centres)
+            batch = torch.stack([x[i] for x, i in zip(batch, picks)])
+            ids = None if ids is None else torch.stack([g[i] for g, i in zip(ids, picks)])
+            if split:
+                batch, ids = rank_slice(batch, dim=1), None if ids is None else rank_slice(ids, dim=1)
+        if known:
             self.grouping.set_batch(ids)
-            return batch
-        return data.sample_real(self.batch_real, split=split, classes=classes)
+        return batch
 
     def _finite(self, objective: torch.Tensor, iteration: int, update: int) -> bool:
         """True if the loss and every gradient are finite. Otherwise raise ``NonFiniteError`` (the images are
@@ -167,6 +180,9 @@ class DistillModule(L.LightningModule):
             self.log("distill/base_loss", out.base.detach())
         if hasattr(self.matcher, "learned_lr"):
             self.log("distill/learned_lr", self.matcher.learned_lr)
+        matcher_values = self.matcher.logged() if hasattr(self.matcher, "logged") else {}
+        if matcher_values:
+            self.log_dict(matcher_values)
         self.last_group_stats = GroupStats(out.losses.detach(), out.counts.detach(),  # moved to the CPU when logged
                                            risk.tail_weights.detach() if isinstance(self.risk, CVaR) else None,
                                            out.groups_per_class)

@@ -24,6 +24,7 @@ from gdrdd.data.readers import CLASS_NAME_READERS
 from gdrdd.data.spec import DatasetSpec
 from gdrdd.data.subpopulation import Shift
 from gdrdd.distill.coreset import select_per_class
+from gdrdd.distill.kmeans_batch import default_centres
 from gdrdd.distill.module import DistillModule
 from gdrdd.distill.parameterization import Parameterization, mosaic
 from gdrdd.evaluation.evaluator import Evaluator
@@ -199,7 +200,9 @@ def distill_module(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> 
         distiller.initialise_labels(synthetic.inputs(images), labels)
     return DistillModule(images, labels, distiller, grouping, risk, lr_img=m.lr_img, momentum=m.momentum,
                          batch_real=m.batch_real, seed=cfg.seed, skip_nonfinite=cfg.guard.skip_nonfinite,
-                         parameterization=synthetic)
+                         parameterization=synthetic,
+                         kmeans_centres=(default_centres(m.batch_real, m.kmeans_centres) if m.real_batch == "kmeans"
+                                         else None))
 
 
 def evaluator(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> Evaluator:

@@ -18,7 +18,9 @@ a matcher with learnable tensors of its own (MTT's step size) is an ``nn.Module`
 0-dim tensor); one that learns the labels (DATM) has ``learned_labels`` (detached ``(C*ipc, C)`` logits, what the
 set is saved and evaluated with); ``set_iteration(i)`` is called with the iteration index before
 ``start_iteration`` (DATM's window widens with it); ``accepts(base)`` -> a 0-dim bool tensor: ``False`` skips the
-update (DATM's threshold on its trajectory loss ``GroupLosses.base``).
+update (DATM's threshold on its trajectory loss ``GroupLosses.base``); ``embedding_network()`` -> the network in
+whose ``embed`` the k-means real batch is picked (``method.real_batch=kmeans``; called after ``start_iteration``);
+``logged()`` -> a dict of scalars the module logs after each iteration (``cvar=release``'s logged values).
 """
 
 from __future__ import annotations

@@ -48,6 +48,10 @@ class DistributionMatcher:
     def start_iteration(self, device: torch.device | str) -> None:
         self.net = self.make_network().to(device, memory_format=self.memory_format).train().requires_grad_(False)
 
+    def embedding_network(self) -> nn.Module:
+        """The step's network, whose ``embed`` picks the k-means real batch (``method.real_batch=kmeans``)."""
+        return self.net
+
     def after_update(self, synthetic: torch.Tensor, is_last: bool) -> None:
         """DM trains no network."""
 

@@ -24,8 +24,9 @@ from gdrdd.matchers.registry import DistillConfig, MatcherInputs, Method, regist
 from gdrdd.models import batchnorm_layers, has_batchnorm
 from gdrdd.models.fit import run_epochs
 from gdrdd.robust.grouping import Grouping, NearestSynthetic, shrink_to_pooled
-from gdrdd.robust.network import RobustNetworkTraining
-from gdrdd.robust.objective import acts_on_network, network_risk
+from gdrdd.robust.network import RobustNetworkTraining, cross_entropy_per_sample
+from gdrdd.robust.objective import acts_as_released, acts_on_network, network_risk, release_options
+from gdrdd.robust.release import ReleaseNetworkTraining, ReleasePool
 from gdrdd.utils.checks import integer, one_of, positive, require
 from gdrdd.utils.distributed import all_reduce_sum, is_distributed
 from gdrdd.utils.runtime import compiled, scaled_grad
@@ -119,19 +120,26 @@ class GradientMatcher:
     ``shrink`` pulls each group's real gradient toward the class's with a prior of that many images.
     ``compile``: the real images' gradients and the training between matching steps run through
     ``torch.compile`` of the network (``gdrdd.utils.runtime.compiled``); the synthetic images' gradients, which
-    are differentiated twice, stay eager."""
+    are differentiated twice, stay eager. ``release_network`` (``cvar=release``, ``gdrdd.robust.release``)
+    replaces that training by ``inner_loop`` epochs on the real images pooled in the outer step (the matched
+    batches as augmented, plus a second random batch per class), as the robust-DD release trains its network;
+    the whole real batch then reaches every rank of a distributed run, since each trains the same network."""
 
     def __init__(self, make_network: Callable[[], nn.Module], augment: DSA | None = None, metric: str = "ours",
                  outer_loop: int = 10, inner_loop: int = 50, lr_net: float = 0.01, batch_train: int = 256,
                  robust_network: RobustNetworkTraining | None = None, group_encoder: nn.Module | None = None,
-                 shrink: float = 0.0, compile: bool = False) -> None:
+                 shrink: float = 0.0, compile: bool = False,
+                 release_network: ReleaseNetworkTraining | None = None) -> None:
         if metric not in DISTANCES:
             raise ValueError(f"method.metric={metric!r} is unknown; accepted: {', '.join(DISTANCES)}")
         self.make_network, self.augment, self.metric = make_network, augment, metric
         self.updates_per_iteration, self.inner_loop = outer_loop, inner_loop
         self.lr_net, self.batch_train = lr_net, batch_train
-        self.robust_network = robust_network
+        self.robust_network, self.release_network = robust_network, release_network
+        self.splits_real = release_network is None
         self.group_encoder, self.shrink, self.compile = group_encoder, shrink, compile
+        self.pool: ReleasePool | None = None  # cvar=release: this update's matched real images
+        self.matched_synthetic: torch.Tensor | None = None  # and its synthetic images, as augmented
         self.net: nn.Module | None = None
         self.once_differentiable_net: nn.Module | None = None  # self.net, compiled if compile (start_iteration)
 
@@ -140,6 +148,10 @@ class GradientMatcher:
         self.once_differentiable_net = compiled(self.net, self.compile)
         self.params = [p for p in self.net.parameters() if p.requires_grad]
         self.net_optimizer = torch.optim.SGD(self.params, lr=self.lr_net)
+
+    def embedding_network(self) -> nn.Module:
+        """The step's network, whose ``embed`` picks the k-means real batch (``method.real_batch=kmeans``)."""
+        return self.net
 
     def group_losses(self, real: torch.Tensor, synthetic: torch.Tensor, grouping: Grouping) -> GroupLosses:
         c, ipc = real.shape[0], synthetic.shape[1]
@@ -150,6 +162,10 @@ class GradientMatcher:
         pairs = [self.augment.siamese(real[cls], synthetic[cls]) if self.augment is not None
                  else (real[cls], synthetic[cls]) for cls in range(c)]
         group_ids = self._group_ids(pairs, grouping, k)
+        if self.release_network is not None:
+            self.pool = ReleasePool()
+            self.pool.add_classes(torch.stack([r for r, _ in pairs]))
+            self.matched_synthetic = torch.stack([s for _, s in pairs]).detach()
         losses, counts = [], []
         for cls, (r, s) in enumerate(pairs):
             g_real, n_real = group_gradients(self.once_differentiable_net, self.params, r, cls, group_ids[cls],
@@ -173,10 +189,18 @@ class GradientMatcher:
         return grouping.assign(torch.stack([features.embed(r) for r, _ in pairs]),
                                torch.stack([features.embed(s) for _, s in pairs]))
 
+    def logged(self) -> dict[str, torch.Tensor]:
+        """``cvar=release``: the values the release logs for its network's training (else nothing)."""
+        return self.release_network.logged if self.release_network is not None else {}
+
     def after_update(self, synthetic: torch.Tensor, is_last: bool) -> None:
         """Train the network between matching steps (not after the iteration's last update): ``inner_loop``
-        epochs on the synthetic set, or ``inner_loop`` robust steps on real data."""
+        epochs on the synthetic set, ``inner_loop`` robust steps on real data, or ``inner_loop`` epochs on the
+        pooled real set (``cvar=release``)."""
         if is_last:
+            return
+        if self.release_network is not None:
+            self.release_network.train(self.net, self.net_optimizer, self.pool, self.matched_synthetic)
             return
         if self.robust_network is not None:
             for _ in range(self.inner_loop):
@@ -216,16 +240,17 @@ def check_schedule(cfg: DictConfig) -> None:
     """Without explicit loops, the IPC must have a reference loop schedule; a robust network target needs the
     network to train between matching steps (``outer_loop`` > 1)."""
     outer, _ = loops_for_ipc(cfg.ipc, cfg.method.outer_loop, cfg.method.inner_loop)
-    if acts_on_network(cfg.cvar):
+    if acts_on_network(cfg.cvar) or acts_as_released(cfg.cvar):
         require(outer > 1, "cvar.target", cfg.cvar.target,
                 f"'matching' with method.outer_loop=1 (the schedule of ipc={cfg.ipc} unless set): the network is never "
-                "trained between matching steps, so the robust network training of cvar.target=network|both never "
+                "trained between matching steps, so the network training of cvar.target=network|both|release never "
                 "runs; or set method.outer_loop > 1 and method.inner_loop (for example 5 and 5)")
 
 
 def build(inputs: MatcherInputs) -> GradientMatcher:
     """The reference loop schedule by IPC unless both loops are set; with ``cvar.target=network|both`` the
-    network trains on real data with the group-robust loss between matching steps."""
+    network trains on real data with the group-robust loss between matching steps; with ``cvar=release`` on the
+    pooled real set, as the robust-DD release trains it."""
     m, cfg = inputs.method, inputs.cfg
     outer, inner = loops_for_ipc(cfg.ipc, m.outer_loop, m.inner_loop)
     robust_network = None
@@ -233,11 +258,17 @@ def build(inputs: MatcherInputs) -> GradientMatcher:
         # The whole real batch on every rank: each rank trains an identical copy of the network.
         robust_network = RobustNetworkTraining(inputs.data.sample_real, NearestSynthetic(), network_risk(cfg.cvar),
                                                batch_size=m.batch_train)
+    release_network = None
+    if acts_as_released(cfg.cvar):
+        release_network = ReleaseNetworkTraining(inputs.data.sample_real, m.batch_real, epochs=inner,
+                                                 batch_size=m.batch_train, per_sample=cross_entropy_per_sample,
+                                                 augment=inputs.augment, **release_options(cfg.cvar))
     return GradientMatcher(inputs.make_network, inputs.augment, metric=m.metric, outer_loop=outer, inner_loop=inner,
                            lr_net=m.lr_net, batch_train=m.batch_train, robust_network=robust_network,
-                           group_encoder=inputs.group_encoder, shrink=inputs.shrink, compile=m.compile)
+                           group_encoder=inputs.group_encoder, shrink=inputs.shrink, compile=m.compile,
+                           release_network=release_network)
 
 
 for _name in ("dc", "dsa"):
-    register(Method(_name, GradientConfig, build, groups_real=True, trains_network=True, reference_iterations=1_000,
-                    check=check_schedule))
+    register(Method(_name, GradientConfig, build, groups_real=True, trains_network=True, trains_as_released=True,
+                    reference_iterations=1_000, check=check_schedule))

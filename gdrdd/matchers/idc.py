@@ -19,7 +19,10 @@ iteration) draws a fresh network, then ``inner_loop`` times:
 Group losses: the class's augmented real images are grouped by their nearest decoded synthetic image of the class
 in the network's embedding, and each group's loss is its gradient distance; with ``ByClass`` grouping (``cvar=none``)
 it is IDC's loss. ``cvar.target=network|both`` is the paper's Algorithm 1: step 2 minimises the CVaR over
-nearest-synthetic groups of the per-sample (CutMix-ed) cross-entropy instead of its mean.
+nearest-synthetic groups of the per-sample (CutMix-ed) cross-entropy instead of its mean. ``cvar=release``
+(``gdrdd.robust.release``): step 2 instead trains one pass (batches of ``batch_net``, the same augmentation and
+CutMix-ed loss, averaged) over the real images pooled in the inner step: every class's matched batch as augmented
+plus a second random ``batch_real`` batch per class, grouped around the matched synthetic images for logging.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ from gdrdd.matchers.registry import DistillConfig, MatcherInputs, Method, regist
 from gdrdd.models.fit import CutMix, LossFn, backward_and_step
 from gdrdd.robust.grouping import Grouping, NearestSynthetic, shrink_to_pooled
 from gdrdd.robust.network import GroupRobustLoss, cross_entropy_per_sample
-from gdrdd.robust.objective import acts_on_network, network_risk
+from gdrdd.robust.objective import acts_as_released, acts_on_network, network_risk, release_options
+from gdrdd.robust.release import ReleaseNetworkTraining, ReleasePool
 from gdrdd.utils.checks import integer, one_of, positive, require
 from gdrdd.utils.runtime import gradient_scaler, scaled_grad
 
@@ -58,11 +62,13 @@ class IDCMatcher:
                  metric: str = "mse", inner_loop: int = 100, batch_syn_max: int = 128, lr_net: float = 0.01,
                  momentum_net: float = 0.9, weight_decay_net: float = 5e-4, n_data: int = 2000, batch_net: int = 64,
                  cutmix: float = 0.5, cutmix_beta: float = 1.0, robust_network: Callable | None = None,
-                 group_encoder: nn.Module | None = None, shrink: float = 0.0) -> None:
+                 group_encoder: nn.Module | None = None, shrink: float = 0.0,
+                 release_network: ReleaseNetworkTraining | None = None) -> None:
         """``real``: the training set the network trains on (network inputs, gathered by class-major index);
         ``robust_network(synthetic, per_sample) -> loss_fn``: the group-robust loss of Algorithm 1;
         ``group_encoder`` (a fixed network) forms the groups instead of the step's network; ``shrink`` pulls each
-        group's real gradient toward the class's with a prior of that many images."""
+        group's real gradient toward the class's with a prior of that many images; ``release_network``: the
+        release's training on the pooled real set (``cvar=release``) instead of step 2's."""
         self.make_network, self.num_classes = make_network, num_classes
         self.real = real
         self.augment, self.net_augment, self.metric = augment, net_augment, metric
@@ -70,6 +76,9 @@ class IDCMatcher:
         self.lr_net, self.momentum_net, self.weight_decay_net = lr_net, momentum_net, weight_decay_net
         self.n_data, self.batch_net, self.cutmix, self.cutmix_beta = n_data, batch_net, cutmix, cutmix_beta
         self.robust_network, self.group_encoder, self.shrink = robust_network, group_encoder, shrink
+        self.release_network = release_network
+        self.splits_real = release_network is None  # the release's pool: the whole batch on every rank
+        self.pool, self.matched_synthetic = ReleasePool(), []  # cvar=release: this inner step's matched images
         self.updates_per_iteration = inner_loop * num_classes
         self.current_class = 0
         self.net: nn.Module | None = None
@@ -79,6 +88,10 @@ class IDCMatcher:
         self.params = matched_parameters(self.net)
         self.net_optimizer = torch.optim.SGD(self.net.parameters(), lr=self.lr_net, momentum=self.momentum_net,
                                              weight_decay=self.weight_decay_net)
+
+    def embedding_network(self) -> nn.Module:
+        """The step's network, whose ``embed`` picks the k-means real batch (``method.real_batch=kmeans``)."""
+        return self.net
 
     def update_classes(self, update: int) -> list[int]:
         """Update ``u`` matches class ``u mod C``: the classes in turn, ``inner_loop`` times."""
@@ -97,6 +110,11 @@ class IDCMatcher:
         if self.augment is not None:
             r, s = self.augment.siamese(r, s)
         ids = self._group_ids(grouping, r, s, chosen, groups)
+        if self.release_network is not None:
+            if c == 0:
+                self.pool, self.matched_synthetic = ReleasePool(), []
+            self.pool.add(r, c)
+            self.matched_synthetic.append(s.detach())
         g_real, counts = group_gradients(self.net, self.params, r, c, ids, groups)
         if self.shrink > 0:
             g_real = [shrink_to_pooled(g, counts, self.shrink) for g in g_real]
@@ -120,10 +138,17 @@ class IDCMatcher:
         nearest = grouping.assign(features.embed(real)[None], features.embed(synthetic)[None])[0]
         return chosen[nearest] if isinstance(grouping, NearestSynthetic) else nearest
 
+    def logged(self) -> dict[str, torch.Tensor]:
+        """``cvar=release``: the values the release logs for its network's training (else nothing)."""
+        return self.release_network.logged if self.release_network is not None else {}
+
     def after_update(self, synthetic: torch.Tensor, is_last: bool) -> None:
         """After the last class of an inner step (not after the iteration's last update): the network's training
         on real data."""
         if self.current_class != self.num_classes - 1 or is_last:
+            return
+        if self.release_network is not None:
+            self.release_network.train(self.net, self.net_optimizer, self.pool, torch.stack(self.matched_synthetic))
             return
         per_sample = CutMix(self.cutmix, self.cutmix_beta).per_sample if self.cutmix > 0 else cross_entropy_per_sample
         loss_fn: LossFn = (self.robust_network(synthetic, per_sample) if self.robust_network is not None
@@ -185,14 +210,20 @@ def build(inputs: MatcherInputs) -> IDCMatcher:
         risk = network_risk(cfg.cvar)
         robust = lambda synthetic, per_sample: GroupRobustLoss(synthetic, NearestSynthetic(), risk,  # noqa: E731
                                                                per_sample=per_sample)
+    release = None
+    if acts_as_released(cfg.cvar):
+        per_sample = CutMix(m.cutmix, m.cutmix_beta).per_sample if m.cutmix > 0 else cross_entropy_per_sample
+        release = ReleaseNetworkTraining(inputs.data.sample_real, m.batch_real, epochs=1, batch_size=m.batch_net,
+                                         per_sample=per_sample, augment=net_augment, **release_options(cfg.cvar))
     matcher = IDCMatcher(inputs.make_network, inputs.spec.num_classes, inputs.data, match_augment, net_augment,
                          metric=m.metric, inner_loop=m.inner_loop, batch_syn_max=m.batch_syn_max, lr_net=m.lr_net,
                          momentum_net=m.momentum_net, weight_decay_net=m.weight_decay_net, n_data=m.n_data,
                          batch_net=m.batch_net, cutmix=m.cutmix, cutmix_beta=m.cutmix_beta, robust_network=robust,
-                         group_encoder=inputs.group_encoder, shrink=inputs.shrink)
+                         group_encoder=inputs.group_encoder, shrink=inputs.shrink, release_network=release)
     return matcher
 
 
-register(Method("idc", IDCConfig, build, groups_real=True, trains_network=True, updates_all_classes=False,
+register(Method("idc", IDCConfig, build, groups_real=True, trains_network=True, trains_as_released=True,
+                updates_all_classes=False,
                 stores_pixels=True, stateless_norm="it matches per group with one pass per group, exact only without "
                 "batch statistics (the IDC ConvNet's norm is instancenorm)", reference_iterations=2_000))

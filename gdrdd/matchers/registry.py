@@ -13,6 +13,8 @@ Each matcher module of ``gdrdd/matchers/`` registers its methods when imported, 
   (``cvar.features``, ``cvar.shrink``, ``cvar.groups=known``);
 - ``trains_network``: it has a network trained on real data (or experts), so ``cvar.target=network|both``
   applies;
+- ``trains_as_released``: its network can train as the robust-DD release trains it (``cvar=release``,
+  ``gdrdd.robust.release``: gradient matching);
 - ``risk_is_term``: its group losses are a term added to its own loss with weight ``cvar.weight`` (MTT),
   not the whole objective scaled by ``cvar.scale``;
 - ``updates_all_classes``: each synthetic update covers every class (``False``: one class per update, IDC);
@@ -37,7 +39,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, ClassVar
+from typing import TYPE_CHECKING, Callable, ClassVar, Optional
 
 from omegaconf import DictConfig
 from torch import nn
@@ -45,13 +47,14 @@ from torch import nn
 from gdrdd.augment.dsa import AUGMENTATIONS, DSA
 from gdrdd.data.spec import DatasetSpec
 from gdrdd.errors import ConfigError
-from gdrdd.utils.checks import integer, one_of, positive
+from gdrdd.utils.checks import integer, one_of, positive, require
 
 if TYPE_CHECKING:
     from gdrdd.data.datamodule import RealDataModule
     from gdrdd.matchers.base import Matcher
 
 INITS = ("real", "first", "kcenter", "herding", "noise")
+REAL_BATCHES = ("random", "kmeans")
 
 
 @dataclass
@@ -73,7 +76,9 @@ class DistillConfig(MethodConfig):
     ``kcenter``/``herding`` a coreset of each class in a fixed network's features, that network trained
     ``init_epochs`` epochs on the real data first (0: as initialised), ``gdrdd.distill.coreset``; or ``noise``),
     the augmentation while matching (``augment``) and the multi-formation ``factor`` (each stored image trains as
-    ``factor^2`` images; 1: none; ``gdrdd.distill.parameterization``)."""
+    ``factor^2`` images; 1: none; ``gdrdd.distill.parameterization``). ``real_batch``: each update's real batch of a
+    class is ``random`` (``batch_real`` images) or ``kmeans`` (the image nearest each of ``kmeans_centres`` k-means
+    centres of those images in the step's network; ``None``: half of ``batch_real``; ``gdrdd.distill.kmeans_batch``)."""
 
     inits: ClassVar[tuple[str, ...]] = INITS  # the accepted values of init (a method may add its own)
     lr_img: float = 1.0
@@ -82,9 +87,17 @@ class DistillConfig(MethodConfig):
     init_epochs: int = 0
     augment: str = "dsa"
     factor: int = 1
+    real_batch: str = "random"
+    kmeans_centres: Optional[int] = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        one_of("method.real_batch", self.real_batch, REAL_BATCHES)
+        if self.kmeans_centres is not None:
+            integer("method.kmeans_centres", self.kmeans_centres)
+            require(self.kmeans_centres <= self.batch_real, "method.kmeans_centres", self.kmeans_centres,
+                    f"at most method.batch_real ({self.batch_real}): k-means picks one real image per centre "
+                    "among the batch's images")
         positive("method.lr_img", self.lr_img)
         integer("method.factor", self.factor)
         one_of("method.init", self.init, self.inits)
@@ -117,6 +130,7 @@ class Method:
     build: Callable[[MatcherInputs], Matcher] | None
     groups_real: bool = False
     trains_network: bool = False
+    trains_as_released: bool = False
     risk_is_term: bool = False
     updates_all_classes: bool = True
     stores_pixels: bool = False
@@ -129,10 +143,13 @@ class Method:
     def cvar_options(self, target: str) -> frozenset[str]:
         """The ``cvar`` keys a distillation run of this method reads with ``cvar.target=target`` (``matching``:
         the synthetic set's objective; ``network``: the network's training on real data, whose risk is the CVaR
-        alone at ``alpha`` with ``weighting``; ``both``). Keys that only refine another (``encoder_epochs``,
+        alone at ``alpha`` with ``weighting``; ``both``; ``release``: the release's training, ``alpha`` and
+        ``release`` logged only). Keys that only refine another (``encoder_epochs``,
         ``refresh``, ``rarity``) are listed with it; whether that one selects them is the config check's."""
         if self.build is None:  # distils nothing (random): no cvar option has an effect
             return frozenset({"name"})
+        if target == "release":  # the release's training: alpha and cvar.release shape its logged value only
+            return frozenset({"name", "alpha", "target", "release", "sampling", "rarity"})
         keys = {"name", "alpha", "weighting", "target"}
         matching = target in ("matching", "both")
         if matching:

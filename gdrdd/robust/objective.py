@@ -3,7 +3,9 @@
 ``cvar=none`` is the base method. Otherwise ``cvar.target`` says where the CVaR (alpha convention of
 ``gdrdd.robust.risk``) acts: ``matching``, on the matcher's group losses (the synthetic set's objective);
 ``network``, on the training of the matcher's network on real data (gradient matching's inner network, MTT's
-experts; the paper's Algorithm 1, ``gdrdd.robust.network``); ``both``.
+experts; the paper's Algorithm 1, ``gdrdd.robust.network``); ``both``; ``release``, the network's training as
+the robust-DD release runs it (``gdrdd.robust.release``: plain mean cross-entropy on a pooled real set, the CVaR
+logged only), the synthetic set's objective plain.
 """
 
 from __future__ import annotations
@@ -16,17 +18,28 @@ from omegaconf import DictConfig
 from gdrdd.robust.grouping import ByClass, Grouping, KnownGroups, NearestAnySynthetic, NearestSynthetic
 from gdrdd.robust.risk import CVaR, RiskMeasure, SumOverGroups
 
-TARGETS = ("matching", "network", "both")
+TARGETS = ("matching", "network", "both", "release")
 
 
 def acts_on_matching(cvar: DictConfig) -> bool:
     """CVaR acts on the matcher's group losses (``cvar.target`` matching or both)."""
-    return cvar.name != "none" and cvar.target != "network"
+    return cvar.name != "none" and cvar.target in ("matching", "both")
 
 
 def acts_on_network(cvar: DictConfig) -> bool:
     """CVaR acts on the training of the matcher's network on real data (``cvar.target`` network or both)."""
-    return cvar.name != "none" and cvar.target != "matching"
+    return cvar.name != "none" and cvar.target in ("network", "both")
+
+
+def acts_as_released(cvar: DictConfig) -> bool:
+    """The network trains as the robust-DD release trains it (``cvar=release``, ``cvar.target=release``)."""
+    return cvar.name != "none" and cvar.target == "release"
+
+
+def release_options(cvar: DictConfig) -> dict[str, Any]:
+    """``ReleaseNetworkTraining``'s keyword arguments from ``cvar``: ``alpha`` and ``cvar.release``'s ``log_every``
+    and ``centres``."""
+    return {"alpha": float(cvar.alpha), "log_every": int(cvar.release.log_every), "centres": cvar.release.centres}
 
 
 def matching_objective(cfg: DictConfig, num_classes: int, risk_is_term: bool = False,
@@ -56,7 +69,7 @@ def describe(cvar: Mapping[str, Any]) -> str:
     if cvar["name"] == "none":
         return "plain (cvar=none)"
     parts = [f"CVaR alpha {cvar['alpha']:g}"]
-    if cvar.get("mix", 1.0) != 1.0 and cvar.get("target", "matching") != "network":  # mix shapes matching only
+    if cvar.get("mix", 1.0) != 1.0 and cvar.get("target", "matching") in ("matching", "both"):  # mix: matching only
         parts.append(f"mix {cvar['mix']:g}")
     if cvar.get("target", "matching") != "matching":
         parts.append(f"target {cvar['target']}")

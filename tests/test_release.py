@@ -15,8 +15,15 @@ from gdrdd.distill.kmeans_batch import default_centres, kmeans, kmeans_picks, ne
 from gdrdd.errors import ConfigError
 from gdrdd.models import ConvNet
 from gdrdd.robust.network import cross_entropy_per_sample
-from gdrdd.robust.release import (ReleaseNetworkTraining, ReleasePool, farthest_walk, group_centres,
-                                  nearest_centre, release_group_value, release_value)
+from gdrdd.robust.release import (
+    ReleaseNetworkTraining,
+    ReleasePool,
+    farthest_walk,
+    group_centres,
+    nearest_centre,
+    release_group_value,
+    release_value,
+)
 
 C = 3
 

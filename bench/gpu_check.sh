@@ -5,7 +5,7 @@
 # Full (estimated 6-8 minutes on one H100, budget 10): the CUDA tests (pytest -m gpu: every matcher through
 # train.py, bf16/16-mixed, torch.compile, ZCA, MTT, a 1-device DDP run over NCCL); every matcher's step at
 # IPC 10 on CIFAR-10-sized data, plain and robust, with one 300-epoch evaluation network each (bench/run.py);
-# IDC, a single-device and a 1-device DDP run through train.py; bench/paper_table.sh if it exists.
+# IDC, a single-device and a 1-device DDP run through train.py. (bench/paper_table.sh is a device call of its own.)
 # --quick (estimated about 2 minutes, budget 3): the CUDA tests without torch.compile, DM and DSA steps at IPC 10
 # (no evaluation network), the single-device run with a 50-epoch evaluation.
 # Writes OUT/gpu_check.json (every part: seconds, status, its numbers) and prints one table; a part that fails
@@ -45,6 +45,5 @@ else
   part single python train.py iterations=50 trainer=gpu eval.epochs=300 $RUN hydra.run.dir="$OUT/single"
   part ddp1 python train.py iterations=50 trainer=ddp trainer.accelerator=gpu trainer.devices=1 eval.epochs=300 $RUN \
     hydra.run.dir="$OUT/ddp1"
-  if [ -f bench/paper_table.sh ]; then part paper_table bash bench/paper_table.sh "$OUT/paper_table"; fi
 fi
 python bench/gpu_summary.py "$OUT"

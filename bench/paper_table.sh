@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The robust objective at the reference DM budget, on one GPU in one prepared call (docs/robust.md, "The
+# reference budget on a GPU"): plain vs cvar=default DM at IPC 10 for 20,000 iterations and plain vs cvar=release
+# IDC at IPC 10 for what fits, seed 0, on the CIFAR-10 subpopulation-shift benchmark; the table at the end.
+#   bash bench/paper_table.sh [OUT] [DATA]
+# DATA: a folder with CIFAR-10 (cifar-10-batches-py/ or train/ and test/ class folders), or holding
+# cifar10-jpeg.tar.gz (the 19 MB JPEG copy), which is unpacked there first. Default DATA: .device_data, an ignored
+# folder of the checkout that a device call can carry. Sized to 10 minutes (estimate in docs/robust.md).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-outputs/bench/paper_table}
+DATA=${2:-.device_data}
+if [ -f "$DATA/cifar10-jpeg.tar.gz" ] && [ ! -d "$DATA/train" ] && [ ! -d "$DATA/cifar-10-batches-py" ]; then
+  tar xzf "$DATA/cifar10-jpeg.tar.gz" -C "$DATA" || exit 2
+fi
+exec python bench/paper_table.py --data-dir "$DATA" --out "$OUT" --minutes "${PAPER_TABLE_MINUTES:-10}"

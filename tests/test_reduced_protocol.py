@@ -1,0 +1,33 @@
+"""The reduced converged protocol's presets (experiment=reduced_dm|dsa|idc): they compose with the settings
+docs/robust.md states, and run end to end on the embedded shift data set with a tiny budget."""
+
+import pytest
+
+from gdrdd.cli import train as run
+from gdrdd.config.checks import validate
+from gdrdd.jobs import build
+
+TINY_BUDGET = {"dm": [], "dsa": ["method.outer_loop=2", "method.inner_loop=1"],
+               "idc": ["method.inner_loop=2", "method.n_data=32", "method.batch_real=16"]}
+
+
+@pytest.mark.parametrize("method", ["dm", "dsa", "idc"])
+def test_reduced_presets_compose_with_their_settings(tmp_path, method, compose):
+    cfg = compose(f"experiment=reduced_{method}", f"paths.output_dir={tmp_path}")
+    validate(cfg)
+    assert (cfg.method.name, cfg.dataset.name, cfg.ipc, cfg.model.width) == (method, "cifar10_shift", 10, 32)
+    assert (cfg.eval.nets, cfg.eval.epochs) == (3, 300)
+    assert cfg.iterations == {"dm": 20000, "dsa": 1000, "idc": 2000}[method]
+    assert all(0 < n < cfg.iterations for n in cfg.eval.at) and cfg.checkpoint.every > 0
+    spec = build.dataset_spec(cfg)
+    assert build.network_factory(cfg, spec)().feature_dim == 32 * 4 * 4  # evaluation builds the same network
+
+
+@pytest.mark.parametrize("method", ["dm", "dsa", "idc"])
+def test_reduced_presets_run_end_to_end_on_the_embedded_shift_data(tmp_path, method, compose):
+    out = tmp_path / method
+    run(compose(f"experiment=reduced_{method}", "dataset=mnist_mini_shift", "ipc=2", "iterations=2", "eval.at=[1]",
+                "eval.nets=1", "eval.epochs=2", "checkpoint.every=1", "trainer.enable_progress_bar=false",
+                *TINY_BUDGET[method], f"paths.output_dir={out}"))
+    assert (out / "distilled.pt").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
+    assert "eval/acc" in (out / "csv" / "metrics.csv").read_text().splitlines()[0]

@@ -7,7 +7,7 @@
 Each (method, IPC, objective, precision) runs in its own subprocess on random 3x32x32 data (10 classes, 500 images per
 class; speed does not depend on pixel values), so peak memory (max RSS on CPU, max allocated on CUDA) is
 per configuration. Objectives: ``cvar=none`` and ``cvar.alpha=0.8`` (for DC/DSA with target matching,
-network and both). After one warm-up step it times ``--steps`` matching steps (real batch -> group losses
+network, both and release). After one warm-up step it times ``--steps`` matching steps (real batch -> group losses
 -> risk -> update), and for DC/DSA one inner-loop training of the network (``after_update``), from which
 seconds per iteration = outer_loop * step + (outer_loop - 1) * inner. MTT (objectives none and the risk term
 ``matching``) runs its reference CIFAR-10 IPC 10 settings over a one-segment expert cache. Also reported: the
@@ -40,8 +40,8 @@ from common import (  # noqa: E402
     write_report,
 )
 
-OBJECTIVES = {"dm": ["none", "matching"], "dc": ["none", "matching", "network", "both"],
-              "dsa": ["none", "matching", "network", "both"], "mtt": ["none", "matching"]}
+OBJECTIVES = {"dm": ["none", "matching"], "dc": ["none", "matching", "network", "both", "release"],
+              "dsa": ["none", "matching", "network", "both", "release"], "mtt": ["none", "matching"]}
 
 
 class Stopwatch:
@@ -146,7 +146,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["dm", "dsa", "dc", "mtt"], choices=sorted(OBJECTIVES))
     parser.add_argument("--ipc", nargs="+", type=int, default=[1, 10, 50])
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--objectives", nargs="+", default=None, help="a subset of none, matching, network, both")
+    parser.add_argument("--objectives", nargs="+", default=None,
+                        help="a subset of none, matching, network, both, release")
     parser.add_argument("--batch-real", type=int, default=256)
     parser.add_argument("--precisions", nargs="+", default=["32-true"], choices=["32-true", "bf16-mixed"],
                         help="each configuration in each precision; ratios are to the first one given")

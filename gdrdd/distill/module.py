@@ -85,9 +85,9 @@ class DistillModule(L.LightningModule):
                                                     with_subgroups=known, classes=classes)
         batch, ids = drawn if known else (drawn, None)
         if self.kmeans_centres is not None:
-            picks = kmeans_picks(self.matcher.embedding_network(), batch, self.kmeans_centres)
-            batch = torch.stack([x[i] for x, i in zip(batch, picks)])
-            ids = None if ids is None else torch.stack([g[i] for g, i in zip(ids, picks)])
+            picks = kmeans_picks(self.matcher.embedding_network(), batch, self.kmeans_centres)  # (C, k)
+            rows = torch.arange(len(picks), device=picks.device)[:, None]
+            batch, ids = batch[rows, picks], None if ids is None else ids[rows, picks]
             if split:
                 batch, ids = rank_slice(batch, dim=1), None if ids is None else rank_slice(ids, dim=1)
         if known:

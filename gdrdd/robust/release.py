@@ -154,6 +154,7 @@ class ReleaseNetworkTraining:
         ids = nearest_centre(net, images, centres)
         net.train()
         scaler = gradient_scaler(images.device)
+        window: tuple[torch.Tensor, torch.Tensor] | None = None  # the last logging window's group ids and losses
         for _ in range(self.epochs):  # one epoch: the release's epoch_mix, whose logging state starts afresh
             pending_ids, pending_losses = [], []
             for batch, idx in enumerate(torch.randperm(len(images), device=images.device).split(self.batch_size)):
@@ -164,13 +165,13 @@ class ReleaseNetworkTraining:
                 losses = self.per_sample(net, x, labels[idx])
                 pending_ids.append(ids[idx])
                 pending_losses.append(losses.detach())
-                if batch % self.log_every == 0:
-                    self.logged["release/cvar"] = release_value(by_group(torch.cat(pending_ids),
-                                                                         torch.cat(pending_losses), len(centres)),
-                                                                self.alpha)
+                if batch % self.log_every == 0:  # the release logs a value here; the last window's is logged
+                    window = torch.cat(pending_ids), torch.cat(pending_losses)
                     pending_ids, pending_losses = [], []
                 loss = losses.mean()
                 optimizer.zero_grad(set_to_none=True)
                 backward_and_step(loss, optimizer, scaler)
+        if window is not None:  # computed once: only the iteration's last value reaches the log
+            self.logged["release/cvar"] = release_value(by_group(*window, len(centres)), self.alpha)
         self.logged["release/loss"] = loss.detach()
         self.logged["release/nonempty_groups"] = torch.tensor(float(len(ids.unique())))

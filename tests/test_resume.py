@@ -127,6 +127,7 @@ def test_a_run_resumed_at_a_due_step_scores_it_once(tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # ~1 min: three 2-process runs
 def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(tmp_path):
     """DDP over gloo: the whole process group of a 2-process run is killed after a few iterations; resumed from
     its last checkpoint (with the saved config, so again 2 processes) it ends with the set an uninterrupted

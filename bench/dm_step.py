@@ -20,8 +20,10 @@ every variant alike. A step includes drawing the fresh network. Variants:
   512 / 256 images (``method.embed_batch``; ``gdrdd`` uses the configured default).
 - ``gdrdd+channels_last``, ``gdrdd+bf16`` (``trainer.precision=bf16-mixed``), ``gdrdd+compile``
   (``method.compile=true``: the embeddings through ``torch.compile``, compiled in the warm-up step): one option
-  each. ``gdrdd`` itself runs the network in the configured memory format (``method.channels_last``), as do the
-  other variants unless they force it with ``+channels_last`` or ``+channels_first``.
+  each. ``gdrdd+width64`` / ``+width32``: the ConvNet-3 narrowed from 128 channels (``model.width``; the
+  reduced protocol's network). ``gdrdd`` itself runs the network in the configured memory format
+  (``method.channels_last``), as do the other variants unless they force it with ``+channels_last`` or
+  ``+channels_first``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from common import compose_config, peak_memory_mb, random_cifar_data, run_worker
 
 VARIANTS = ["reference", "reference+alloc", "gdrdd-noalloc", "gdrdd", "gdrdd-cvar", "gdrdd+whole", "gdrdd+chunk512",
             "gdrdd+chunk256", "gdrdd+channels_first", "gdrdd+channels_last", "gdrdd+bf16", "gdrdd-cvar+bf16",
-            "gdrdd+compile"]
+            "gdrdd+compile", "gdrdd+width64", "gdrdd+width32"]
 
 
 class ReferenceStyleDSA:
@@ -173,6 +175,7 @@ def gdrdd_step_fn(ipc: int, batch_real: int, device: str, robust: bool, options:
                  "experiment=reference"]
     overrides += ["cvar.alpha=0.8"] if robust else ["cvar=none"]
     overrides += ["method.compile=true"] if "compile" in options else []
+    overrides += [f"model.width={o[len('width'):]}" for o in options if o.startswith("width")]
     cfg = compose_config(overrides)
     spec = build.dataset_spec(cfg)
     data = random_cifar_data(spec, device)

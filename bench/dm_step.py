@@ -21,7 +21,8 @@ every variant alike. A step includes drawing the fresh network. Variants:
 - ``gdrdd+channels_last``, ``gdrdd+bf16`` (``trainer.precision=bf16-mixed``), ``gdrdd+compile``
   (``method.compile=true``: the embeddings through ``torch.compile``, compiled in the warm-up step): one option
   each. ``gdrdd+width64`` / ``+width32``: the ConvNet-3 narrowed from 128 channels (``model.width``; the
-  reduced protocol's network). ``gdrdd`` itself runs the network in the configured memory format
+  reduced protocol's network); ``gdrdd+width32+compile``: that network compiled, as ``experiment=reduced_dm`` runs
+  it. ``gdrdd`` itself runs the network in the configured memory format
   (``method.channels_last``), as do the other variants unless they force it with ``+channels_last`` or
   ``+channels_first``.
 """
@@ -43,7 +44,7 @@ from common import compose_config, peak_memory_mb, random_cifar_data, run_worker
 
 VARIANTS = ["reference", "reference+alloc", "gdrdd-noalloc", "gdrdd", "gdrdd-cvar", "gdrdd+whole", "gdrdd+chunk512",
             "gdrdd+chunk256", "gdrdd+channels_first", "gdrdd+channels_last", "gdrdd+bf16", "gdrdd-cvar+bf16",
-            "gdrdd+compile", "gdrdd+width64", "gdrdd+width32"]
+            "gdrdd+compile", "gdrdd+width64", "gdrdd+width32", "gdrdd+width32+compile"]
 
 
 class ReferenceStyleDSA:

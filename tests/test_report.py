@@ -136,7 +136,7 @@ def test_a_file_that_is_not_a_metrics_file_is_refused_by_name_before_any_output(
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path / "run_seed0"), str(log), "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 2 and not (tmp_path / "out").exists()
-    assert f"{log}: neither a folder nor a metrics.json file" in capsys.readouterr().err
+    assert f"{log}: neither a folder nor a metrics.json or run.json file" in capsys.readouterr().err
 
 
 def test_runs_scored_during_distillation_give_a_paired_budget_trend(tmp_path):
@@ -162,6 +162,30 @@ def test_runs_scored_during_distillation_give_a_paired_budget_trend(tmp_path):
     write_run(single / "cvar", 0, 0.8, 88, 85, iterations=400)
     main([str(single), "--out", str(tmp_path / "out_single")])
     assert not (tmp_path / "out_single" / "trend.png").exists()  # one budget: no trend
+
+
+def test_a_run_in_progress_counts_with_the_intermediate_evaluations_it_has_written(tmp_path):
+    for seed in (0, 1):
+        write_run(tmp_path / f"plain{seed}", seed, None, 90, 80, iterations=400, during=[(100, 70 + seed, 60)])
+        running = tmp_path / f"cvar{seed}"  # started with iterations=400, scored at 100 (twice: the last counts)
+        write_run(running, seed, 0.8, 0, 0, iterations=400)
+        record = json.loads((running / "metrics.json").read_text())
+        (running / "metrics.json").unlink()
+        identity = {k: v for k, v in record.items() if k not in ("scored", "during")}
+        (running / "run.json").write_text(json.dumps(identity))
+        lines = [{"iteration": 100, "metrics": {**record["scored"]["distilled"], "acc": a, "worst_group_acc": 63}}
+                 for a in (10, 72 + seed)]
+        (running / "eval_during.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (tmp_path / "plain0" / "run.json").write_text("{}")  # beside a metrics.json: the finished run counts
+    rows = main([str(tmp_path), "--out", str(tmp_path / "out")])
+    assert sorted((r["iterations"], r["objective"], r["seeds"]) for r in rows) == [
+        (100, "cvar-matching", 2), (100, "none", 2), (400, "none", 2)]
+    with open(tmp_path / "out" / "paired_differences.csv") as f:
+        paired = list(csv.DictReader(f))
+    assert [(r["iterations"], float(r["acc"]), float(r["worst_group_acc"])) for r in paired] == [("100", 2.0, 3.0)]
+    (tmp_path / "cvar0" / "eval_during.jsonl").unlink()  # a run in progress not scored yet: nothing to report
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "cvar0" / "run.json"), "--out", str(tmp_path / "empty")])
 
 
 def write_setting_run(folder, seed, acc, cvar=None, **changes):
@@ -228,7 +252,11 @@ def test_metrics_json_records_the_setting_without_seed_and_paths(distilled_file)
 
     from gdrdd.config.setting import run_setting
 
-    setting = json.loads((distilled_file.parent / "metrics.json").read_text())["setting"]
+    metrics = json.loads((distilled_file.parent / "metrics.json").read_text())
+    identity = json.loads((distilled_file.parent / "run.json").read_text())  # written at the start
+    assert {"method", "seed", "setting", "iterations"} <= set(identity)
+    assert identity == {k: metrics[k] for k in identity}
+    setting = metrics["setting"]
     assert setting == run_setting(yaml.safe_load((distilled_file.parent / "config.yaml").read_text()))
     assert setting["model"]["width"] == 16 and setting["method"]["lr_img"] > 0 and "factor" in setting["method"]
     assert setting["eval"]["epochs"] == 2 and setting["ipc"] == 2 and setting["cvar"]["alpha"] == 0.8

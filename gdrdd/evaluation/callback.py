@@ -49,11 +49,7 @@ class EvaluationCallback(L.Callback):
 
     def during(self) -> dict[int, dict[str, float]]:
         """The intermediate scores recorded so far: ``{iteration: metrics}``, in iteration order."""
-        if self.record is None or not self.record.exists():
-            return {}
-        lines = [json.loads(line) for line in self.record.read_text().splitlines() if line.strip()]
-        latest = {line["iteration"]: line["metrics"] for line in lines}
-        return dict(sorted(latest.items()))
+        return read_during(self.record) if self.record is not None else {}
 
     def _intermediate(self, trainer: L.Trainer, pl_module: L.LightningModule, done: int) -> None:
         metrics = self._run(trainer, pl_module, f"distilled at iteration {done}")
@@ -68,3 +64,13 @@ class EvaluationCallback(L.Callback):
         for logger in trainer.loggers:
             logger.log_metrics({f"eval/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
         return metrics
+
+
+def read_during(path: str | Path) -> dict[int, dict[str, float]]:
+    """The intermediate scores in a run's ``eval_during.jsonl``: ``{iteration: metrics}`` in iteration order, a step
+    evaluated twice with its last line; ``{}`` if the file does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return dict(sorted({line["iteration"]: line["metrics"] for line in lines}.items()))

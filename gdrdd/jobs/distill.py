@@ -34,10 +34,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Distil, evaluate and write the outputs of the run ``cfg`` describes (``resume=<folder>``: continue that
     run); return what was written to ``metrics.json``.
 
-    Writes to ``cfg.paths.output_dir``: ``config.yaml`` (resolved), ``distilled.pt``, ``distilled.png``,
-    ``coverage.png``, ``metrics.json``, ``table.md``, ``comparison.csv``, ``group_accuracy.csv``,
-    ``cell_accuracy.csv`` (shift benchmarks), ``group_stats.jsonl`` and the logs of the configured loggers
-    (``csv/metrics.csv`` always).
+    Writes to ``cfg.paths.output_dir``: ``config.yaml`` (resolved), ``run.json`` (at the start),
+    ``eval_during.jsonl`` (``eval.at``, ``eval.every``), ``distilled.pt``, ``distilled.png``, ``coverage.png``,
+    ``metrics.json``, ``table.md``, ``comparison.csv``, ``group_accuracy.csv``, ``cell_accuracy.csv`` (shift
+    benchmarks), ``group_stats.jsonl`` and the logs of the configured loggers (``csv/metrics.csv`` always).
     """
     cfg, checkpoint = resumed_config(cfg)
     validate(cfg)
@@ -54,6 +54,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=False, verbose=False)
 
     spec = build.dataset_spec(cfg)
+    identity = run_identity(cfg, config, spec.name, list(spec.class_names))
+    if rank_zero_only.rank == 0:
+        write_json(out / "run.json", identity)  # with eval_during.jsonl: what gdrdd.report reads of a run in progress
     data = build.datamodule(cfg, spec)
     data.setup()  # reads the data (a missing folder fails here, before any work)
     loggers = [hydra.utils.instantiate(c) for c in cfg.logger.values()] if cfg.get("logger") else []
@@ -114,11 +117,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if hasattr(logger, "log_image"):
             for key, path in figures.items():
                 logger.log_image(key=key, images=[str(path)])
-    result = {"method": cfg.method.name, "dataset": spec.name, "ipc": cfg.ipc, "seed": cfg.seed,
-              "setting": run_setting(config, list(spec.class_names)),  # what can change the result: the report's key
-              "cvar": config["cvar"], "shift": config["dataset"].get("shift"), "iterations": cfg.iterations,
-              "init": {k: cfg.method[k] for k in ("init", "init_epochs") if k in cfg.method},  # the start
-              **timer.summary(), "scored": scored,
+    result = {**identity, **timer.summary(), "scored": scored,
               "during": [{"iteration": n, "metrics": m} for n, m in evaluation.during().items()]}
     write_json(out / "metrics.json", result)
     write_tables(out, loggers, scored, evaluation.evaluator.group_sizes(), evaluation.evaluator.cells())
@@ -132,6 +131,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if isinstance(logger, WandbLogger):
             logger.experiment.finish()  # flush and close, so each run of a multirun is its own W&B run
     return result
+
+
+def run_identity(cfg: DictConfig, config: dict[str, Any], dataset: str, class_names: list[str]) -> dict[str, Any]:
+    """What names a run in ``run.json`` and ``metrics.json``: method, data set, IPC, seed, budget, the start, and
+    ``setting`` (every config value that can change the result: the report's key)."""
+    return {"method": cfg.method.name, "dataset": dataset, "ipc": cfg.ipc, "seed": cfg.seed,
+            "setting": run_setting(config, class_names), "cvar": config["cvar"],
+            "shift": config["dataset"].get("shift"), "iterations": cfg.iterations,
+            "init": {k: cfg.method[k] for k in ("init", "init_epochs") if k in cfg.method}}
 
 
 def iterations_run(iterations: int, entry: Method) -> str:

@@ -14,7 +14,9 @@ data set, IPC, objective and options; ``cvar=none`` as a dashed line).
 
 A run that also scored its set during distillation (``eval.at=[100,400]``, ``eval.every``) counts as one run per
 budget it was scored at (the set after that many iterations, as a shorter run with the same seed would have
-made it).
+made it). A run still in progress (its ``run.json``, written at the start, without a ``metrics.json`` yet)
+counts with the intermediate evaluations its ``eval_during.jsonl`` holds so far, so a long run's trend can be
+read before it ends.
 
 Where a setting has plain runs (``cvar=none`` from the method's own start, without the oracle's balanced
 batches) that agree with it in everything but those levers and the seed, at the same iterations, ``report.md``
@@ -40,11 +42,13 @@ from typing import Any
 from gdrdd.config.schema import CvarSchema
 from gdrdd.config.setting import canonical, setting_id
 from gdrdd.distill.coreset import SELECTIONS
+from gdrdd.evaluation.callback import DURING, read_during
 from gdrdd.evaluation.tables import shown_metrics
 from gdrdd.utils.figures import pyplot, save_png
 from gdrdd.utils.files import atomic_write, write_text
 from gdrdd.utils.nested import flatten
 
+METRICS_FILE, RUN_FILE = "metrics.json", "run.json"  # a finished run's results; a run's identity, from its start
 KEYS = ("method", "dataset", "ipc", "iterations", "objective", "alpha", "options")
 TREND_METRICS = {"acc": "overall", "acc_kept25": "subgroups kept at 25 %", "acc_kept5": "subgroups kept at 5 %",
                  "worst_cell_acc": "worst class x subgroup cell", "worst_group_acc": "worst test group"}
@@ -59,10 +63,16 @@ CVAR_DEFAULTS = flatten(asdict(CvarSchema()), "cvar.")
 def run_records(path: Path) -> list[dict[str, Any]]:
     """One run's setting, seed and distilled-set metrics from its ``metrics.json``: the final set, and one record
     per intermediate evaluation (``eval.at`` / ``eval.every``, under ``during``) as the run at that many
-    iterations (none if it has no scored distilled set, e.g. a ``method=random`` run)."""
+    iterations (none if it has no scored distilled set, e.g. a ``method=random`` run). For a run in progress,
+    ``path`` is its ``run.json`` and the records are the intermediate evaluations in its ``eval_during.jsonl``."""
     data = json.loads(path.read_text())
+    if path.name == RUN_FILE:
+        data["during"] = [{"iteration": n, "metrics": m} for n, m in read_during(path.parent / DURING).items()]
+    budgets = [(point["iteration"], point["metrics"]) for point in data.get("during", [])]
     scored = data.get("scored", {}).get("distilled")
-    if scored is None or "method" not in data:  # a random-subset run, or an evaluate.py result
+    if scored is not None:  # none in a random-subset run or a run in progress
+        budgets.append((data.get("iterations"), scored))
+    if not budgets or "method" not in data:  # nothing scored yet, a random-subset run, or an evaluate.py result
         return []
     setting = flatten(data["setting"]) if "setting" in data else recorded_setting(data)
     setting = {k: canonical(v) for k, v in setting.items() if k != "iterations"}  # the budget: a column of its own
@@ -71,8 +81,6 @@ def run_records(path: Path) -> list[dict[str, Any]]:
            "objective": f"cvar-{setting.get('cvar.target', 'matching')}" if robust else "none",
            "alpha": float(setting["cvar.alpha"]) if robust else None, "options": "", "setting": setting,
            "setting_id": setting_id(setting), "seed": data.get("seed"), "path": str(path.parent)}
-    budgets = [(point["iteration"], point["metrics"]) for point in data.get("during", [])]
-    budgets.append((data.get("iterations"), scored))
     return [{**run, "iterations": n, "metrics": {k: m[k] for k in shown_metrics(m)}} for n, m in budgets]
 
 
@@ -121,8 +129,12 @@ def option_word(key: str, value: Any, setting: dict[str, Any]) -> str:
 
 
 def collect(folders: list[Path]) -> list[dict[str, Any]]:
-    files = dict.fromkeys(f.resolve() for folder in folders
-                          for f in ([folder] if folder.is_file() else sorted(folder.rglob("metrics.json"))))
+    """The records of every finished run (``metrics.json``) and run in progress (``run.json`` without
+    ``metrics.json`` beside it) under ``folders`` (folders, or those files themselves)."""
+    found = [[folder] if folder.is_file() else sorted(folder.rglob(METRICS_FILE)) + sorted(folder.rglob(RUN_FILE))
+             for folder in folders]
+    files = dict.fromkeys(f.resolve() for paths in found for f in paths
+                          if f.name == METRICS_FILE or not (f.parent / METRICS_FILE).exists())
     records = [r for f in files for r in run_records(f)]  # each file once, even if folders overlap
     label_options(records)
     return records
@@ -295,13 +307,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("folders", nargs="+", type=Path, help="multirun folders, run folders or metrics.json files")
     parser.add_argument("--out", type=Path, default=None, help="where to write report.* (default: the first folder)")
     args = parser.parse_args(argv)
-    unreadable = [str(f) for f in args.folders if not f.is_dir() and f.name != "metrics.json"]
+    unreadable = [str(f) for f in args.folders if not f.is_dir() and f.name not in (METRICS_FILE, RUN_FILE)]
     if unreadable:
-        parser.error(f"{', '.join(unreadable)}: neither a folder nor a metrics.json file; give multirun folders, run "
-                     "folders or their metrics.json files (a shell pattern like runs/*_seed* also matches log files)")
+        parser.error(f"{', '.join(unreadable)}: neither a folder nor a metrics.json or run.json file; give multirun "
+                     "folders, run folders or their metrics.json files (a shell pattern like runs/*_seed* also "
+                     "matches log files)")
     records = collect(args.folders)
     if not records:
-        parser.error(f"no metrics.json with a distilled set under {', '.join(map(str, args.folders))}")
+        parser.error(f"no metrics.json with a distilled set, and no run in progress with an intermediate evaluation "
+                     f"(run.json and eval_during.jsonl), under {', '.join(map(str, args.folders))}")
     rows = summarise(records)
     out = args.out or (args.folders[0] if args.folders[0].is_dir() else args.folders[0].parent)
     table = markdown(rows)

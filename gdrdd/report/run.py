@@ -284,6 +284,7 @@ def plot_trend(path: Path, trends: dict[str, list[dict[str, Any]]]) -> None:
     plt = pyplot()
     metrics = trend_metrics([r for rows in trends.values() for r in rows])
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.6), squeeze=False)
+    budgets = sorted({r["iterations"] for rows in trends.values() for r in rows})
     for ax, metric in zip(axes[0], metrics):
         for rows in trends.values():
             label = " ".join(str(rows[0][k]) for k in ("method", "objective", "alpha", "options")
@@ -293,6 +294,8 @@ def plot_trend(path: Path, trends: dict[str, list[dict[str, Any]]]) -> None:
                         yerr=[r[f"{metric}_std"] for r in points], marker="o", capsize=3, label=label)
         ax.axhline(0.0, color="grey", linewidth=1)
         ax.set_xscale("log")
+        ax.set_xticks(budgets, [f"{n:,}" for n in budgets], fontsize=7)  # the measured budgets, not powers of ten
+        ax.minorticks_off()
         ax.set_xlabel("distillation iterations")
         ax.set_ylabel("setting - plain (points)")
         ax.set_title(TREND_METRICS[metric], fontsize=9)

@@ -2,8 +2,6 @@
 summation order, for the evaluation networks' training, DM's embeddings and gradient matching."""
 
 import copy
-import os
-import shutil
 from dataclasses import replace
 
 import pytest
@@ -15,13 +13,12 @@ from gdrdd.jobs import build
 from gdrdd.matchers import DistributionMatcher, GradientMatcher
 from gdrdd.models.fit import TrainSettings, predict, train_network
 from gdrdd.robust import ByClass
+from gdrdd.utils.runtime import cpu_compiler_found
 
 C, IPC, N = 3, 2, 6
 # torch.compile builds C++ kernels on a CPU: without a C++ compiler these tests cannot run (the eager path is
 # tested everywhere else).
-COMPILERS = (os.environ.get("CXX"), "g++", "c++", "clang++")
-pytestmark = pytest.mark.skipif(not any(c and shutil.which(c) for c in COMPILERS),
-                                reason="torch.compile on a CPU needs a C++ compiler")
+pytestmark = pytest.mark.skipif(not cpu_compiler_found(), reason="torch.compile on a CPU needs a C++ compiler")
 
 
 def data(seed=0):

@@ -6,9 +6,11 @@ import pytest
 
 from gdrdd.cli import train as run
 from gdrdd.config.checks import validate
+from gdrdd.errors import ConfigError
 from gdrdd.jobs import build
 
-TINY_BUDGET = {"dm": [], "dsa": ["method.outer_loop=2", "method.inner_loop=1"],
+TINY_BUDGET = {"dm": ["method.compile=false"],  # compiled passes: tests/test_compile.py (seconds to compile here)
+               "dsa": ["method.outer_loop=2", "method.inner_loop=1"],
                "idc": ["method.inner_loop=1", "method.n_data=32"]}
 
 
@@ -20,8 +22,20 @@ def test_reduced_presets_compose_with_their_settings(tmp_path, method, compose):
     assert (cfg.eval.nets, cfg.eval.epochs) == (3, 300)
     assert cfg.iterations == {"dm": 20000, "dsa": 1000, "idc": 2000}[method]
     assert all(0 < n < cfg.iterations for n in cfg.eval.at) and cfg.checkpoint.every > 0
+    assert cfg.method.get("compile", False) == (method == "dm")  # DM's narrow step is norm-bound: compiled
     spec = build.dataset_spec(cfg)
     assert build.network_factory(cfg, spec)().feature_dim == 32 * 4 * 4  # evaluation builds the same network
+
+
+def test_compiling_without_a_cpp_compiler_is_refused_before_any_work(tmp_path, compose, monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    for preset, key in (("experiment=reduced_dm", "method.compile"), ("eval.compile=true", "eval.compile")):
+        with pytest.raises(ConfigError, match=rf"{key}=True is not valid; accepted: false on this machine: "
+                                              r"torch\.compile on a CPU builds C\+\+ kernels"):
+            run(compose(preset, f"paths.output_dir={tmp_path / 'out'}"))
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("method", ["dm", pytest.param("dsa", marks=pytest.mark.slow),

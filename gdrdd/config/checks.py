@@ -28,7 +28,7 @@ from gdrdd.models import MODELS
 from gdrdd.robust.objective import TARGETS
 from gdrdd.robust.risk import CVaR
 from gdrdd.utils.checks import integer, is_number, level, one_of, positive, require
-from gdrdd.utils.runtime import PRECISIONS
+from gdrdd.utils.runtime import PRECISIONS, cpu_compiler_found
 
 TASKS = ("distill", "experts", "teacher")
 EVAL_LABELS = ("own", "teacher")
@@ -206,13 +206,18 @@ def check_trainer(cfg: DictConfig) -> None:
     """``trainer.precision``: float32, bfloat16 autocast, or float16 autocast with loss scaling on a CUDA device
     (Lightning's scaler for the synthetic update, a static scale inside the differentiated gradients,
     ``gdrdd.utils.runtime.scaled_grad``). On a CPU Lightning would run ``16-mixed`` as bfloat16, so it is
-    refused there."""
+    refused there. ``method.compile`` / ``eval.compile`` on a CPU need a C++ compiler."""
     precision = cfg.trainer.get("precision", "32-true")
     one_of("trainer.precision", precision, PRECISIONS)
+    cuda = torch.cuda.is_available() and cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto")
     if precision == "16-mixed":
-        cuda = torch.cuda.is_available() and cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto")
         require(cuda, "trainer.precision", precision, "32-true or bf16-mixed on this machine: 16-mixed (float16) "
                 "needs a CUDA device (trainer.accelerator=gpu); on a CPU use bf16-mixed")
+    for key in ("method.compile", "eval.compile"):
+        if OmegaConf.select(cfg, key) and not cuda:
+            require(cpu_compiler_found(), key, True, "false on this machine: torch.compile on a CPU builds C++ "
+                    "kernels, and no C++ compiler ($CXX, g++, c++ or clang++) is on the path; install one or set "
+                    f"{key}=false (the same numerics, slower)")
 
 
 def check_dataset(cfg: DictConfig) -> None:

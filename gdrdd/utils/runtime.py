@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import os
 import platform
+import shutil
 from typing import Callable, TypeVar
 
 import torch
@@ -128,6 +129,11 @@ def scaled_grad(loss: torch.Tensor, inputs: tuple[torch.Tensor, ...] | list[torc
         return torch.autograd.grad(loss, inputs, create_graph=create_graph)
     grads = torch.autograd.grad(loss * INNER_LOSS_SCALE, inputs, create_graph=create_graph)
     return tuple(g / INNER_LOSS_SCALE for g in grads)
+
+
+def cpu_compiler_found() -> bool:
+    """Whether ``torch.compile`` can build its C++ kernels on a CPU: ``$CXX``, g++, c++ or clang++ is on the path."""
+    return any(c and shutil.which(c) for c in (os.environ.get("CXX"), "g++", "c++", "clang++"))
 
 
 def compiled(fn: Compilable, enabled: bool) -> Compilable:

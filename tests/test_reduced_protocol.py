@@ -5,7 +5,7 @@ DSA and IDC, a few minutes on 2 cores, with -m slow)."""
 import pytest
 
 from gdrdd.cli import train as run
-from gdrdd.config.checks import validate
+from gdrdd.config.checks import check_evaluation, validate
 from gdrdd.errors import ConfigError
 from gdrdd.jobs import build
 
@@ -32,9 +32,12 @@ def test_compiling_without_a_cpp_compiler_is_refused_before_any_work(tmp_path, c
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     for preset, key in (("experiment=reduced_dm", "method.compile"), ("eval.compile=true", "eval.compile")):
-        with pytest.raises(ConfigError, match=rf"{key}=True is not valid; accepted: false on this machine: "
-                                              r"torch\.compile on a CPU builds C\+\+ kernels"):
+        refusal = (rf"{key}=True is not valid; accepted: false on this machine: torch\.compile on a CPU builds "
+                   r"C\+\+ kernels")
+        with pytest.raises(ConfigError, match=refusal):
             run(compose(preset, f"paths.output_dir={tmp_path / 'out'}"))
+    with pytest.raises(ConfigError, match=r"eval\.compile=True is not valid"):  # evaluate.py's checks too
+        check_evaluation(compose("eval.compile=true"))
     assert not (tmp_path / "out").exists()
 
 

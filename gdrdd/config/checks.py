@@ -206,18 +206,27 @@ def check_trainer(cfg: DictConfig) -> None:
     """``trainer.precision``: float32, bfloat16 autocast, or float16 autocast with loss scaling on a CUDA device
     (Lightning's scaler for the synthetic update, a static scale inside the differentiated gradients,
     ``gdrdd.utils.runtime.scaled_grad``). On a CPU Lightning would run ``16-mixed`` as bfloat16, so it is
-    refused there. ``method.compile`` / ``eval.compile`` on a CPU need a C++ compiler."""
+    refused there. ``method.compile`` on a CPU needs a C++ compiler (``check_compile``)."""
     precision = cfg.trainer.get("precision", "32-true")
     one_of("trainer.precision", precision, PRECISIONS)
-    cuda = torch.cuda.is_available() and cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto")
     if precision == "16-mixed":
-        require(cuda, "trainer.precision", precision, "32-true or bf16-mixed on this machine: 16-mixed (float16) "
-                "needs a CUDA device (trainer.accelerator=gpu); on a CPU use bf16-mixed")
-    for key in ("method.compile", "eval.compile"):
-        if OmegaConf.select(cfg, key) and not cuda:
-            require(cpu_compiler_found(), key, True, "false on this machine: torch.compile on a CPU builds C++ "
-                    "kernels, and no C++ compiler ($CXX, g++, c++ or clang++) is on the path; install one or set "
-                    f"{key}=false (the same numerics, slower)")
+        require(on_cuda(cfg), "trainer.precision", precision, "32-true or bf16-mixed on this machine: 16-mixed "
+                "(float16) needs a CUDA device (trainer.accelerator=gpu); on a CPU use bf16-mixed")
+    check_compile(cfg, "method.compile")
+
+
+def on_cuda(cfg: DictConfig) -> bool:
+    """Whether the job runs on a CUDA device: one is present and ``trainer.accelerator`` allows it."""
+    return torch.cuda.is_available() and cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto")
+
+
+def check_compile(cfg: DictConfig, key: str) -> None:
+    """``key`` (``method.compile``, ``eval.compile``) true on a CPU needs a C++ compiler: torch.compile builds
+    C++ kernels there."""
+    if OmegaConf.select(cfg, key) and not on_cuda(cfg):
+        require(cpu_compiler_found(), key, True, "false on this machine: torch.compile on a CPU builds C++ kernels, "
+                "and no C++ compiler ($CXX, g++, c++ or clang++) is on the path; install one or set "
+                f"{key}=false (the same numerics, slower)")
 
 
 def check_dataset(cfg: DictConfig) -> None:
@@ -272,6 +281,7 @@ def check_evaluation(cfg: DictConfig) -> None:
     require(is_number(e.cutmix) and 0 <= e.cutmix <= 1, "eval.cutmix", e.cutmix, "a probability in [0, 1]")
     positive("eval.cutmix_beta", e.cutmix_beta)
     one_of("eval.augment", e.augment, EVAL_AUGMENTATIONS)
+    check_compile(cfg, "eval.compile")
     level("eval.cvar_alpha", e.cvar_alpha)
     one_of("eval.precision", e.precision, PRECISIONS)
     one_of("eval.labels", e.get("labels", "own"), EVAL_LABELS)

@@ -66,9 +66,8 @@ def run_records(path: Path) -> list[dict[str, Any]]:
     iterations (none if it has no scored distilled set, e.g. a ``method=random`` run). For a run in progress,
     ``path`` is its ``run.json`` and the records are the intermediate evaluations in its ``eval_during.jsonl``."""
     data = json.loads(path.read_text())
-    if path.name == RUN_FILE:
-        data["during"] = [{"iteration": n, "metrics": m} for n, m in read_during(path.parent / DURING).items()]
-    budgets = [(point["iteration"], point["metrics"]) for point in data.get("during", [])]
+    budgets = list(read_during(path.parent / DURING).items()) if path.name == RUN_FILE else \
+        [(point["iteration"], point["metrics"]) for point in data.get("during", [])]
     scored = data.get("scored", {}).get("distilled")
     if scored is not None:  # none in a random-subset run or a run in progress
         budgets.append((data.get("iterations"), scored))

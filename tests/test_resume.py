@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from gdrdd.distill.checkpoints import next_resumed_log
 from gdrdd.errors import ConfigError, NonFiniteError
 from gdrdd.jobs.distill import run
 
@@ -74,6 +75,13 @@ def test_resume_needs_a_run_folder_and_finished_runs_are_not_overwritten(tmp_pat
     (tmp_path / "done" / "distilled.pt").rename(tmp_path / "done" / "kept.pt")  # now it looks interrupted
     with pytest.raises(ConfigError, match="holds an interrupted run"):
         run(tiny("iterations=1", out=tmp_path / "done"))
+
+
+def test_each_resumption_logs_to_a_new_csv_folder_even_after_one_was_deleted(tmp_path):
+    assert next_resumed_log(tmp_path) == "resumed-1"
+    for name in ("resumed-1", "resumed-3", "resumed-x", "version_0"):
+        (tmp_path / name).mkdir()
+    assert next_resumed_log(tmp_path) == "resumed-4"  # not resumed-3 (a count would give 3 and write over it)
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_set(tmp_path, tiny):

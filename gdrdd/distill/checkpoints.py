@@ -9,6 +9,7 @@ iteration reseeds from ``(seed, iteration)``. Written atomically to ``<run>/chec
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import lightning as L
@@ -63,9 +64,16 @@ def resumed_config(cfg: DictConfig) -> tuple[DictConfig, Path | None]:
         if "save_dir" in logger:
             logger.save_dir = str(folder)
     if "csv" in (resumed.get("logger") or {}):  # a log of its own: Lightning's CSVLogger would replace the old one
-        resumed.logger.csv.version = f"resumed-{len(list((folder / 'csv').glob('resumed-*'))) + 1}"
+        resumed.logger.csv.version = next_resumed_log(folder / "csv")
     log.warning("resuming %s with the config saved there; other command-line values are not applied", folder)
     return resumed, ckpt
+
+
+def next_resumed_log(csv_dir: Path) -> str:
+    """The CSV log version of a run's next resumption: ``resumed-N`` with N one above the highest already there, so
+    a deleted earlier log never makes two resumptions share (and overwrite) one."""
+    taken = [int(m.group(1)) for d in csv_dir.glob("resumed-*") if (m := re.fullmatch(r"resumed-(\d+)", d.name))]
+    return f"resumed-{max(taken, default=0) + 1}"
 
 
 def refuse_finished_run(out: Path, resuming: bool) -> None:

@@ -16,6 +16,7 @@ from torch import nn
 from gdrdd.augment.dsa import DSA, Augmentation
 from gdrdd.augment.stacked import StackedAugment, without
 from gdrdd.config import CONFIG_DIR
+from gdrdd.config.checks import on_cuda
 from gdrdd.config.schema import method_config
 from gdrdd.data.datamodule import RealDataModule
 from gdrdd.data.download import download_dataset
@@ -90,9 +91,9 @@ def rarity_sampling(cfg: DictConfig) -> Rarity | None:
 
 
 def device(cfg: DictConfig) -> torch.device:
-    """The device of jobs that run outside a Lightning Trainer (expert training): CUDA unless
-    ``trainer.accelerator=cpu`` or none is present."""
-    return torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu")
+    """The device of jobs that run outside a Lightning Trainer (expert training, evaluation): CUDA where
+    ``on_cuda`` (one is present and ``trainer.accelerator`` allows it), else the CPU."""
+    return torch.device("cuda" if on_cuda(cfg) else "cpu")
 
 
 def group_encoder(cfg: DictConfig, data: RealDataModule, spec: DatasetSpec) -> nn.Module | None:

@@ -32,12 +32,12 @@ part() {  # part NAME COMMAND...: run it, log to OUT/NAME.log, record seconds an
 RUN="eval.nets=1 eval.baseline=false eval.coverage=false trainer.enable_progress_bar=false"
 
 if [ $QUICK = 1 ]; then
-  part gpu_tests python -m pytest -q -m gpu -k "not compile" -p no:cacheprovider tests/test_gpu.py
+  part gpu_tests python -m pytest -q -n 0 -m gpu -k "not compile" -p no:cacheprovider tests/test_gpu.py
   part matchers python bench/run.py --device cuda --methods dm dsa --ipc 10 --objectives none matching --steps 2 \
     --eval-epochs 0 --out "$OUT/matchers.json"
   part single python train.py iterations=50 trainer=gpu eval.epochs=50 $RUN hydra.run.dir="$OUT/single"
 else
-  part gpu_tests python -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py
+  part gpu_tests python -m pytest -q -n 0 -m gpu -p no:cacheprovider tests/test_gpu.py
   part matchers python bench/run.py --device cuda --methods dm dc dsa mtt --ipc 10 --objectives none matching \
     --steps 3 --eval-epochs 300 --out "$OUT/matchers.json"
   part idc python train.py method=idc ipc=10 iterations=3 method.inner_loop=10 trainer=gpu eval.epochs=300 $RUN \

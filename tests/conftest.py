@@ -14,6 +14,7 @@ Markers: ``slow`` (left out of the default run; ``pytest -m slow``), ``integrati
 them) and ``gpu`` (needs a CUDA device: skipped without one; ``pytest -m gpu`` runs them).
 """
 
+import os
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,8 @@ from hydra import initialize_config_dir
 
 from gdrdd.config import CONFIG_DIR
 
-torch.set_num_threads(2)
+# One thread per pytest-xdist worker (two workers on two cores would otherwise contend), two in a serial run.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["ipc=2", "iterations=3", "model.width=16", "eval.nets=1", "eval.epochs=2", "trainer.accelerator=cpu",

@@ -45,6 +45,25 @@ def test_kmeans_groups_find_separated_clusters_and_are_deterministic():
     assert torch.equal(ids, pixel_kmeans_groups(torch.cat([dark, bright]), k=2))
 
 
+def test_kmeans_groups_are_computed_once_per_distinct_pixels(monkeypatch):
+    from gdrdd.evaluation import pixel_groups
+
+    fits = []
+    real_kmeans = pixel_groups.KMeans
+    monkeypatch.setattr(pixel_groups, "KMeans", lambda **kw: fits.append(kw) or real_kmeans(**kw))
+    x = torch.rand(40, 1, 4, 4, generator=torch.Generator().manual_seed(3))
+    first = pixel_kmeans_groups(x, k=3)
+    first[:] = -1  # the caller's copy: the memo keeps its own
+    again = pixel_kmeans_groups(x.clone(), k=3)
+    assert len(fits) == 1 and again.min() >= 0
+    changed = x.clone()
+    changed[0, 0, 0, 0] += 0.5
+    pixel_kmeans_groups(changed, k=3)
+    pixel_kmeans_groups(x, k=4)
+    pixel_kmeans_groups(x, k=3, seed=1)
+    assert len(fits) == 4  # another pixel, k or seed: clustered anew
+
+
 def test_corruptions():
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     out = {name: corrupt(x) for name, corrupt in corruptions(seed=1).items()}

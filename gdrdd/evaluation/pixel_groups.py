@@ -19,7 +19,7 @@ _MEMO_SIZE = 4  # distinct test sets kept (each entry is one int64 id per test i
 def pixel_kmeans_groups(images01: torch.Tensor, k: int = 10, seed: int = 0) -> torch.Tensor:
     """Cluster ids ``(N,)`` in ``[0, k)`` from k-means (k-means++, 10 restarts, fixed seed) on the flattened
     pixels of ``images01`` ``(N, C, H, W)``, so the groups are the same for every run on a data set."""
-    flat = np.ascontiguousarray(images01.detach().cpu().flatten(1).numpy().astype(np.float32))
+    flat = images01.detach().cpu().flatten(1).numpy().astype(np.float32)  # a fresh C-contiguous copy
     key = (hashlib.blake2b(flat.data, digest_size=16).hexdigest(), flat.shape, k, seed)
     if key not in _MEMO:
         if len(_MEMO) >= _MEMO_SIZE:

@@ -2,10 +2,12 @@
 
 import csv
 import json
+import statistics
 
 import pytest
 from PIL import Image
 
+from gdrdd.report.cells import cell_shift
 from gdrdd.report.run import main
 
 METRICS = ("acc", "worst_group_acc", "mean_group_acc", "acc_noise", "acc_blur", "acc_invert", "test_cvar")
@@ -186,6 +188,45 @@ def test_a_run_in_progress_counts_with_the_intermediate_evaluations_it_has_writt
     (tmp_path / "cvar0" / "eval_during.jsonl").unlink()  # a run in progress not scored yet: nothing to report
     with pytest.raises(SystemExit):
         main([str(tmp_path / "cvar0" / "run.json"), "--out", str(tmp_path / "empty")])
+
+
+def test_the_report_says_where_a_paired_difference_goes_cell_by_cell(tmp_path):
+    """Six cells (2 classes x 3 subgroups): the setting gains on the cells plain gets least right."""
+    plain_cells = {0: [50, 10, 30, 70, 20, 60], 1: [52, 14, 30, 70, 22, 64]}
+    gains = {0: [-2, 6, 1, -3, 4, 0], 1: [0, 4, 3, -1, 2, -2]}
+    for seed in (0, 1):
+        for name, cells in (("plain", plain_cells[seed]),
+                            ("cvar", [c + g for c, g in zip(plain_cells[seed], gains[seed])])):
+            folder = tmp_path / f"{name}{seed}"
+            write_run(folder, seed, None if name == "plain" else 0.8, 80, 70, shift={"keep": [1, 0.25, 0.05]})
+            record = json.loads((folder / "metrics.json").read_text())
+            record["scored"]["distilled"].update({f"cell{i // 3}_{i % 3}_acc": c for i, c in enumerate(cells)})
+            (folder / "metrics.json").write_text(json.dumps(record))
+    main([str(tmp_path), "--out", str(tmp_path / "out")])
+    with open(tmp_path / "out" / "cell_shift.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    per_seed = []
+    for seed in (0, 1):  # brute force: sort the cells by plain accuracy, thirds of two, Pearson correlation
+        order = sorted(range(6), key=lambda i: plain_cells[seed][i])
+        thirds = [statistics.fmean(gains[seed][i] for i in order[k:k + 2]) for k in (0, 2, 4)]
+        per_seed.append([*thirds, statistics.correlation(plain_cells[seed], gains[seed])])
+    assert per_seed[0][:3] == [5, -0.5, -1.5] and per_seed[0][3] < 0
+    for column, values in zip(("cells_hard", "cells_middle", "cells_easy", "cells_corr"), zip(*per_seed)):
+        assert float(row[column]) == pytest.approx(statistics.fmean(values))
+        assert float(row[column + "_std"]) == pytest.approx(statistics.stdev(values))
+    assert row["seeds"] == "2" and "cell by cell" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_no_cell_shift_off_a_shift_benchmark_and_a_constant_column_has_correlation_zero(tmp_path):
+    write_run(tmp_path / "plain", 0, None, 90, 80)
+    write_run(tmp_path / "cvar", 0, 0.8, 88, 85)
+    main([str(tmp_path), "--out", str(tmp_path / "out")])
+    assert (tmp_path / "out" / "paired_differences.csv").exists()
+    assert not (tmp_path / "out" / "cell_shift.csv").exists()
+    flat = {f"cell0_{s}_acc": 50.0 for s in range(3)}
+    assert cell_shift({k: v + 1 for k, v in flat.items()}, flat) == {
+        "cells_hard": 1.0, "cells_middle": 1.0, "cells_easy": 1.0, "cells_corr": 0.0}
+    assert cell_shift({"cell0_0_acc": 1.0}, {"cell0_0_acc": 0.0}) == {}  # too few cells to split
 
 
 def write_setting_run(folder, seed, acc, cvar=None, **changes):

@@ -25,7 +25,9 @@ also holds its *paired* differences from them: the setting minus plain, per seed
 (``paired_differences.csv``). Pairing removes the variance the two runs share, which dominates small cells
 such as the worst class x subgroup accuracy. Where a setting's paired differences exist at two or more
 budgets, ``trend.png`` draws them against iterations (overall, the subgroups kept at 25 % and 5 % and the worst
-cell on a shift benchmark; else overall and worst group).
+cell on a shift benchmark; else overall and worst group). On a shift benchmark ``report.md`` also says where each
+paired difference goes, cell by cell (``cell_shift.csv``; ``gdrdd.report.cells``): the mean difference over the
+third of class x subgroup cells plain gets least right, the middle third and the third it gets most right.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from gdrdd.config.setting import canonical, setting_id
 from gdrdd.distill.coreset import SELECTIONS
 from gdrdd.evaluation.callback import DURING, read_during
 from gdrdd.evaluation.tables import shown_metrics
+from gdrdd.report.cells import SHIFT_KEYS, cell_metrics, cell_shift
 from gdrdd.utils.figures import pyplot, save_png
 from gdrdd.utils.files import atomic_write, write_text
 from gdrdd.utils.nested import flatten
@@ -80,7 +83,8 @@ def run_records(path: Path) -> list[dict[str, Any]]:
            "objective": f"cvar-{setting.get('cvar.target', 'matching')}" if robust else "none",
            "alpha": float(setting["cvar.alpha"]) if robust else None, "options": "", "setting": setting,
            "setting_id": setting_id(setting), "seed": data.get("seed"), "path": str(path.parent)}
-    return [{**run, "iterations": n, "metrics": {k: m[k] for k in shown_metrics(m)}} for n, m in budgets]
+    return [{**run, "iterations": n, "metrics": {k: m[k] for k in shown_metrics(m)}, "cells": cell_metrics(m)}
+            for n, m in budgets]
 
 
 def recorded_setting(data: dict[str, Any]) -> dict[str, Any]:
@@ -139,9 +143,9 @@ def collect(folders: list[Path]) -> list[dict[str, Any]]:
     return records
 
 
-def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarise(records: list[dict[str, Any]], columns: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per setting and budget: the ``KEYS``, ``setting`` (its short hash), ``<metric>`` mean,
-    ``<metric>_std``, ``seeds``."""
+    ``<metric>_std``, ``seeds``, for the metrics in ``columns`` (default: the tabulated ones the runs have)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         groups[(r["setting_id"], r["iterations"])].append(r)
@@ -155,7 +159,7 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for runs in sorted(groups.values(), key=order):
         row: dict[str, Any] = {k: runs[0][k] for k in KEYS}
         row["setting"], row["seeds"] = runs[0]["setting_id"], len(runs)
-        for metric in metric_columns(runs):
+        for metric in columns or metric_columns(runs):
             values = [r["metrics"][metric] for r in runs if metric in r["metrics"]]
             if values:
                 row[metric] = statistics.fmean(values)
@@ -188,20 +192,29 @@ def plain_partner(record: dict[str, Any], plain: dict[tuple, list[dict[str, Any]
     return candidates[0] if len({json.dumps(c["setting"].get("method.init")) for c in candidates}) == 1 else None
 
 
-def paired_differences(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per setting other than plain that has a plain partner (``plain_partner``): ``<metric>`` = mean
-    over the shared seeds of (setting - plain), ``<metric>_std``, ``seeds``."""
+def pairs(records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each record of a setting other than plain with its plain partner (``plain_partner``), where it has one."""
     plain: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         if is_plain(r):
             plain[partner_key(r)].append(r)
-    deltas = []
-    for r in records:
-        base = None if is_plain(r) else plain_partner(r, plain)
-        if base is not None:
-            deltas.append({**r, "metrics": {m: r["metrics"][m] - base["metrics"][m] for m in r["metrics"]
-                                            if m in base["metrics"]}})
-    return summarise(deltas)
+    partners = ((r, None if is_plain(r) else plain_partner(r, plain)) for r in records)
+    return [(r, base) for r, base in partners if base is not None]
+
+
+def paired_differences(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per setting other than plain that has a plain partner: ``<metric>`` = mean over the shared seeds
+    of (setting - plain), ``<metric>_std``, ``seeds``."""
+    return summarise([{**r, "metrics": {m: r["metrics"][m] - base["metrics"][m] for m in r["metrics"]
+                                        if m in base["metrics"]}} for r, base in pairs(records)])
+
+
+def cell_shifts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per paired setting on a shift benchmark: where its difference from plain goes, cell by cell
+    (``gdrdd.report.cells``: the hardest, middle and easiest third of plain's cells, and the correlation), mean
+    and std over the shared seeds."""
+    shifts = [{**r, "metrics": cell_shift(r["cells"], base["cells"])} for r, base in pairs(records)]
+    return summarise([s for s in shifts if s["metrics"]], columns=list(SHIFT_KEYS))
 
 
 def metric_columns(records: list[dict[str, Any]]) -> list[str]:
@@ -210,9 +223,9 @@ def metric_columns(records: list[dict[str, Any]]) -> list[str]:
     return shown_metrics(present)
 
 
-def markdown(rows: list[dict[str, Any]], signed: bool = False) -> str:
-    """``signed``: cells as differences (``+1.20 ± 0.30``)."""
-    metrics = metric_columns(rows)
+def markdown(rows: list[dict[str, Any]], signed: bool = False, columns: list[str] | None = None) -> str:
+    """``signed``: cells as differences (``+1.20 ± 0.30``); ``columns``: the metrics (default: those tabulated)."""
+    metrics = columns or metric_columns(rows)
     number = "{:+.2f}" if signed else "{:.2f}"
     head = ["method", "dataset", "IPC", "iterations", "objective", "alpha", "options", "seeds", *metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -225,8 +238,8 @@ def markdown(rows: list[dict[str, Any]], signed: bool = False) -> str:
     return "\n".join(lines)
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    fields = [*KEYS, "setting", "seeds", *(f for m in metric_columns(rows) for f in (m, f"{m}_std"))]
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
+    fields = [*KEYS, "setting", "seeds", *(f for m in columns or metric_columns(rows) for f in (m, f"{m}_std"))]
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as f:
@@ -327,6 +340,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         table += ("\n\nPaired differences from `cvar=none` (the setting minus plain, per seed; mean ± std over the "
                   "shared seeds, counted in `seeds`):\n\n" + markdown(paired, signed=True))
         write_csv(out / "paired_differences.csv", paired)
+        shifts = cell_shifts(records)
+        if shifts:
+            table += ("\n\nWhere the paired differences go, cell by cell (class x subgroup cells ordered by the plain "
+                      "run's accuracy: the mean difference over its hardest, middle and easiest third, and the "
+                      "correlation of plain cell accuracy with the difference):\n\n"
+                      + markdown(shifts, signed=True, columns=list(SHIFT_KEYS)))
+            write_csv(out / "cell_shift.csv", shifts, columns=list(SHIFT_KEYS))
         if trends:
             plot_trend(out / "trend.png", trends)
     write_text(out / "report.md", table + "\n")

@@ -22,8 +22,7 @@ import re
 import numpy as np
 
 CELL = re.compile(r"cell\d+_\d+_acc")
-SHIFT_KEYS = {"cells_hard": "hardest third", "cells_middle": "middle third", "cells_easy": "easiest third",
-              "cells_corr": "correlation"}
+SHIFT_KEYS = ("cells_hard", "cells_middle", "cells_easy", "cells_corr")  # hard, middle, easy, corr above
 
 
 def cell_metrics(metrics: dict[str, float]) -> dict[str, float]:

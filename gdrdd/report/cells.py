@@ -38,6 +38,5 @@ def cell_shift(setting: dict[str, float], plain: dict[str, float]) -> dict[str, 
     base = np.array([plain[k] for k in names], dtype=float)
     delta = np.array([setting[k] for k in names], dtype=float) - base
     hard, middle, easy = (float(part.mean()) for part in np.array_split(delta, 3))
-    spread = base.std() * delta.std()
-    corr = float(((base - base.mean()) * (delta - delta.mean())).mean() / spread) if spread > 0 else 0.0
+    corr = float(np.corrcoef(base, delta)[0, 1]) if base.std() > 0 and delta.std() > 0 else 0.0
     return {"cells_hard": hard, "cells_middle": middle, "cells_easy": easy, "cells_corr": corr}

@@ -202,18 +202,18 @@ def pairs(records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str,
     return [(r, base) for r, base in partners if base is not None]
 
 
-def paired_differences(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per setting other than plain that has a plain partner: ``<metric>`` = mean over the shared seeds
-    of (setting - plain), ``<metric>_std``, ``seeds``."""
+def paired_differences(matched: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per setting other than plain among the ``pairs``: ``<metric>`` = mean over the shared seeds of
+    (setting - plain), ``<metric>_std``, ``seeds``."""
     return summarise([{**r, "metrics": {m: r["metrics"][m] - base["metrics"][m] for m in r["metrics"]
-                                        if m in base["metrics"]}} for r, base in pairs(records)])
+                                        if m in base["metrics"]}} for r, base in matched])
 
 
-def cell_shifts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per paired setting on a shift benchmark: where its difference from plain goes, cell by cell
-    (``gdrdd.report.cells``: the hardest, middle and easiest third of plain's cells, and the correlation), mean
-    and std over the shared seeds."""
-    shifts = [{**r, "metrics": cell_shift(r["cells"], base["cells"])} for r, base in pairs(records)]
+def cell_shifts(matched: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per setting among the ``pairs`` on a shift benchmark: where its difference from plain goes, cell
+    by cell (``gdrdd.report.cells``: the hardest, middle and easiest third of plain's cells, and the
+    correlation), mean and std over the shared seeds."""
+    shifts = [{**r, "metrics": cell_shift(r["cells"], base["cells"])} for r, base in matched]
     return summarise([s for s in shifts if s["metrics"]], columns=list(SHIFT_KEYS))
 
 
@@ -334,13 +334,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     rows = summarise(records)
     out = args.out or (args.folders[0] if args.folders[0].is_dir() else args.folders[0].parent)
     table = markdown(rows)
-    paired = paired_differences(records)
+    matched = pairs(records)
+    paired = paired_differences(matched)
     trends = budget_trends(paired)
     if paired:
         table += ("\n\nPaired differences from `cvar=none` (the setting minus plain, per seed; mean ± std over the "
                   "shared seeds, counted in `seeds`):\n\n" + markdown(paired, signed=True))
         write_csv(out / "paired_differences.csv", paired)
-        shifts = cell_shifts(records)
+        shifts = cell_shifts(matched)
         if shifts:
             table += ("\n\nWhere the paired differences go, cell by cell (class x subgroup cells ordered by the plain "
                       "run's accuracy: the mean difference over its hardest, middle and easiest third, and the "

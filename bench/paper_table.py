@@ -1,15 +1,21 @@
-"""The robust objective at the reference DM budget on one GPU: plain vs ``cvar=default`` DM at IPC 10 for 20,000
-iterations and plain vs ``cvar=release`` IDC at IPC 10 for as much of its budget as fits, one seed each, on the
-CIFAR-10 subpopulation-shift benchmark, with the benchmark's table at the end (docs/robust.md, "The reference
-budget on a GPU").
+"""The robust objective on one GPU in one prepared call, with the CIFAR-10 subpopulation-shift benchmark's table at
+the end (docs/robust.md, "The reference budget on a GPU"). Two tables:
 
-    python bench/paper_table.py --data-dir DATA --out OUT [--minutes 10]     (bench/paper_table.sh wraps it)
-    python bench/paper_table.py --smoke --out OUT                            (the embedded data, a CPU, ~2 min)
+- ``reference`` (the default): plain vs ``cvar=default`` DM at IPC 10 for its reference 20,000 iterations and plain
+  vs ``cvar=release`` IDC at IPC 10 for as much of its budget as fits, seed 0, ConvNet-3 width 128, bfloat16.
+- ``reduced``: the reduced converged protocol (``experiment=reduced_dm``: width 32 for distillation and
+  evaluation, float32, trend points ``eval.at``) for plain vs ``cvar=default`` DM to 20,000 iterations, seeds 0, 1
+  and 2, which a 2-core CPU needs about 2.5 hours per run for.
 
-The four runs start together on the one device (small ConvNet kernels leave most of an H100 idle, so runs that
+    python bench/paper_table.py --data-dir DATA --out OUT [--table reduced] [--minutes 10]   (paper_table.sh wraps it)
+    python bench/paper_table.py --smoke --out OUT [--table reduced]     (the embedded data, a CPU, a few minutes)
+
+A table's runs start together on the one device (small ConvNet kernels leave most of an H100 idle, so runs that
 share it finish sooner than one after another). Each distillation is bounded by Lightning's ``max_time``: a run
 that would not finish stops there and is scored as it stands, and the table says how many iterations it reached.
-Writes OUT/<run>/ (each run folder), OUT/paper_table.json and OUT/paper_table.md, and prints the table.
+Writes OUT/<run>/ (each run folder), OUT/paper_table.json and OUT/paper_table.md (each run's scores and each pair's
+difference), OUT/report/ (``gdrdd.report`` over the finished runs: paired mean ± std over seeds, the trend over
+``eval.at`` and the cell table), and prints the table.
 """
 
 from __future__ import annotations
@@ -19,21 +25,48 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = [("acc", "acc"), ("acc_kept100", "kept 100 %"), ("acc_kept25", "kept 25 %"), ("acc_kept5", "kept 5 %"),
            ("worst_cell_acc", "worst cell")]
-# (run name, overrides): the pairs of the table, plain first.
-RUNS = {
-    "dm_plain": ["method=dm", "iterations=20000", "cvar=none"],
-    "dm_default": ["method=dm", "iterations=20000", "cvar=default"],
-    "idc_plain": ["method=idc", "eval=idc", "iterations=2000", "cvar=none"],
-    "idc_release": ["method=idc", "eval=idc", "iterations=2000", "cvar=release"],
+
+
+@dataclass(frozen=True)
+class Table:
+    """One device call: ``runs`` maps a run's name (its method first, ``dm_...``) to its ``train.py`` overrides,
+    ``pairs`` lists (robust run, plain run), ``gpu`` holds the overrides every run adds on the device, ``title``
+    heads the printed table."""
+
+    title: str
+    runs: dict[str, list[str]]
+    pairs: list[tuple[str, str]]
+    gpu: list[str]
+
+
+REDUCED_SEEDS = (0, 1, 2)
+TABLES = {
+    "reference": Table(
+        title="CIFAR-10 subpopulation shift, IPC 10, seed 0, ConvNet-3 width 128, 3 networks x 300 epochs",
+        runs={"dm_plain": ["method=dm", "iterations=20000", "cvar=none", "seed=0"],
+              "dm_default": ["method=dm", "iterations=20000", "cvar=default", "seed=0"],
+              "idc_plain": ["method=idc", "eval=idc", "iterations=2000", "cvar=none", "seed=0"],
+              "idc_release": ["method=idc", "eval=idc", "iterations=2000", "cvar=release", "seed=0"]},
+        pairs=[("dm_default", "dm_plain"), ("idc_release", "idc_plain")],
+        gpu=["dataset=cifar10_shift", "trainer.precision=bf16-mixed", "eval.precision=bf16-mixed"]),
+    "reduced": Table(
+        title="CIFAR-10 subpopulation shift, IPC 10, the reduced protocol (experiment=reduced_dm: ConvNet-3 width 32, "
+              "3 networks x 300 epochs), seeds 0-2",
+        # eager (method.compile=false): six processes compiling at once would spend minutes of the budget
+        runs={f"dm_{name}_s{seed}": ["experiment=reduced_dm", "method.compile=false", f"cvar={cvar}", f"seed={seed}"]
+              for seed in REDUCED_SEEDS for name, cvar in (("plain", "none"), ("default", "default"))},
+        pairs=[(f"dm_default_s{seed}", f"dm_plain_s{seed}") for seed in REDUCED_SEEDS],
+        gpu=[]),  # float32, as on the CPU
 }
-PAIRS = [("dm_default", "dm_plain"), ("idc_release", "idc_plain")]
 SMOKE = ["dataset=mnist_mini_shift", "ipc=2", "eval.epochs=2", "trainer.accelerator=cpu", "method.batch_real=16"]
-SMOKE_BY_RUN = {"dm": ["iterations=3"], "idc": ["iterations=1", "method.inner_loop=2", "method.n_data=32"]}
+SMOKE_BY_METHOD = {"dm": ["iterations=3", "eval.at=[2]"],
+                   "idc": ["iterations=1", "method.inner_loop=2", "method.n_data=32"]}
 
 
 def clock(minutes: float) -> str:
@@ -42,19 +75,15 @@ def clock(minutes: float) -> str:
     return f"00:{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def commands(out: Path, data_dir: str | None, distill_minutes: float, smoke: bool) -> dict[str, list[str]]:
-    """The ``train.py`` command of every run."""
-    common = ["ipc=10", "eval.nets=3", "eval.epochs=300", "eval.baseline=false", "eval.coverage=false", "seed=0",
-              "checkpoint.every=0", "trainer.enable_progress_bar=false",
-              f"+trainer.max_time={clock(distill_minutes)}"]
-    if smoke:
-        common += SMOKE
-    else:
-        common += ["dataset=cifar10_shift", f"paths.data_dir={data_dir}", "trainer=gpu",
-                   "trainer.precision=bf16-mixed", "eval.precision=bf16-mixed"]
-    return {name: [sys.executable, "train.py", *common, *overrides,
-                   *(SMOKE_BY_RUN[name.split("_")[0]] if smoke else []), f"hydra.run.dir={out / name}"]
-            for name, overrides in RUNS.items()}
+def commands(table: Table, out: Path, data_dir: str | None, distill_minutes: float,
+             smoke: bool) -> dict[str, list[str]]:
+    """The ``train.py`` command of every run of ``table``."""
+    common = ["ipc=10", "eval.nets=3", "eval.epochs=300", "eval.baseline=false", "eval.coverage=false",
+              "checkpoint.every=0", "trainer.enable_progress_bar=false", f"+trainer.max_time={clock(distill_minutes)}"]
+    common += SMOKE if smoke else [f"paths.data_dir={data_dir}", "trainer=gpu", *table.gpu]
+    return {name: [sys.executable, "train.py", *overrides, *common,
+                   *(SMOKE_BY_METHOD[name.split("_")[0]] if smoke else []), f"hydra.run.dir={out / name}"]
+            for name, overrides in table.runs.items()}
 
 
 def run_all(cmds: dict[str, list[str]], out: Path, threads: int) -> dict[str, int]:
@@ -65,10 +94,10 @@ def run_all(cmds: dict[str, list[str]], out: Path, threads: int) -> dict[str, in
     return {name: proc.wait() for name, proc in procs.items()}
 
 
-def table(out: Path, statuses: dict[str, int]) -> tuple[str, dict]:
+def table(spec: Table, out: Path, statuses: dict[str, int]) -> tuple[str, dict]:
     """The runs' scores (iterations reached) and each pair's difference, as Markdown and as a dict."""
     runs = {}
-    for name in RUNS:
+    for name in spec.runs:
         path = out / name / "metrics.json"
         if statuses.get(name) == 0 and path.is_file():
             m = json.loads(path.read_text())
@@ -76,39 +105,50 @@ def table(out: Path, statuses: dict[str, int]) -> tuple[str, dict]:
                           **{k: m["scored"]["distilled"][k] for k, _ in COLUMNS}}
     lines = ["| run | iterations | " + " | ".join(label for _, label in COLUMNS) + " |",
              "|---|---|" + "---|" * len(COLUMNS)]
-    for name in RUNS:
+    for name in spec.runs:
         r = runs.get(name)
         cells = [f"{r[k]:.2f}" for k, _ in COLUMNS] if r else ["failed: see " + f"{name}.log"] + [""] * 4
         reached = f"{r['iterations']} / {r['of']}" if r else "-"
         lines.append(f"| {name} | {reached} | " + " | ".join(cells) + " |")
-    for robust, plain in PAIRS:
+    for robust, plain in spec.pairs:
         if robust in runs and plain in runs:
             diff = [runs[robust][k] - runs[plain][k] for k, _ in COLUMNS]
             lines.append(f"| {robust} − {plain} | | " + " | ".join(f"{d:+.2f}" for d in diff) + " |")
     return "\n".join(lines), {"runs": runs, "statuses": statuses}
 
 
+def report(out: Path, finished: list[str]) -> None:
+    """``gdrdd.report`` over the finished runs into OUT/report (paired mean ± std over seeds, trend, cell table)."""
+    from gdrdd.report.run import main as report_main
+
+    if finished:
+        report_main([*(str(out / name) for name in finished), "--out", str(out / "report")])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", help="CIFAR-10 (python pickles or train/test class folders)")
     parser.add_argument("--out", default="outputs/bench/paper_table")
+    parser.add_argument("--table", choices=sorted(TABLES), default="reference", help="which runs (see above)")
     parser.add_argument("--minutes", type=float, default=10.0, help="the whole budget; distillation gets it less "
                         "the evaluation's and the start's share (3.5 minutes)")
     parser.add_argument("--smoke", action="store_true", help="the embedded data on a CPU, tiny budgets")
     args = parser.parse_args()
     if not args.smoke and not args.data_dir:
         parser.error("--data-dir is needed (a folder with CIFAR-10), or --smoke for the embedded data")
+    spec = TABLES[args.table]
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     distill_minutes = max(0.5, args.minutes - 3.5)
-    cmds = commands(out, args.data_dir, distill_minutes, args.smoke)
-    statuses = run_all(cmds, out, threads=2 if args.smoke else 4)
-    text, report = table(out, statuses)
-    header = (f"CIFAR-10 subpopulation shift, IPC 10, seed 0, 3 networks x 300 epochs; distillation bounded to "
-              f"{distill_minutes:g} minutes per run, all four at once" if not args.smoke else "smoke run")
+    cmds = commands(spec, out, args.data_dir, distill_minutes, args.smoke)
+    statuses = run_all(cmds, out, threads=max(1, (os.cpu_count() or 2) // len(cmds)))
+    text, result = table(spec, out, statuses)
+    header = (f"{spec.title}; distillation bounded to {distill_minutes:g} minutes per run, all {len(cmds)} at once"
+              if not args.smoke else f"smoke run of the {args.table} table")
     (out / "paper_table.md").write_text(f"{header}\n\n{text}\n")
-    (out / "paper_table.json").write_text(json.dumps({**report, "commands": cmds}, indent=2, default=str) + "\n")
+    (out / "paper_table.json").write_text(json.dumps({**result, "commands": cmds}, indent=2, default=str) + "\n")
     print(f"{header}\n\n{text}")
+    report(out, list(result["runs"]))
     return 0 if all(s == 0 for s in statuses.values()) else 1
 
 

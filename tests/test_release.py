@@ -178,6 +178,19 @@ def test_release_and_kmeans_run_end_to_end_and_log_the_release_values(tmp_path, 
             10.0 if method == "dsa" else 1.0}
 
 
+def test_the_pool_epochs_are_their_own_option_and_default_to_the_methods_inner_loop(tmp_path, tiny):
+    """cvar.release.epochs=1 with inner loop 3 distils what inner loop 1 distils (the knob sets the passes over the
+    pool, and the method's inner loop, otherwise unused under cvar=release, does not); 2 passes distil another set."""
+    def distilled(*overrides, name):
+        run(tiny("cvar=release", "method.outer_loop=2", "iterations=1", "eval.baseline=false", "eval.nets=1",
+                 "eval.epochs=1", *overrides, method="dsa", out=tmp_path / name))
+        return torch.load(tmp_path / name / "distilled.pt", weights_only=True)["images"]
+
+    by_inner_loop = distilled("method.inner_loop=1", name="inner1")
+    assert torch.equal(distilled("method.inner_loop=3", "cvar.release.epochs=1", name="epochs1"), by_inner_loop)
+    assert not torch.equal(distilled("method.inner_loop=1", "cvar.release.epochs=2", name="epochs2"), by_inner_loop)
+
+
 def test_release_and_kmeans_are_refused_where_they_do_nothing(tmp_path, tiny):
     with pytest.raises(ConfigError, match="cvar.target='release'"):
         run(tiny("cvar=release", out=tmp_path / "dm"))
@@ -190,6 +203,9 @@ def test_release_and_kmeans_are_refused_where_they_do_nothing(tmp_path, tiny):
                  out=tmp_path / "mix"))
     with pytest.raises(ConfigError, match="cvar.release"):
         run(tiny("cvar=default", "cvar.release.centres=4", out=tmp_path / "centres"))
+    with pytest.raises(ConfigError, match="cvar.release.epochs"):
+        run(tiny("cvar=release", "cvar.release.epochs=0", "method.outer_loop=2", "method.inner_loop=1",
+                 method="dsa", out=tmp_path / "epochs"))
     with pytest.raises(ConfigError, match="cvar.release.log_every"):
         run(tiny("cvar=release", "cvar.release.log_every=0", "method.outer_loop=2", "method.inner_loop=1",
                  method="dsa", out=tmp_path / "every"))

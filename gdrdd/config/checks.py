@@ -107,8 +107,9 @@ def _check_cvar(cfg: DictConfig, entry: Method) -> None:
             f"'matching' for method={entry.name} and task={cfg.task}: cvar=release trains the network between "
             f"gradient-matching steps as the robust-DD release does, which a distillation of {released} has")
     integer("cvar.release.log_every", c.release.log_every)
-    if c.release.centres is not None:
-        integer("cvar.release.centres", c.release.centres)
+    for key in ("centres", "epochs"):
+        if c.release[key] is not None:
+            integer(f"cvar.release.{key}", c.release[key])
     CVaR(c.alpha, c.weighting, mix=c.mix, min_count=c.min_count, warmup=c.warmup)  # the risk measure's own checks
     require(is_number(c.weight) and c.weight >= 0, "cvar.weight", c.weight, "a number >= 0")
     require(c.scale == "classes" or (is_number(c.scale) and c.scale > 0), "cvar.scale", c.scale,

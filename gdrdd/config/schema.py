@@ -56,6 +56,7 @@ class RaritySchema:
 class ReleaseSchema:
     log_every: int = 3
     centres: Optional[int] = None
+    epochs: Optional[int] = None
 
 
 @dataclass

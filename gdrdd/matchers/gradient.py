@@ -121,9 +121,10 @@ class GradientMatcher:
     ``compile``: the real images' gradients and the training between matching steps run through
     ``torch.compile`` of the network (``gdrdd.utils.runtime.compiled``); the synthetic images' gradients, which
     are differentiated twice, stay eager. ``release_network`` (``cvar=release``, ``gdrdd.robust.release``)
-    replaces that training by ``inner_loop`` epochs on the real images pooled in the outer step (the matched
-    batches as augmented, plus a second random batch per class), as the robust-DD release trains its network;
-    the whole real batch then reaches every rank of a distributed run, since each trains the same network."""
+    replaces that training by ``cvar.release.epochs`` (null: ``inner_loop``) epochs on the real images pooled in
+    the outer step (the matched batches as augmented, plus a second random batch per class), as the robust-DD
+    release trains its network; the whole real batch then reaches every rank of a distributed run, since each
+    trains the same network."""
 
     def __init__(self, make_network: Callable[[], nn.Module], augment: DSA | None = None, metric: str = "ours",
                  outer_loop: int = 10, inner_loop: int = 50, lr_net: float = 0.01, batch_train: int = 256,
@@ -195,7 +196,7 @@ class GradientMatcher:
 
     def after_update(self, synthetic: torch.Tensor, is_last: bool) -> None:
         """Train the network between matching steps (not after the iteration's last update): ``inner_loop``
-        epochs on the synthetic set, ``inner_loop`` robust steps on real data, or ``inner_loop`` epochs on the
+        epochs on the synthetic set, ``inner_loop`` robust steps on real data, or the release's epochs on the
         pooled real set (``cvar=release``)."""
         if is_last:
             return
@@ -260,9 +261,9 @@ def build(inputs: MatcherInputs) -> GradientMatcher:
                                                batch_size=m.batch_train)
     release_network = None
     if acts_as_released(cfg.cvar):
-        release_network = ReleaseNetworkTraining(inputs.data.sample_real, m.batch_real, epochs=inner,
-                                                 batch_size=m.batch_train, per_sample=cross_entropy_per_sample,
-                                                 augment=inputs.augment, **release_options(cfg.cvar))
+        release_network = ReleaseNetworkTraining(inputs.data.sample_real, m.batch_real, batch_size=m.batch_train,
+                                                 per_sample=cross_entropy_per_sample, augment=inputs.augment,
+                                                 **release_options(cfg.cvar, epochs=inner))
     return GradientMatcher(inputs.make_network, inputs.augment, metric=m.metric, outer_loop=outer, inner_loop=inner,
                            lr_net=m.lr_net, batch_train=m.batch_train, robust_network=robust_network,
                            group_encoder=inputs.group_encoder, shrink=inputs.shrink, compile=m.compile,

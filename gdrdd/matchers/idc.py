@@ -20,9 +20,10 @@ Group losses: the class's augmented real images are grouped by their nearest dec
 in the network's embedding, and each group's loss is its gradient distance; with ``ByClass`` grouping (``cvar=none``)
 it is IDC's loss. ``cvar.target=network|both`` is the paper's Algorithm 1: step 2 minimises the CVaR over
 nearest-synthetic groups of the per-sample (CutMix-ed) cross-entropy instead of its mean. ``cvar=release``
-(``gdrdd.robust.release``): step 2 instead trains one pass (batches of ``batch_net``, the same augmentation and
-CutMix-ed loss, averaged) over the real images pooled in the inner step: every class's matched batch as augmented
-plus a second random ``batch_real`` batch per class, grouped around the matched synthetic images for logging.
+(``gdrdd.robust.release``): step 2 instead trains ``cvar.release.epochs`` passes (null: one; batches of
+``batch_net``, the same augmentation and CutMix-ed loss, averaged) over the real images pooled in the inner step:
+every class's matched batch as augmented plus a second random ``batch_real`` batch per class, grouped around the
+matched synthetic images for logging.
 """
 
 from __future__ import annotations
@@ -213,8 +214,9 @@ def build(inputs: MatcherInputs) -> IDCMatcher:
     release = None
     if acts_as_released(cfg.cvar):
         per_sample = CutMix(m.cutmix, m.cutmix_beta).per_sample if m.cutmix > 0 else cross_entropy_per_sample
-        release = ReleaseNetworkTraining(inputs.data.sample_real, m.batch_real, epochs=1, batch_size=m.batch_net,
-                                         per_sample=per_sample, augment=net_augment, **release_options(cfg.cvar))
+        release = ReleaseNetworkTraining(inputs.data.sample_real, m.batch_real, batch_size=m.batch_net,
+                                         per_sample=per_sample, augment=net_augment,
+                                         **release_options(cfg.cvar, epochs=1))
     matcher = IDCMatcher(inputs.make_network, inputs.spec.num_classes, inputs.data, match_augment, net_augment,
                          metric=m.metric, inner_loop=m.inner_loop, batch_syn_max=m.batch_syn_max, lr_net=m.lr_net,
                          momentum_net=m.momentum_net, weight_decay_net=m.weight_decay_net, n_data=m.n_data,

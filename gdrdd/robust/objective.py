@@ -36,10 +36,12 @@ def acts_as_released(cvar: DictConfig) -> bool:
     return cvar.name != "none" and cvar.target == "release"
 
 
-def release_options(cvar: DictConfig) -> dict[str, Any]:
-    """``ReleaseNetworkTraining``'s keyword arguments from ``cvar``: ``alpha`` and ``cvar.release``'s ``log_every``
-    and ``centres``."""
-    return {"alpha": float(cvar.alpha), "log_every": int(cvar.release.log_every), "centres": cvar.release.centres}
+def release_options(cvar: DictConfig, epochs: int) -> dict[str, Any]:
+    """``ReleaseNetworkTraining``'s keyword arguments from ``cvar``: ``alpha`` and ``cvar.release``'s ``log_every``,
+    ``centres`` and ``epochs`` over the pool between matching steps (``epochs``, the matcher's own, where
+    ``cvar.release.epochs`` is null)."""
+    return {"alpha": float(cvar.alpha), "log_every": int(cvar.release.log_every), "centres": cvar.release.centres,
+            "epochs": int(cvar.release.epochs or epochs)}
 
 
 def matching_objective(cfg: DictConfig, num_classes: int, risk_is_term: bool = False,

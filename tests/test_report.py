@@ -229,8 +229,9 @@ def test_no_cell_shift_off_a_shift_benchmark_and_a_constant_column_has_correlati
     assert cell_shift({"cell0_0_acc": 1.0}, {"cell0_0_acc": 0.0}) == {}  # too few cells to split
 
 
-def write_setting_run(folder, seed, acc, cvar=None, **changes):
-    """A run as ``metrics.json`` records it now: its whole setting (the resolved config minus seed and paths)."""
+def write_setting_run(folder, seed, acc, cvar=None, during=(), **changes):
+    """A run as ``metrics.json`` records it now: its whole setting (the resolved config minus seed and paths);
+    ``during``: (iteration, acc) of its intermediate evaluations."""
     setting = {"method": {"name": "dm", "lr_img": 1.0, "factor": 1, "init": "real", "init_epochs": 0},
                "dataset": {"name": "mnist_mini", "shift": None}, "ipc": 10, "iterations": 100,
                "model": {"name": "convnet", "width": 128}, "eval": {"nets": 3, "epochs": 300},
@@ -242,7 +243,8 @@ def write_setting_run(folder, seed, acc, cvar=None, **changes):
     scored = {m: acc for m in METRICS}
     (folder / "metrics.json").write_text(json.dumps({
         "method": "dm", "dataset": "mnist_mini", "ipc": 10, "seed": seed, "cvar": setting["cvar"], "iterations": 100,
-        "setting": setting, "scored": {"distilled": scored}}))
+        "setting": setting, "scored": {"distilled": scored},
+        "during": [{"iteration": n, "metrics": {**scored, "acc": a}} for n, a in during]}))
 
 
 @pytest.mark.parametrize("change, options", [({"model__width": 32}, {"model.width=128", "model.width=32"}),
@@ -269,6 +271,26 @@ def test_pairs_need_the_same_setting_but_the_levers(tmp_path):
         paired = {(r["objective"], r["options"]): float(r["acc"]) for r in csv.DictReader(f)}
     assert paired == {("cvar-matching", "init=real model.width=128"): 3.0,
                       ("none", "init=herding model.width=128"): 4.0}
+
+
+def test_the_kmeans_real_batch_is_a_lever_paired_with_random_batches_and_never_a_plain_partner(tmp_path):
+    """A k-means-batch run pairs with the random-batch run of its seed at each budget; a robust run pairs with the
+    random-batch plain run, not with the k-means one; the alpha plot takes each setting's largest budget."""
+    robust = {"name": "cvar", "alpha": 0.8, "target": "matching", "mix": 0.5}
+    for seed, (plain, kmeans) in enumerate([(80, 83), (82, 84)]):
+        write_setting_run(tmp_path / f"plain{seed}", seed, plain, during=[(50, plain - 10)],
+                          method__real_batch="random")
+        write_setting_run(tmp_path / f"kmeans{seed}", seed, kmeans, during=[(50, kmeans - 5)],
+                          method__real_batch="kmeans")
+    write_setting_run(tmp_path / "robust0", 0, 90, cvar=robust, method__real_batch="random")
+    main([str(tmp_path), "--out", str(tmp_path / "out")])
+    with open(tmp_path / "out" / "paired_differences.csv") as f:
+        paired = {(r["objective"], r["iterations"], r["options"]): (float(r["acc"]), r["seeds"])
+                  for r in csv.DictReader(f)}
+    assert paired == {("none", "50", "method.real_batch=kmeans"): (7.5, "2"),
+                      ("none", "100", "method.real_batch=kmeans"): (2.5, "2"),
+                      ("cvar-matching", "100", "method.real_batch=random"): (10.0, "1")}
+    assert (tmp_path / "out" / "report.png").stat().st_size > 10_000
 
 
 def test_a_setting_pairs_with_the_plain_run_of_its_own_start_and_numbers_compare_by_value(tmp_path):

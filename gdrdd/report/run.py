@@ -58,8 +58,10 @@ TREND_METRICS = {"acc": "overall", "acc_kept25": "subgroups kept at 25 %", "acc_
 # Setting keys shown as columns; the rest is shown under ``options`` where it differs.
 COLUMNS = ("method.name", "dataset.name", "ipc", "cvar.name", "cvar.alpha", "cvar.target")
 # The levers a paired difference measures: the objective, a coreset start (``method.init`` in ``SELECTIONS``,
-# with its ``init_epochs``), the oracle's balanced batches.
-LEVERS = ("cvar.", "method.init", "method.init_epochs", "dataset.shift.balanced_batches")
+# with its ``init_epochs``), the k-means real batch (``method.real_batch``, with its centres), the oracle's
+# balanced batches.
+LEVERS = ("cvar.", "method.init", "method.init_epochs", "method.real_batch", "method.kmeans_centres",
+          "dataset.shift.balanced_batches")
 CVAR_DEFAULTS = flatten(asdict(CvarSchema()), "cvar.")
 
 
@@ -169,10 +171,11 @@ def summarise(records: list[dict[str, Any]], columns: list[str] | None = None) -
 
 
 def is_plain(record: dict[str, Any]) -> bool:
-    """``cvar=none`` from the method's own start (not a coreset), without the oracle's balanced batches."""
+    """``cvar=none`` from the method's own start (not a coreset), with random real batches (not the k-means
+    batch), without the oracle's balanced batches."""
     s = record["setting"]
     return (s["cvar.name"] == "none" and s.get("method.init") not in SELECTIONS
-            and not s.get("dataset.shift.balanced_batches"))
+            and s.get("method.real_batch", "random") == "random" and not s.get("dataset.shift.balanced_batches"))
 
 
 def partner_key(record: dict[str, Any]) -> tuple:
@@ -251,17 +254,23 @@ def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str] | None 
 
 
 def plot(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Accuracy and worst-group accuracy against alpha (error bars: std over seeds)."""
+    """Accuracy and worst-group accuracy against alpha (error bars: std over seeds), each setting at its largest
+    budget (``trend.png`` draws the budgets); a setting without alpha (``cvar=none``, with any options) as a
+    dashed line."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    series: dict[tuple, list[dict]] = defaultdict(list)
+    final: dict[str, dict] = {}
     for r in rows:
+        if r["setting"] not in final or (r["iterations"] or 0) > (final[r["setting"]]["iterations"] or 0):
+            final[r["setting"]] = r
+    series: dict[tuple, list[dict]] = defaultdict(list)
+    for r in final.values():
         series[(r["method"], r["dataset"], r["ipc"], f"{r['objective']} {r['options']}".strip())].append(r)
     for ax, metric, title in zip(axes, ("acc", "worst_group_acc"), ("test accuracy (%)", "worst-group accuracy (%)")):
         for (method, dataset, ipc, objective), points in series.items():
             label = f"{method} {dataset} IPC {ipc}"
-            if objective == "none":
-                ax.axhline(points[0][metric], linestyle="--", linewidth=1, label=f"{label} cvar=none")
+            if points[0]["alpha"] is None:
+                ax.axhline(points[0][metric], linestyle="--", linewidth=1, label=f"{label} {objective}")
                 continue
             points = sorted(points, key=lambda p: p["alpha"])
             ax.errorbar([p["alpha"] for p in points], [p[metric] for p in points],

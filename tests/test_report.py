@@ -273,6 +273,15 @@ def test_pairs_need_the_same_setting_but_the_levers(tmp_path):
                       ("none", "init=herding model.width=128"): 4.0}
 
 
+def test_a_record_written_before_an_option_existed_joins_the_runs_that_leave_it_null(tmp_path):
+    robust = {"name": "cvar", "alpha": 0.8, "target": "matching", "mix": 0.5, "release": {"log_every": 3}}
+    write_setting_run(tmp_path / "old", 0, 80, cvar=robust)
+    write_setting_run(tmp_path / "new", 1, 82, cvar={**robust, "release": {"log_every": 3, "epochs": None}})
+    write_setting_run(tmp_path / "other", 2, 90, cvar={**robust, "release": {"log_every": 3, "epochs": 1}})
+    rows = main([str(tmp_path), "--out", str(tmp_path / "out")])
+    assert sorted((r["seeds"], r["acc"], r["options"]) for r in rows) == [(1, 90, "release.epochs=1"), (2, 81, "")]
+
+
 def test_the_kmeans_real_batch_is_a_lever_paired_with_random_batches_and_never_a_plain_partner(tmp_path):
     """A k-means-batch run pairs with the random-batch run of its seed at each budget; a robust run pairs with the
     random-batch plain run, not with the k-means one; the alpha plot takes each setting's largest budget."""

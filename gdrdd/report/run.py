@@ -79,7 +79,9 @@ def run_records(path: Path) -> list[dict[str, Any]]:
     if not budgets or "method" not in data:  # nothing scored yet, a random-subset run, or an evaluate.py result
         return []
     setting = flatten(data["setting"]) if "setting" in data else recorded_setting(data)
-    setting = {k: canonical(v) for k, v in setting.items() if k != "iterations"}  # the budget: a column of its own
+    # The budget is a column of its own; a null value is left out, so an option added later whose null keeps the
+    # earlier behaviour leaves the records written before it in the same setting.
+    setting = {k: canonical(v) for k, v in setting.items() if k != "iterations" and v is not None}
     robust = setting["cvar.name"] == "cvar"
     run = {"method": setting["method.name"], "dataset": setting["dataset.name"], "ipc": setting["ipc"],
            "objective": f"cvar-{setting.get('cvar.target', 'matching')}" if robust else "none",
@@ -100,18 +102,16 @@ def recorded_setting(data: dict[str, Any]) -> dict[str, Any]:
 
 def label_options(records: list[dict[str, Any]]) -> None:
     """Fill each record's ``options``: the setting values (not shown as columns) that differ between the records
-    of its method, data set and IPC, as ``key=value`` words (``cvar.`` and ``method.`` dropped from ``cvar``
-    options and the start), leaving out a ``cvar`` option at its default, ``init_epochs`` 0 and the balanced
-    batches when off."""
+    of its method, data set and IPC (a value left out, null, differs from any other), as ``key=value`` words
+    (``cvar.`` and ``method.`` dropped from ``cvar`` options and the start), leaving out a ``cvar`` option at its
+    default, ``init_epochs`` 0 and the balanced batches when off."""
     families: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         families[(r["method"], r["dataset"], r["ipc"])].append(r)
     for family in families.values():
-        values: dict[str, set] = defaultdict(set)
-        for r in family:
-            for key, value in r["setting"].items():
-                values[key].add(json.dumps(value))
-        varying = [k for k in values if len(values[k]) > 1 and k not in COLUMNS]
+        keys = dict.fromkeys(k for r in family for k in r["setting"])
+        varying = [k for k in keys if k not in COLUMNS
+                   and len({json.dumps(r["setting"].get(k)) for r in family}) > 1]
         for r in family:
             words = (option_word(k, r["setting"][k], r["setting"]) for k in varying if k in r["setting"])
             r["options"] = " ".join(w for w in words if w)

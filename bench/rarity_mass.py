@@ -2,7 +2,8 @@
 
     python bench/rarity_mass.py --data-dir ~/data [--dataset cifar10_shift] [--powers 0 4 8 16]
                                 [--resolutions 8 16] [--neighbours 10 400] [--clusters 3 10 40]
-                                [--errors 1 4] [--upweights 5 20 50] [--out outputs/bench/rarity_mass.json]
+                                [--kmeans-draws 20] [--errors 1 4] [--upweights 5 20 50]
+                                [--out outputs/bench/rarity_mass.json]
 
 For each setting of ``cvar.rarity`` (pooled-pixel resolution, k of ``--neighbours``, power) it prints, averaged
 over classes, the share of a class's sampling weight on each true training subgroup (subgroup 0 is kept whole,
@@ -16,6 +17,9 @@ a freshly initialised ConvNet's embedding (DM's feature family) instead of poole
 k-means with ``K`` clusters (k-means++, 3 restarts, seed 0), each cluster drawn equally often, as the oracle does
 with the true subgroups (the "cluster, then balance" recipe of label-free group robustness). It is a measurement
 only, not a ``cvar.sampling`` option.
+
+``--kmeans-draws N`` measures the k-means real batch (``method.real_batch=kmeans``, the release's 128 of 256) in
+the same feature spaces: per class, ``N`` random batches of 256, each image weighted by how often it is kept.
 
 ``--errors E ...`` measures label-free *error-set up-weighting* (the "train once, up-weight its mistakes" recipe
 of label-free group robustness): a network of the run's architecture trained ``E`` epochs on the whole real
@@ -37,6 +41,7 @@ from common import compose_config, write_report  # noqa: E402
 
 from gdrdd.data.rarity import kth_neighbour_distance, pooled_pixels, weights_from_distances  # noqa: E402
 from gdrdd.data.subpopulation import balanced_weights  # noqa: E402
+from gdrdd.distill.kmeans_batch import kmeans, nearest_to_centres  # noqa: E402
 from gdrdd.jobs import build  # noqa: E402
 
 
@@ -48,6 +53,19 @@ def cluster_balanced_weights(features: torch.Tensor, clusters: int) -> torch.Ten
     ids = KMeans(n_clusters=min(clusters, len(features)), n_init=3, random_state=0).fit_predict(
         features.double().numpy())
     return balanced_weights(torch.from_numpy(ids).long())
+
+
+def kmeans_batch_weights(features: torch.Tensor, draws: int, batch: int = 256, centres: int = 128) -> torch.Tensor:
+    """``(n,)`` float64: how often each of one class's images (features ``(n, D)``) is kept by the k-means real batch
+    (``method.real_batch=kmeans``: of ``batch`` random images, the one nearest each of ``centres`` k-means
+    centres), over ``draws`` draws (global torch RNG)."""
+    counts = torch.zeros(len(features), dtype=torch.float64)
+    for _ in range(draws):
+        drawn = torch.randperm(len(features))[:batch]
+        points = features[drawn].float()
+        kept = drawn[nearest_to_centres(points, kmeans(points, min(centres, len(drawn))))]
+        counts.index_add_(0, kept, torch.ones(len(kept), dtype=torch.float64))
+    return counts
 
 
 def misclassified(net: torch.nn.Module, images: torch.Tensor, label: int) -> torch.Tensor:
@@ -94,6 +112,7 @@ def main() -> None:
     parser.add_argument("--powers", type=float, nargs="+", default=[0, 4, 8, 16])
     parser.add_argument("--neighbours", type=int, nargs="+", default=[10])
     parser.add_argument("--clusters", type=int, nargs="*", default=[])
+    parser.add_argument("--kmeans-draws", type=int, default=0)
     parser.add_argument("--errors", type=int, nargs="*", default=[])
     parser.add_argument("--upweights", type=float, nargs="+", default=[5, 20, 50])
     parser.add_argument("--out", default="outputs/bench/rarity_mass.json")
@@ -126,6 +145,10 @@ def main() -> None:
         for k in args.clusters:
             weights = [cluster_balanced_weights(f, k) for f in features]
             rows[f"{name}, {k} clusters balanced"] = mass_and_size(weights, subgroups, count)
+        if args.kmeans_draws:
+            torch.manual_seed(0)
+            weights = [kmeans_batch_weights(f, args.kmeans_draws) for f in features]
+            rows[f"{name}, k-means batch 128 of 256"] = mass_and_size(weights, subgroups, count)
     for epochs in args.errors:
         net = build.real_data_encoder(cfg, data, spec, epochs)
         wrong = [misclassified(net, x, c) for c, x in enumerate(data.class_images)]

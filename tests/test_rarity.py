@@ -98,6 +98,21 @@ def test_cluster_balanced_weights_give_each_cluster_an_equal_share():
     assert torch.allclose(share[90:], share[90:].mean().expand(10))
 
 
+def test_kmeans_batch_weights_count_the_images_each_draw_keeps_and_follow_the_modes_sizes():
+    sys.path.insert(0, str(CONFIG_DIR.parent / "bench"))
+    from rarity_mass import kmeans_batch_weights
+
+    generator = torch.Generator().manual_seed(0)
+    common = torch.randn(180, 4, generator=generator)
+    rare = torch.randn(20, 4, generator=generator) + 50.0  # a far, small mode: a tenth of the images
+    torch.manual_seed(0)
+    weights = kmeans_batch_weights(torch.cat([common, rare]), draws=5, batch=100, centres=20)
+    assert weights.shape == (200,) and weights.sum() == 5 * 20 and bool((weights == weights.round()).all())
+    # centres start at random batch images, so they spread as the images do: the far mode keeps about its size
+    # share (a tenth), far from the half that balancing two clusters gives it
+    assert 0.0 < float(weights[180:].sum() / weights.sum()) < 0.2
+
+
 def test_error_set_weights_up_weight_what_the_network_gets_wrong():
     sys.path.insert(0, str(CONFIG_DIR.parent / "bench"))
     from rarity_mass import error_set_weights, misclassified

@@ -3,8 +3,9 @@
 Of the ``n`` real images drawn for a class (``method.batch_real``), k-means with ``k`` centres
 (``method.kmeans_centres``; the robust-DD release: 128 of 256) runs in the embedding of the step's network, and
 the real image nearest each centre is kept, so the matched batch has ``k`` images, one per cluster, whatever the
-clusters' sizes: a rare mode weighs as much as a common one. Two centres may share their nearest image; it is
-then kept twice, as the release keeps it.
+clusters' sizes. The centres start at random images of the batch, so the clusters follow the images' density: a
+small mode gets about its share of the centres. Two centres may share their nearest image; it is then kept twice,
+as the release keeps it.
 
 k-means as the release runs it (``fast_pytorch_kmeans`` with its defaults): Euclidean Lloyd iterations from
 ``k`` distinct random points of the batch, at most 100 of them, stopping when the centres move less than 1e-4

@@ -1,4 +1,4 @@
-"""The k-means real batch (``method.real_batch=kmeans``): a class's batch spread over its modes.
+"""The k-means real batch (``method.real_batch=kmeans``): one image per k-means cluster of a class's batch.
 
 Of the ``n`` real images drawn for a class (``method.batch_real``), k-means with ``k`` centres
 (``method.kmeans_centres``; the robust-DD release: 128 of 256) runs in the embedding of the step's network, and

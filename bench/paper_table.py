@@ -1,14 +1,17 @@
-"""The robust objective on one GPU in one prepared call, with the CIFAR-10 subpopulation-shift benchmark's table at
-the end (docs/robust.md, "The reference budget on a GPU"). Two tables:
+"""The robust objective on one GPU in one prepared call, with a table of plain against robust at the end
+(docs/robust.md, "The reference budget on a GPU"). Three tables:
 
-- ``reference`` (the default): plain vs ``cvar=default`` DM at IPC 10 for its reference 20,000 iterations and plain
-  vs ``cvar=release`` IDC at IPC 10 for as much of its budget as fits, seed 0, ConvNet-3 width 128, bfloat16.
+- ``reference`` (the default), on the CIFAR-10 subpopulation-shift benchmark: plain vs ``cvar=default`` DM at
+  IPC 10 for its reference 20,000 iterations and plain vs ``cvar=release`` IDC at IPC 10 for as much of its budget
+  as fits, seed 0, ConvNet-3 width 128, bfloat16.
+- ``standard``: the same four runs on standard CIFAR-10 (no planted subgroups), scored as the paper scores them:
+  accuracy, Cluster-min (the worst of 10 k-means groups of the test pixels), Gaussian noise, blur, inverted.
 - ``reduced``: the reduced converged protocol (``experiment=reduced_dm``: width 32 for distillation and
   evaluation, float32, trend points ``eval.at``) for plain vs ``cvar=default`` DM to 20,000 iterations, seeds 0, 1
   and 2, which a 2-core CPU needs about 2.5 hours per run for.
 
-    python bench/paper_table.py --data-dir DATA --out OUT [--table reduced] [--minutes 10]   (paper_table.sh wraps it)
-    python bench/paper_table.py --smoke --out OUT [--table reduced]     (the embedded data, a CPU, a few minutes)
+    python bench/paper_table.py --data-dir DATA --out OUT [--table standard|reduced] [--minutes 10]   (paper_table.sh)
+    python bench/paper_table.py --smoke --out OUT [--table standard|reduced]   (the embedded data, a CPU, minutes)
 
 A table's runs start together on the one device (small ConvNet kernels leave most of an H100 idle, so runs that
 share it finish sooner than one after another). Each distillation is bounded by Lightning's ``max_time``: a run
@@ -29,32 +32,45 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = [("acc", "acc"), ("acc_kept100", "kept 100 %"), ("acc_kept25", "kept 25 %"), ("acc_kept5", "kept 5 %"),
-           ("worst_cell_acc", "worst cell")]
+SHIFT_COLUMNS = (("acc", "acc"), ("acc_kept100", "kept 100 %"), ("acc_kept25", "kept 25 %"),
+                 ("acc_kept5", "kept 5 %"), ("worst_cell_acc", "worst cell"))
+PAPER_COLUMNS = (("acc", "acc"), ("worst_group_acc", "Cluster-min"), ("acc_noise", "noise"), ("acc_blur", "blur"),
+                 ("acc_invert", "inverted"))
 
 
 @dataclass(frozen=True)
 class Table:
     """One device call: ``runs`` maps a run's name (its method first, ``dm_...``) to its ``train.py`` overrides,
     ``pairs`` lists (robust run, plain run), ``gpu`` holds the overrides every run adds on the device, ``title``
-    heads the printed table."""
+    heads the printed table, ``columns`` are its (metric, label) columns, ``smoke_data`` is the embedded data set
+    that ``--smoke`` runs on instead."""
 
     title: str
     runs: dict[str, list[str]]
     pairs: list[tuple[str, str]]
     gpu: list[str]
+    columns: tuple[tuple[str, str], ...] = SHIFT_COLUMNS
+    smoke_data: str = "mnist_mini_shift"
 
 
-REDUCED_SEEDS = (0, 1, 2)
-TABLES = {
-    "reference": Table(
-        title="CIFAR-10 subpopulation shift, IPC 10, seed 0, ConvNet-3 width 128, 3 networks x 300 epochs",
+def reference_budget(dataset: str, title: str, **scoring) -> Table:
+    """Plain vs ``cvar=default`` DM for its 20,000 iterations and plain vs ``cvar=release`` IDC for what fits, IPC 10,
+    seed 0, ConvNet-3 width 128 in bfloat16, on ``dataset``; ``scoring``: the table's columns and smoke data."""
+    return Table(
+        title=f"{title}, IPC 10, seed 0, ConvNet-3 width 128, 3 networks x 300 epochs",
         runs={"dm_plain": ["method=dm", "iterations=20000", "cvar=none", "seed=0"],
               "dm_default": ["method=dm", "iterations=20000", "cvar=default", "seed=0"],
               "idc_plain": ["method=idc", "eval=idc", "iterations=2000", "cvar=none", "seed=0"],
               "idc_release": ["method=idc", "eval=idc", "iterations=2000", "cvar=release", "seed=0"]},
         pairs=[("dm_default", "dm_plain"), ("idc_release", "idc_plain")],
-        gpu=["dataset=cifar10_shift", "trainer.precision=bf16-mixed", "eval.precision=bf16-mixed"]),
+        gpu=[f"dataset={dataset}", "trainer.precision=bf16-mixed", "eval.precision=bf16-mixed"], **scoring)
+
+
+REDUCED_SEEDS = (0, 1, 2)
+TABLES = {
+    "reference": reference_budget("cifar10_shift", "CIFAR-10 subpopulation shift"),
+    "standard": reference_budget("cifar10", "standard CIFAR-10, the paper's robustness scores",
+                                 columns=PAPER_COLUMNS, smoke_data="mnist_mini"),
     "reduced": Table(
         title="CIFAR-10 subpopulation shift, IPC 10, the reduced protocol (experiment=reduced_dm: ConvNet-3 width 32, "
               "3 networks x 300 epochs), seeds 0-2",
@@ -64,7 +80,7 @@ TABLES = {
         pairs=[(f"dm_default_s{seed}", f"dm_plain_s{seed}") for seed in REDUCED_SEEDS],
         gpu=[]),  # float32, as on the CPU
 }
-SMOKE = ["dataset=mnist_mini_shift", "ipc=2", "eval.epochs=2", "trainer.accelerator=cpu", "method.batch_real=16"]
+SMOKE = ["ipc=2", "eval.epochs=2", "trainer.accelerator=cpu", "method.batch_real=16"]
 SMOKE_BY_METHOD = {"dm": ["iterations=3", "eval.at=[2]"],
                    "idc": ["iterations=1", "method.inner_loop=2", "method.n_data=32"]}
 
@@ -80,7 +96,8 @@ def commands(table: Table, out: Path, data_dir: str | None, distill_minutes: flo
     """The ``train.py`` command of every run of ``table``."""
     common = ["ipc=10", "eval.nets=3", "eval.epochs=300", "eval.baseline=false", "eval.coverage=false",
               "checkpoint.every=0", "trainer.enable_progress_bar=false", f"+trainer.max_time={clock(distill_minutes)}"]
-    common += SMOKE if smoke else [f"paths.data_dir={data_dir}", "trainer=gpu", *table.gpu]
+    common += [*SMOKE, f"dataset={table.smoke_data}"] if smoke else [f"paths.data_dir={data_dir}", "trainer=gpu",
+                                                                     *table.gpu]
     return {name: [sys.executable, "train.py", *overrides, *common,
                    *(SMOKE_BY_METHOD[name.split("_")[0]] if smoke else []), f"hydra.run.dir={out / name}"]
             for name, overrides in table.runs.items()}
@@ -102,17 +119,18 @@ def table(spec: Table, out: Path, statuses: dict[str, int]) -> tuple[str, dict]:
         if statuses.get(name) == 0 and path.is_file():
             m = json.loads(path.read_text())
             runs[name] = {"iterations": m.get("iterations_timed", 0), "of": m["iterations"],
-                          **{k: m["scored"]["distilled"][k] for k, _ in COLUMNS}}
-    lines = ["| run | iterations | " + " | ".join(label for _, label in COLUMNS) + " |",
-             "|---|---|" + "---|" * len(COLUMNS)]
+                          **{k: m["scored"]["distilled"][k] for k, _ in spec.columns}}
+    lines = ["| run | iterations | " + " | ".join(label for _, label in spec.columns) + " |",
+             "|---|---|" + "---|" * len(spec.columns)]
     for name in spec.runs:
         r = runs.get(name)
-        cells = [f"{r[k]:.2f}" for k, _ in COLUMNS] if r else ["failed: see " + f"{name}.log"] + [""] * 4
+        cells = ([f"{r[k]:.2f}" for k, _ in spec.columns] if r
+                 else ["failed: see " + f"{name}.log"] + [""] * (len(spec.columns) - 1))
         reached = f"{r['iterations']} / {r['of']}" if r else "-"
         lines.append(f"| {name} | {reached} | " + " | ".join(cells) + " |")
     for robust, plain in spec.pairs:
         if robust in runs and plain in runs:
-            diff = [runs[robust][k] - runs[plain][k] for k, _ in COLUMNS]
+            diff = [runs[robust][k] - runs[plain][k] for k, _ in spec.columns]
             lines.append(f"| {robust} − {plain} | | " + " | ".join(f"{d:+.2f}" for d in diff) + " |")
     return "\n".join(lines), {"runs": runs, "statuses": statuses}
 

@@ -2,9 +2,10 @@
 # The robust objective at the reference DM budget, on one GPU in one prepared call (docs/robust.md, "The
 # reference budget on a GPU"): plain vs cvar=default DM at IPC 10 for 20,000 iterations and plain vs cvar=release
 # IDC at IPC 10 for what fits, seed 0, on the CIFAR-10 subpopulation-shift benchmark; the table at the end.
-# PAPER_TABLE=reduced runs the reduced converged protocol instead: plain vs cvar=default DM at width 32 to
-# 20,000 iterations, seeds 0, 1 and 2 (docs/robust.md, "A converged protocol on a CPU").
-#   [PAPER_TABLE=reduced] [PAPER_TABLE_MINUTES=10] bash bench/paper_table.sh [OUT] [DATA]
+# PAPER_TABLE=standard runs the same four on standard CIFAR-10, scored by the paper's accuracy, Cluster-min, noise,
+# blur and inverted. PAPER_TABLE=reduced runs the reduced converged protocol instead: plain vs cvar=default DM at
+# width 32 to 20,000 iterations, seeds 0, 1 and 2 (docs/robust.md, "A converged protocol on a CPU").
+#   [PAPER_TABLE=standard|reduced] [PAPER_TABLE_MINUTES=10] bash bench/paper_table.sh [OUT] [DATA]
 # DATA: a folder with CIFAR-10 (cifar-10-batches-py/ or train/ and test/ class folders), or holding
 # cifar10-jpeg.tar.gz (the 19 MB JPEG copy), which is unpacked there first. Default DATA: .device_data, an ignored
 # folder of the checkout that a device call can carry. Sized to 10 minutes (estimate in docs/robust.md).

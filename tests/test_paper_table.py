@@ -1,5 +1,5 @@
 """bench/paper_table.py: its commands (GPU runs bounded by max_time), its table of scores and paired differences,
-and (slow) the whole script on the embedded data, for both of its tables."""
+and (slow) the whole script on the embedded data, for each of its tables."""
 
 import json
 import subprocess
@@ -23,6 +23,16 @@ def test_commands_bound_each_run_and_pair_plain_with_robust(tmp_path):
     assert all("seed=0" in cmd and "trainer.precision=bf16-mixed" in cmd for cmd in cmds.values())
 
 
+def test_the_standard_table_runs_the_reference_pairs_on_standard_cifar10_with_the_papers_columns(tmp_path):
+    reference, standard = (paper_table.TABLES[name] for name in ("reference", "standard"))
+    assert (standard.runs, standard.pairs) == (reference.runs, reference.pairs)
+    cmds = paper_table.commands(standard, tmp_path, "/data", 6.5, smoke=False)
+    assert all("dataset=cifar10" in cmd and "dataset=cifar10_shift" not in cmd for cmd in cmds.values())
+    assert [k for k, _ in standard.columns] == ["acc", "worst_group_acc", "acc_noise", "acc_blur", "acc_invert"]
+    smoke = paper_table.commands(standard, tmp_path, None, 0.5, smoke=True)
+    assert all("dataset=mnist_mini" in cmd and "dataset=cifar10" not in cmd for cmd in smoke.values())
+
+
 def test_the_reduced_table_pairs_plain_and_default_dm_per_seed_at_width_32_in_float32(tmp_path, compose):
     spec = paper_table.TABLES["reduced"]
     cmds = paper_table.commands(spec, tmp_path, "/data", 6.5, smoke=False)
@@ -39,23 +49,27 @@ def test_the_reduced_table_pairs_plain_and_default_dm_per_seed_at_width_32_in_fl
     assert list(cfg.eval.at) == [1000, 2000, 5000, 10000]
 
 
-def test_table_reports_iterations_reached_and_paired_differences(tmp_path):
-    scores = {"acc": 40.0, "acc_kept100": 50.0, "acc_kept25": 30.0, "acc_kept5": 20.0, "worst_cell_acc": 5.0}
-    for name, shift in (("dm_plain", 0.0), ("dm_default", 1.5)):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "metrics.json").write_text(json.dumps({
+@pytest.mark.parametrize("name", ["reference", "standard"])
+def test_table_reports_iterations_reached_and_paired_differences(tmp_path, name):
+    spec = paper_table.TABLES[name]
+    scores = {k: 40.0 - 5 * i for i, (k, _) in enumerate(spec.columns)}
+    for run, shift in (("dm_plain", 0.0), ("dm_default", 1.5)):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "metrics.json").write_text(json.dumps({
             "iterations": 20000, "iterations_timed": 12000,
             "scored": {"distilled": {k: v + shift for k, v in scores.items()}}}))
     statuses = {"dm_plain": 0, "dm_default": 0, "idc_plain": 1, "idc_release": 0}
-    text, report = paper_table.table(paper_table.TABLES["reference"], tmp_path, statuses)
-    assert "| dm_plain | 12000 / 20000 | 40.00 |" in text
-    assert "| dm_default − dm_plain | | +1.50 | +1.50 | +1.50 | +1.50 | +1.50 |" in text
-    assert "failed: see idc_plain.log" in text and "idc_release −" not in text
+    text, report = paper_table.table(spec, tmp_path, statuses)
+    lines = text.splitlines()
+    assert lines[0] == "| run | iterations | " + " | ".join(label for _, label in spec.columns) + " |"
+    assert "| dm_plain | 12000 / 20000 | 40.00 | 35.00 | 30.00 | 25.00 | 20.00 |" in lines
+    assert "| dm_default − dm_plain | | +1.50 | +1.50 | +1.50 | +1.50 | +1.50 |" in lines
+    assert "| idc_plain | - | failed: see idc_plain.log |  |  |  |  |" in lines and "idc_release −" not in text
     assert set(report["runs"]) == {"dm_plain", "dm_default"}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["reference", "reduced"])
+@pytest.mark.parametrize("name", ["reference", "standard", "reduced"])
 def test_the_script_runs_on_the_embedded_data(tmp_path, name):
     done = subprocess.run([sys.executable, "bench/paper_table.py", "--smoke", "--table", name, "--out", str(tmp_path)],
                           cwd=CONF.parent, capture_output=True, text=True)
@@ -66,4 +80,5 @@ def test_the_script_runs_on_the_embedded_data(tmp_path, name):
     robust, plain = spec.pairs[-1]
     assert f"{robust} − {plain}" in (tmp_path / "paper_table.md").read_text()
     paired = (tmp_path / "report" / "report.md").read_text()
-    assert "Paired differences from `cvar=none`" in paired and (tmp_path / "report" / "cell_shift.csv").is_file()
+    assert "Paired differences from `cvar=none`" in paired
+    assert (tmp_path / "report" / "cell_shift.csv").is_file() == (spec.smoke_data.endswith("_shift"))

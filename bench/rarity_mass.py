@@ -3,6 +3,7 @@
     python bench/rarity_mass.py --data-dir ~/data [--dataset cifar10_shift] [--powers 0 4 8 16]
                                 [--resolutions 8 16] [--neighbours 10 400] [--clusters 3 10 40]
                                 [--kmeans-draws 20] [--errors 1 4] [--upweights 5 20 50]
+                                [--starts herding kcenter --seeds 0 1 2 --width 32 --ipc 10]
                                 [--out outputs/bench/rarity_mass.json]
 
 For each setting of ``cvar.rarity`` (pooled-pixel resolution, k of ``--neighbours``, power) it prints, averaged
@@ -26,6 +27,12 @@ of label-free group robustness): a network of the run's architecture trained ``E
 training set (``cvar.features=encoder``'s training), then each training image it misclassifies weighted
 ``U`` (``--upweights``) and every other image 1. It also prints that network's training error on each subgroup
 (class-averaged). A measurement only, not a ``cvar.sampling`` option.
+
+``--starts RULE ...`` measures the coreset starts (``method.init=kcenter``/``herding``): for each of ``--seeds``,
+the ``--ipc`` images per class that the rule picks in the run's own fixed network (``model.width=--width``,
+initialised with that seed, as ``train.py`` builds it), as each subgroup's share of the picks (class-averaged; a
+random start's expected shares are the ``uniform`` row) and, per class, how many picks lie in the rarest kept
+subgroup.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from common import compose_config, write_report  # noqa: E402
 
 from gdrdd.data.rarity import kth_neighbour_distance, pooled_pixels, weights_from_distances  # noqa: E402
 from gdrdd.data.subpopulation import balanced_weights  # noqa: E402
+from gdrdd.distill.coreset import SELECTIONS, features_of  # noqa: E402
 from gdrdd.distill.kmeans_batch import kmeans, nearest_to_centres  # noqa: E402
 from gdrdd.jobs import build  # noqa: E402
 
@@ -86,6 +94,17 @@ def subgroup_sums(values: torch.Tensor, subgroups: torch.Tensor, count: int) -> 
     return torch.zeros(count, dtype=torch.float64).index_add_(0, subgroups, values.double())
 
 
+def start_picks(class_images: list[torch.Tensor], net: torch.nn.Module, rule: str, ipc: int) -> list[torch.Tensor]:
+    """Per class, ``(n_c,)`` float64: 1 for each of the ``ipc`` images that ``rule`` picks in ``net``'s features,
+    0 for the others (``gdrdd.distill.coreset``, as ``method.init=<rule>`` starts a run)."""
+    picks = []
+    for x in class_images:
+        chosen = torch.zeros(len(x), dtype=torch.float64)
+        chosen[SELECTIONS[rule](features_of(net, x), ipc)] = 1.0
+        picks.append(chosen)
+    return picks
+
+
 def mass_and_size(weights: list[torch.Tensor], subgroups: list[torch.Tensor], count: int) -> dict:
     """Class-averaged share of weight per subgroup, effective batch fraction, and total-variation distance to the
     oracle's per-image weights (0: the oracle's sampling; it also counts how unevenly a subgroup's own images
@@ -115,6 +134,10 @@ def main() -> None:
     parser.add_argument("--kmeans-draws", type=int, default=0)
     parser.add_argument("--errors", type=int, nargs="*", default=[])
     parser.add_argument("--upweights", type=float, nargs="+", default=[5, 20, 50])
+    parser.add_argument("--starts", nargs="*", choices=sorted(SELECTIONS), default=[])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--ipc", type=int, default=10)
     parser.add_argument("--out", default="outputs/bench/rarity_mass.json")
     args = parser.parse_args()
 
@@ -160,9 +183,20 @@ def main() -> None:
             weights = [error_set_weights(w, up) for w in wrong]
             rows[f"errors of {epochs} epochs, up-weight {up:g}"] = {
                 **mass_and_size(weights, subgroups, count), "training_error_per_subgroup": error_per_subgroup}
+    rarest = count - 1
+    for rule in args.starts:
+        for seed in args.seeds:
+            run_cfg = compose_config([f"dataset={args.dataset}", f"model.width={args.width}", f"seed={seed}",
+                                      "paths.data_dir=unused"])
+            picks = start_picks(data.class_images, build.coreset_network(run_cfg, data, spec), rule, args.ipc)
+            rarest_per_class = [int(subgroup_sums(p, s, count)[rarest]) for p, s in zip(picks, subgroups)]
+            rows[f"start {rule}, width {args.width}, seed {seed}"] = {
+                **mass_and_size(picks, subgroups, count), "rarest_picks_per_class": rarest_per_class}
     for name, row in rows.items():
         print(f"{name:36s} share per subgroup {row['subgroup_share']}  effective fraction "
-              f"{row['effective_fraction']}  distance to the oracle {row['oracle_distance']}")
+              f"{row['effective_fraction']}  distance to the oracle {row['oracle_distance']}"
+              + (f"  rarest-subgroup picks per class {row['rarest_picks_per_class']}"
+                 if "rarest_picks_per_class" in row else ""))
     write_report(args.out, {"dataset": args.dataset, "features": args.features,
                             "keep": list(data.shift.keep), "rows": rows})
 

@@ -127,3 +127,27 @@ def test_error_set_weights_up_weight_what_the_network_gets_wrong():
     assert wrong.tolist() == [False, False, False, True, True]
     assert error_set_weights(wrong, 20.0).tolist() == [1.0, 1.0, 1.0, 20.0, 20.0]
     assert error_set_weights(wrong, 1.0).tolist() == [1.0] * 5  # up-weight 1: uniform sampling
+
+
+def test_start_picks_mark_the_images_the_coreset_start_picks():
+    sys.path.insert(0, str(CONFIG_DIR.parent / "bench"))
+    from rarity_mass import start_picks
+
+    from gdrdd.distill.coreset import select_per_class
+
+    class Flatten(torch.nn.Module):  # a fixed network whose embedding is the image itself
+        def __init__(self) -> None:
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))
+
+        def embed(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flatten(1)
+
+    generator = torch.Generator().manual_seed(0)
+    class_images = [torch.randn(12, 1, 2, 2, generator=generator), torch.randn(9, 1, 2, 2, generator=generator)]
+    for rule in ("herding", "kcenter"):
+        picks = start_picks(class_images, Flatten(), rule, ipc=3)
+        chosen = select_per_class(class_images, Flatten(), 3, rule)
+        for marked, images, start in zip(picks, class_images, chosen):
+            assert marked.shape == (len(images),) and int(marked.sum()) == 3
+            assert sorted(images[marked.bool()].flatten(1).tolist()) == sorted(start.flatten(1).tolist())

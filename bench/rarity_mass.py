@@ -94,13 +94,14 @@ def subgroup_sums(values: torch.Tensor, subgroups: torch.Tensor, count: int) -> 
     return torch.zeros(count, dtype=torch.float64).index_add_(0, subgroups, values.double())
 
 
-def start_picks(class_images: list[torch.Tensor], net: torch.nn.Module, rule: str, ipc: int) -> list[torch.Tensor]:
-    """Per class, ``(n_c,)`` float64: 1 for each of the ``ipc`` images that ``rule`` picks in ``net``'s features,
-    0 for the others (``gdrdd.distill.coreset``, as ``method.init=<rule>`` starts a run)."""
+def start_picks(features: list[torch.Tensor], rule: str, ipc: int) -> list[torch.Tensor]:
+    """Per class, ``(n_c,)`` float64: 1 for each of the ``ipc`` images that ``rule`` picks in that class's
+    ``features`` ``(n_c, D)`` of the start's fixed network, 0 for the others (``gdrdd.distill.coreset``, as
+    ``method.init=<rule>`` starts a run)."""
     picks = []
-    for x in class_images:
-        chosen = torch.zeros(len(x), dtype=torch.float64)
-        chosen[SELECTIONS[rule](features_of(net, x), ipc)] = 1.0
+    for f in features:
+        chosen = torch.zeros(len(f), dtype=torch.float64)
+        chosen[SELECTIONS[rule](f, ipc)] = 1.0
         picks.append(chosen)
     return picks
 
@@ -184,11 +185,13 @@ def main() -> None:
             rows[f"errors of {epochs} epochs, up-weight {up:g}"] = {
                 **mass_and_size(weights, subgroups, count), "training_error_per_subgroup": error_per_subgroup}
     rarest = count - 1
-    for rule in args.starts:
-        for seed in args.seeds:
-            run_cfg = compose_config([f"dataset={args.dataset}", f"model.width={args.width}", f"seed={seed}",
-                                      "paths.data_dir=unused"])
-            picks = start_picks(data.class_images, build.coreset_network(run_cfg, data, spec), rule, args.ipc)
+    for seed in args.seeds if args.starts else []:
+        run_cfg = compose_config([f"dataset={args.dataset}", f"model.width={args.width}", f"seed={seed}",
+                                  "paths.data_dir=unused"])
+        net = build.coreset_network(run_cfg, data, spec)
+        features = [features_of(net, x) for x in data.class_images]
+        for rule in args.starts:
+            picks = start_picks(features, rule, args.ipc)
             rarest_per_class = [int(subgroup_sums(p, s, count)[rarest]) for p, s in zip(picks, subgroups)]
             rows[f"start {rule}, width {args.width}, seed {seed}"] = {
                 **mass_and_size(picks, subgroups, count), "rarest_picks_per_class": rarest_per_class}

@@ -133,7 +133,7 @@ def test_start_picks_mark_the_images_the_coreset_start_picks():
     sys.path.insert(0, str(CONFIG_DIR.parent / "bench"))
     from rarity_mass import start_picks
 
-    from gdrdd.distill.coreset import select_per_class
+    from gdrdd.distill.coreset import features_of, select_per_class
 
     class Flatten(torch.nn.Module):  # a fixed network whose embedding is the image itself
         def __init__(self) -> None:
@@ -146,7 +146,7 @@ def test_start_picks_mark_the_images_the_coreset_start_picks():
     generator = torch.Generator().manual_seed(0)
     class_images = [torch.randn(12, 1, 2, 2, generator=generator), torch.randn(9, 1, 2, 2, generator=generator)]
     for rule in ("herding", "kcenter"):
-        picks = start_picks(class_images, Flatten(), rule, ipc=3)
+        picks = start_picks([features_of(Flatten(), x) for x in class_images], rule, ipc=3)
         chosen = select_per_class(class_images, Flatten(), 3, rule)
         for marked, images, start in zip(picks, class_images, chosen):
             assert marked.shape == (len(images),) and int(marked.sum()) == 3

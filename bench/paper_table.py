@@ -16,9 +16,15 @@
 A table's runs start together on the one device (small ConvNet kernels leave most of an H100 idle, so runs that
 share it finish sooner than one after another). Each distillation is bounded by Lightning's ``max_time``: a run
 that would not finish stops there and is scored as it stands, and the table says how many iterations it reached.
-Writes OUT/<run>/ (each run folder), OUT/paper_table.json and OUT/paper_table.md (each run's scores and each pair's
-difference), OUT/report/ (``gdrdd.report`` over the finished runs: paired mean ± std over seeds, the trend over
-``eval.at`` and the cell table), and prints the table.
+A pair whose runs stopped at different iterations is marked in its difference row.
+
+Writes the run folders and their logs to RUNS (``--runs``, default OUT/runs; a folder that already holds one of the
+table's runs is refused before anything starts) with ``gdrdd.report`` over the finished runs in RUNS/report (paired
+mean ± std over seeds, the trend over ``eval.at``, the cell table), and at most five files to OUT, so that a device
+call that returns a few files returns all of them: paper_table.md and paper_table.json (each run's scores and each
+pair's difference), report.md and trend.png (the report's), runs.tar.gz (each run's config, records and log). Prints
+the table, and the end of each failed run's log. Off ``--smoke`` it checks first that a CUDA device is there and that
+``--data-dir`` holds CIFAR-10.
 """
 
 from __future__ import annotations
@@ -26,12 +32,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # gdrdd from this checkout, installed or not (the script runs from bench/)
 SHIFT_COLUMNS = (("acc", "acc"), ("acc_kept100", "kept 100 %"), ("acc_kept25", "kept 25 %"),
                  ("acc_kept5", "kept 5 %"), ("worst_cell_acc", "worst cell"))
 PAPER_COLUMNS = (("acc", "acc"), ("worst_group_acc", "Cluster-min"), ("acc_noise", "noise"), ("acc_blur", "blur"),
@@ -58,10 +67,12 @@ def reference_budget(dataset: str, title: str, **scoring) -> Table:
     seed 0, ConvNet-3 width 128 in bfloat16, on ``dataset``; ``scoring``: the table's columns and smoke data."""
     return Table(
         title=f"{title}, IPC 10, seed 0, ConvNet-3 width 128, 3 networks x 300 epochs",
-        runs={"dm_plain": ["method=dm", "iterations=20000", "cvar=none", "seed=0"],
-              "dm_default": ["method=dm", "iterations=20000", "cvar=default", "seed=0"],
-              "idc_plain": ["method=idc", "eval=idc", "iterations=2000", "cvar=none", "seed=0"],
-              "idc_release": ["method=idc", "eval=idc", "iterations=2000", "cvar=release", "seed=0"]},
+        # experiment=reference: the methods' own batches (DM's 256 real images per class), not the quickstart's
+        runs={"dm_plain": ["experiment=reference", "method=dm", "iterations=20000", "cvar=none", "seed=0"],
+              "dm_default": ["experiment=reference", "method=dm", "iterations=20000", "cvar=default", "seed=0"],
+              "idc_plain": ["experiment=reference", "method=idc", "eval=idc", "iterations=2000", "cvar=none", "seed=0"],
+              "idc_release": ["experiment=reference", "method=idc", "eval=idc", "iterations=2000", "cvar=release",
+                              "seed=0"]},
         pairs=[("dm_default", "dm_plain"), ("idc_release", "idc_plain")],
         gpu=[f"dataset={dataset}", "trainer.precision=bf16-mixed", "eval.precision=bf16-mixed"], **scoring)
 
@@ -131,22 +142,59 @@ def table(spec: Table, out: Path, statuses: dict[str, int]) -> tuple[str, dict]:
     for robust, plain in spec.pairs:
         if robust in runs and plain in runs:
             diff = [runs[robust][k] - runs[plain][k] for k, _ in spec.columns]
-            lines.append(f"| {robust} − {plain} | | " + " | ".join(f"{d:+.2f}" for d in diff) + " |")
+            reached = runs[robust]["iterations"], runs[plain]["iterations"]
+            budgets = " " if reached[0] == reached[1] else f" unequal budgets: {reached[0]} vs {reached[1]} "
+            lines.append(f"| {robust} − {plain} |{budgets}| " + " | ".join(f"{d:+.2f}" for d in diff) + " |")
     return "\n".join(lines), {"runs": runs, "statuses": statuses}
 
 
-def report(out: Path, finished: list[str]) -> None:
-    """``gdrdd.report`` over the finished runs into OUT/report (paired mean ± std over seeds, trend, cell table)."""
+def report(runs: Path, finished: list[str]) -> None:
+    """``gdrdd.report`` over the finished runs into RUNS/report (paired mean ± std over seeds, trend, cell table)."""
     from gdrdd.report.run import main as report_main
 
     if finished:
-        report_main([*(str(out / name) for name in finished), "--out", str(out / "report")])
+        report_main([*(str(runs / name) for name in finished), "--out", str(runs / "report")])
+
+
+RUN_RECORDS = ("config.yaml", "run.json", "metrics.json", "eval_during.jsonl", "cell_accuracy.csv", "table.md")
+
+
+def pack_runs(runs: Path, names: list[str], archive: Path) -> None:
+    """``archive`` (``.tar.gz``): each run's log and its small records (``RUN_RECORDS``, where written), under
+    ``<run>/``; no images or checkpoints."""
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in names:
+            for path in [runs / f"{name}.log", *(runs / name / f for f in RUN_RECORDS)]:
+                if path.is_file():
+                    tar.add(path, arcname=f"{name}/{path.name}")
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    """The last ``lines`` lines of a run's log (or a note that it has none)."""
+    if not path.is_file():
+        return f"(no log at {path})"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def check_device_and_data(data_dir: str) -> str | None:
+    """Why a device table cannot start (no CUDA device, or no CIFAR-10 in ``data_dir``), or None."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return ("no CUDA device is visible to PyTorch (torch.cuda.is_available() is False); these tables run on a "
+                "GPU: use --smoke to run them on the embedded data on a CPU")
+    data = Path(data_dir)
+    if not ((data / "cifar-10-batches-py").is_dir() or ((data / "train").is_dir() and (data / "test").is_dir())):
+        return (f"--data-dir {data_dir} holds no CIFAR-10: expected cifar-10-batches-py/ (the python version) or "
+                "train/ and test/ class folders in it (bench/paper_table.sh unpacks cifar10-jpeg.tar.gz there)")
+    return None
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", help="CIFAR-10 (python pickles or train/test class folders)")
-    parser.add_argument("--out", default="outputs/bench/paper_table")
+    parser.add_argument("--out", default="outputs/bench/paper_table", help="the table, the report and runs.tar.gz")
+    parser.add_argument("--runs", help="where the run folders and logs go (default: OUT/runs)")
     parser.add_argument("--table", choices=sorted(TABLES), default="reference", help="which runs (see above)")
     parser.add_argument("--minutes", type=float, default=10.0, help="the whole budget; distillation gets it less "
                         "the evaluation's and the start's share (3.5 minutes)")
@@ -156,17 +204,33 @@ def main() -> int:
         parser.error("--data-dir is needed (a folder with CIFAR-10), or --smoke for the embedded data")
     spec = TABLES[args.table]
     out = Path(args.out).resolve()
+    runs = Path(args.runs).resolve() if args.runs else out / "runs"
+    taken = [name for name in spec.runs if (runs / name).exists()]
+    if taken:
+        parser.error(f"--runs {runs} already holds the runs {', '.join(taken)} of this table; give another folder "
+                     "(nothing was started or overwritten)")
+    problem = None if args.smoke else check_device_and_data(args.data_dir)
+    if problem:
+        parser.error(problem)
     out.mkdir(parents=True, exist_ok=True)
+    runs.mkdir(parents=True, exist_ok=True)
     distill_minutes = max(0.5, args.minutes - 3.5)
-    cmds = commands(spec, out, args.data_dir, distill_minutes, args.smoke)
-    statuses = run_all(cmds, out, threads=max(1, (os.cpu_count() or 2) // len(cmds)))
-    text, result = table(spec, out, statuses)
+    cmds = commands(spec, runs, args.data_dir, distill_minutes, args.smoke)
+    statuses = run_all(cmds, runs, threads=max(1, (os.cpu_count() or 2) // len(cmds)))
+    text, result = table(spec, runs, statuses)
     header = (f"{spec.title}; distillation bounded to {distill_minutes:g} minutes per run, all {len(cmds)} at once"
               if not args.smoke else f"smoke run of the {args.table} table")
     (out / "paper_table.md").write_text(f"{header}\n\n{text}\n")
     (out / "paper_table.json").write_text(json.dumps({**result, "commands": cmds}, indent=2, default=str) + "\n")
+    for name, status in statuses.items():
+        if status != 0:
+            print(f"--- {name} exited with {status}; the end of {runs / name}.log:\n{log_tail(runs / f'{name}.log')}")
     print(f"{header}\n\n{text}")
-    report(out, list(result["runs"]))
+    pack_runs(runs, list(cmds), out / "runs.tar.gz")
+    report(runs, list(result["runs"]))
+    for name in ("report.md", "trend.png"):
+        if (runs / "report" / name).is_file():
+            shutil.copyfile(runs / "report" / name, out / name)
     return 0 if all(s == 0 for s in statuses.values()) else 1
 
 

@@ -1,9 +1,12 @@
 """bench/paper_table.py: its commands (GPU runs bounded by max_time), its table of scores and paired differences,
-and (slow) the whole script on the embedded data, for each of its tables."""
+its checks before a device run, the few files it returns, and (slow) the whole script on the embedded data, for
+each of its tables."""
 
 import json
+import os
 import subprocess
 import sys
+import tarfile
 
 import pytest
 
@@ -21,6 +24,17 @@ def test_commands_bound_each_run_and_pair_plain_with_robust(tmp_path):
     assert "iterations=20000" in cmds["dm_default"] and "cvar=default" in cmds["dm_default"]
     assert "cvar=release" in cmds["idc_release"] and "eval=idc" in cmds["idc_release"]
     assert all("seed=0" in cmd and "trainer.precision=bf16-mixed" in cmd for cmd in cmds.values())
+
+
+def test_the_reference_runs_use_the_methods_own_batches_not_the_quickstarts(tmp_path, compose):
+    cmds = paper_table.commands(paper_table.TABLES["reference"], tmp_path, "/data", 6.5, smoke=False)
+    runs = {}
+    for name, cmd in cmds.items():
+        overrides = [o for o in cmd[2:] if not o.startswith(("hydra.", "+trainer.max_time", "trainer=gpu"))]
+        runs[name] = compose(*overrides)
+    assert runs["dm_default"].method.batch_real == 256 and runs["dm_plain"].iterations == 20000
+    assert runs["idc_release"].method.batch_real == 64 and runs["idc_release"].method.inner_loop == 100
+    assert all((cfg.eval.nets, cfg.eval.epochs) == (3, 300) for cfg in runs.values())
 
 
 def test_the_standard_table_runs_the_reference_pairs_on_standard_cifar10_with_the_papers_columns(tmp_path):
@@ -66,6 +80,47 @@ def test_table_reports_iterations_reached_and_paired_differences(tmp_path, name)
     assert "| dm_default − dm_plain | | +1.50 | +1.50 | +1.50 | +1.50 | +1.50 |" in lines
     assert "| idc_plain | - | failed: see idc_plain.log |  |  |  |  |" in lines and "idc_release −" not in text
     assert set(report["runs"]) == {"dm_plain", "dm_default"}
+    metrics = json.loads((tmp_path / "dm_default" / "metrics.json").read_text())
+    (tmp_path / "dm_default" / "metrics.json").write_text(json.dumps({**metrics, "iterations_timed": 11500}))
+    text, _ = paper_table.table(spec, tmp_path, statuses)  # a pair cut at different iterations says so
+    assert "| dm_default − dm_plain | unequal budgets: 11500 vs 12000 | +1.50 |" in text
+
+
+def test_the_returned_archive_holds_each_runs_records_and_log_but_no_images(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "dm_plain").mkdir(parents=True)
+    for name in ("metrics.json", "run.json", "eval_during.jsonl", "distilled.pt", "distilled.png"):
+        (runs / "dm_plain" / name).write_text(name)
+    (runs / "dm_plain.log").write_text("log of dm_plain")
+    (runs / "dm_default.log").write_text("Traceback: failed before its folder")
+    paper_table.pack_runs(runs, ["dm_plain", "dm_default"], tmp_path / "runs.tar.gz")
+    with tarfile.open(tmp_path / "runs.tar.gz") as tar:
+        names = set(tar.getnames())
+        assert tar.extractfile("dm_default/dm_default.log").read() == b"Traceback: failed before its folder"
+    assert names == {"dm_plain/metrics.json", "dm_plain/run.json", "dm_plain/eval_during.jsonl",
+                     "dm_plain/dm_plain.log", "dm_default/dm_default.log"}
+
+
+def test_a_device_table_stops_at_once_without_a_gpu_or_without_cifar10(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert "no CUDA device" in paper_table.check_device_and_data(str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert f"--data-dir {tmp_path} holds no CIFAR-10" in paper_table.check_device_and_data(str(tmp_path))
+    (tmp_path / "train").mkdir()
+    (tmp_path / "test").mkdir()
+    assert paper_table.check_device_and_data(str(tmp_path)) is None
+
+
+def test_a_runs_folder_holding_the_tables_runs_is_refused_before_anything_starts(tmp_path):
+    (tmp_path / "runs" / "dm_plain").mkdir(parents=True)
+    (tmp_path / "runs" / "dm_plain" / "metrics.json").write_text("{}")
+    done = subprocess.run([sys.executable, "bench/paper_table.py", "--smoke", "--out", str(tmp_path / "out"),
+                           "--runs", str(tmp_path / "runs")], cwd=CONF.parent, capture_output=True, text=True)
+    assert done.returncode == 2 and "already holds the runs dm_plain of this table" in done.stderr
+    assert (tmp_path / "runs" / "dm_plain" / "metrics.json").read_text() == "{}"
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs" / "dm_default").exists()
 
 
 @pytest.mark.slow
@@ -79,6 +134,22 @@ def test_the_script_runs_on_the_embedded_data(tmp_path, name):
     assert set(report["runs"]) == set(spec.runs)
     robust, plain = spec.pairs[-1]
     assert f"{robust} − {plain}" in (tmp_path / "paper_table.md").read_text()
-    paired = (tmp_path / "report" / "report.md").read_text()
+    paired = (tmp_path / "report.md").read_text()
     assert "Paired differences from `cvar=none`" in paired
-    assert (tmp_path / "report" / "cell_shift.csv").is_file() == (spec.smoke_data.endswith("_shift"))
+    assert (tmp_path / "runs" / "report" / "cell_shift.csv").is_file() == (spec.smoke_data.endswith("_shift"))
+    returned = {p.name for p in tmp_path.iterdir() if p.is_file()}  # what a device call that returns 8 files keeps
+    assert {"paper_table.md", "paper_table.json", "report.md", "runs.tar.gz"} <= returned and len(returned) <= 8
+    with tarfile.open(tmp_path / "runs.tar.gz") as tar:
+        assert {f"{name}/metrics.json" for name in spec.runs} <= set(tar.getnames())
+
+
+def test_the_device_script_checks_its_python_and_stops_without_a_gpu_before_any_run(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("on a CUDA machine the script would start the table")
+    env = {**os.environ, "PYTHON": sys.executable, "PAPER_TABLE_RUNS": str(tmp_path / "runs")}
+    done = subprocess.run(["bash", "bench/paper_table.sh", str(tmp_path / "out"), str(tmp_path)], cwd=CONF.parent,
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and "no CUDA device is visible to PyTorch" in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()

@@ -33,6 +33,7 @@ def test_the_reference_runs_use_the_methods_own_batches_not_the_quickstarts(tmp_
         overrides = [o for o in cmd[2:] if not o.startswith(("hydra.", "+trainer.max_time", "trainer=gpu"))]
         runs[name] = compose(*overrides)
     assert runs["dm_default"].method.batch_real == 256 and runs["dm_plain"].iterations == 20000
+    assert runs["dm_plain"].method.embed_batch is None  # one embedding pass for all classes on the device
     assert runs["idc_release"].method.batch_real == 64 and runs["idc_release"].method.inner_loop == 100
     assert all((cfg.eval.nets, cfg.eval.epochs) == (3, 300) for cfg in runs.values())
 

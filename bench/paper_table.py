@@ -68,7 +68,8 @@ def reference_budget(dataset: str, title: str, **scoring) -> Table:
     return Table(
         title=f"{title}, IPC 10, seed 0, ConvNet-3 width 128, 3 networks x 300 epochs",
         # experiment=reference: the methods' own batches (DM's 256 real images per class), not the quickstart's;
-        # DM embeds all classes' real images in one pass (method.embed_batch=null: fewer launches, the same embeddings up to rounding)
+        # DM embeds all classes' real images in one pass (method.embed_batch=null: fewer launches, the same
+        # embeddings up to rounding)
         runs={"dm_plain": ["experiment=reference", "method=dm", "iterations=20000", "cvar=none", "seed=0",
                            "method.embed_batch=null"],
               "dm_default": ["experiment=reference", "method=dm", "iterations=20000", "cvar=default", "seed=0",

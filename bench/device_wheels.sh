@@ -23,7 +23,7 @@ python -m pip download -q --no-deps --only-binary=:all: --python-version "$PYVER
 python -m pip wheel -q --no-deps -w .whl "antlr4-python3-runtime==$(version antlr4-python3-runtime)"
 if [ -n "$ARCHIVE" ]; then
   mkdir -p .device_data
-  cp "$ARCHIVE" .device_data/cifar10-jpeg.tar.gz
+  install -m 644 "$ARCHIVE" .device_data/cifar10-jpeg.tar.gz  # writable, so that a rerun replaces it
 fi
 ls -l .whl ${ARCHIVE:+.device_data}
 du -ch .whl ${ARCHIVE:+.device_data} | tail -n 1

@@ -154,3 +154,18 @@ def test_the_device_script_checks_its_python_and_stops_without_a_gpu_before_any_
                           env=env, capture_output=True, text=True)
     assert done.returncode == 2 and "no CUDA device is visible to PyTorch" in done.stderr, done.stderr[-2000:]
     assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+
+
+def test_the_device_environment_names_the_packages_its_python_lacks(tmp_path):
+    bare = tmp_path / "bare-python"  # the same interpreter without site-packages: no torch, hydra, kornia ...
+    bare.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    bare.chmod(0o755)
+    script = CONF.parent / "bench" / "device_env.sh"
+    done = subprocess.run(["bash", "-c", f"source {script} && echo reached"], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHON": str(bare)})
+    assert done.returncode == 2 and "reached" not in done.stdout
+    assert "lacks the Python packages torch, lightning, hydra, omegaconf, kornia" in done.stderr
+    assert "bench/device_wheels.sh" in done.stderr
+    done = subprocess.run(["bash", "-c", f"source {script} && echo reached $PY"], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHON": sys.executable})
+    assert done.returncode == 0 and done.stdout.strip() == f"reached {sys.executable}"

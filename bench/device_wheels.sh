@@ -4,15 +4,16 @@
 # pip can reach a package index, wheels of those (hydra-core, omegaconf, antlr4-python3-runtime, kornia, kornia_rs)
 # for the GPU machine's Python into .whl/ (ignored by git), at the versions installed here, and copies CIFAR-10's
 # JPEG archive into .device_data/ (ignored too). bench/paper_table.sh installs .whl/ into a temporary folder before
-# it starts, so a call that brings .whl/ and .device_data/ along runs the table with no further set-up.
+# it starts (bench/device_env.sh), so a copy of the checkout with .whl/ and .device_data/ in it runs the table on
+# that machine with no further set-up.
 #   [PYVER=3.12] bash bench/device_wheels.sh [CIFAR10_JPEG_TAR_GZ]
 # PYVER: the GPU machine's Python (major.minor); kornia_rs is compiled, so its wheel must match it and x86-64 Linux.
 # antlr4-python3-runtime 4.9.3 (what omegaconf 2.3 needs) is published as source only: it is built here into a
-# pure-Python wheel. The whole set is about 3 MB; the archive 19 MB.
+# pure-Python wheel. The whole set is about 8 MB; the archive 19 MB.
 set -euo pipefail
+ARCHIVE=${1:+$(realpath "$1")}  # before the cd: a path relative to where the script was called from
 cd "$(dirname "$0")/.."
 PYVER=${PYVER:-3.12}
-ARCHIVE=${1:-}
 version() { python -c "import importlib.metadata as m; print(m.version('$1'))"; }
 mkdir -p .whl
 rm -f .whl/*.whl  # one version of each: two would stop the install there

@@ -10,21 +10,21 @@
   evaluation, float32, trend points ``eval.at``) for plain vs ``cvar=default`` DM to 20,000 iterations, seeds 0, 1
   and 2, which a 2-core CPU needs about 2.5 hours per run for.
 
-    python bench/paper_table.py --data-dir DATA --out OUT [--table standard|reduced] [--minutes 10]   (paper_table.sh)
+    python bench/paper_table.py --data-dir DATA --out OUT [--runs RUNS] [--table standard|reduced] [--minutes 9]
     python bench/paper_table.py --smoke --out OUT [--table standard|reduced]   (the embedded data, a CPU, minutes)
 
-A table's runs start together on the one device (small ConvNet kernels leave most of an H100 idle, so runs that
-share it finish sooner than one after another). Each distillation is bounded by Lightning's ``max_time``: a run
-that would not finish stops there and is scored as it stands, and the table says how many iterations it reached.
-A pair whose runs stopped at different iterations is marked in its difference row.
+(bench/paper_table.sh runs the first.) A table's runs start together on the one device (small ConvNet kernels leave
+most of an H100 idle, so runs that share it finish sooner than one after another). Each distillation is bounded by
+Lightning's ``max_time``: a run that would not finish stops there and is scored as it stands, and the table says how
+many iterations it reached. A pair whose runs stopped at different iterations is marked in its difference row.
 
-Writes the run folders and their logs to RUNS (``--runs``, default OUT/runs; a folder that already holds one of the
-table's runs is refused before anything starts) with ``gdrdd.report`` over the finished runs in RUNS/report (paired
-mean ± std over seeds, the trend over ``eval.at``, the cell table), and at most five files to OUT, so that a device
-call that returns a few files returns all of them: paper_table.md and paper_table.json (each run's scores and each
-pair's difference), report.md and trend.png (the report's), runs.tar.gz (each run's config, records and log). Prints
-the table, and the end of each failed run's log. Off ``--smoke`` it checks first that a CUDA device is there and that
-``--data-dir`` holds CIFAR-10.
+Writes the run folders and their logs to RUNS (``--runs``, default OUT_runs beside OUT), with ``gdrdd.report`` over
+the finished runs in RUNS/report (paired mean ± std over seeds, the trend over ``eval.at``, the cell table), and at
+most five files to OUT, so that a job whose outputs are copied back file by file needs only OUT: paper_table.md and
+paper_table.json (each run's scores and each pair's difference), report.md and trend.png (the report's), runs.tar.gz
+(each run's config, records and log). Prints the table, and the end of each failed run's log. Refused before
+anything starts: a RUNS that already holds one of the table's runs or logs, an OUT that already holds one of those
+five files, and, off ``--smoke``, a machine without a CUDA device or a ``--data-dir`` without CIFAR-10.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,13 +197,16 @@ def check_device_and_data(data_dir: str) -> str | None:
     return None
 
 
+OUTPUTS = ("paper_table.md", "paper_table.json", "report.md", "trend.png", "runs.tar.gz")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", help="CIFAR-10 (python pickles or train/test class folders)")
     parser.add_argument("--out", default="outputs/bench/paper_table", help="the table, the report and runs.tar.gz")
-    parser.add_argument("--runs", help="where the run folders and logs go (default: OUT/runs)")
+    parser.add_argument("--runs", help="where the run folders and logs go (default: OUT_runs beside OUT)")
     parser.add_argument("--table", choices=sorted(TABLES), default="reference", help="which runs (see above)")
-    parser.add_argument("--minutes", type=float, default=10.0, help="the whole budget; distillation gets it less "
+    parser.add_argument("--minutes", type=float, default=9.0, help="the whole budget; distillation gets it less "
                         "the evaluation's and the start's share (3.5 minutes)")
     parser.add_argument("--smoke", action="store_true", help="the embedded data on a CPU, tiny budgets")
     args = parser.parse_args()
@@ -210,10 +214,14 @@ def main() -> int:
         parser.error("--data-dir is needed (a folder with CIFAR-10), or --smoke for the embedded data")
     spec = TABLES[args.table]
     out = Path(args.out).resolve()
-    runs = Path(args.runs).resolve() if args.runs else out / "runs"
-    taken = [name for name in spec.runs if (runs / name).exists()]
+    runs = Path(args.runs).resolve() if args.runs else out.with_name(out.name + "_runs")
+    taken = [name for name in spec.runs if (runs / name).exists() or (runs / f"{name}.log").exists()]
     if taken:
         parser.error(f"--runs {runs} already holds the runs {', '.join(taken)} of this table; give another folder "
+                     "(nothing was started or overwritten)")
+    written = [name for name in OUTPUTS if (out / name).exists()]
+    if written:
+        parser.error(f"--out {out} already holds {', '.join(written)} of an earlier table; give another folder "
                      "(nothing was started or overwritten)")
     problem = None if args.smoke else check_device_and_data(args.data_dir)
     if problem:
@@ -233,7 +241,10 @@ def main() -> int:
             print(f"--- {name} exited with {status}; the end of {runs / name}.log:\n{log_tail(runs / f'{name}.log')}")
     print(f"{header}\n\n{text}")
     pack_runs(runs, list(cmds), out / "runs.tar.gz")
-    report(runs, list(result["runs"]))
+    try:  # the table and the runs' records are written: a failing report must not hide them
+        report(runs, list(result["runs"]))
+    except (Exception, SystemExit):
+        print(f"--- the report over the finished runs failed (the table above stands):\n{traceback.format_exc()}")
     for name in ("report.md", "trend.png"):
         if (runs / "report" / name).is_file():
             shutil.copyfile(runs / "report" / name, out / name)

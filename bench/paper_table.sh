@@ -12,7 +12,7 @@
 # cifar10-jpeg.tar.gz (the 19 MB JPEG copy), which is unpacked there first. Default DATA: .device_data, an ignored
 # folder of the checkout. Where PYTHON lacks hydra, omegaconf or kornia, the wheels in .whl/ are installed first
 # (bench/device_env.sh; bench/device_wheels.sh makes them and fills .device_data, for a machine without a package
-# index). Sized to 9 minutes, so that a 10-minute limit on the whole call holds (estimate in docs/robust.md).
+# index). Sized to 9 minutes, so that a job limited to 10 minutes holds it with its start (estimate in docs/robust.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-outputs/bench/paper_table}

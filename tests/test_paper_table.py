@@ -114,33 +114,38 @@ def test_a_device_table_stops_at_once_without_a_gpu_or_without_cifar10(tmp_path,
     assert paper_table.check_device_and_data(str(tmp_path)) is None
 
 
-def test_a_runs_folder_holding_the_tables_runs_is_refused_before_anything_starts(tmp_path):
-    (tmp_path / "runs" / "dm_plain").mkdir(parents=True)
-    (tmp_path / "runs" / "dm_plain" / "metrics.json").write_text("{}")
+@pytest.mark.parametrize("earlier", ["runs/dm_plain/metrics.json", "runs/dm_default.log", "out/paper_table.md"])
+def test_earlier_runs_or_tables_are_refused_before_anything_starts(tmp_path, earlier):
+    (tmp_path / earlier).parent.mkdir(parents=True)
+    (tmp_path / earlier).write_text("{}")
     done = subprocess.run([sys.executable, "bench/paper_table.py", "--smoke", "--out", str(tmp_path / "out"),
                            "--runs", str(tmp_path / "runs")], cwd=CONF.parent, capture_output=True, text=True)
-    assert done.returncode == 2 and "already holds the runs dm_plain of this table" in done.stderr
-    assert (tmp_path / "runs" / "dm_plain" / "metrics.json").read_text() == "{}"
-    assert not (tmp_path / "out").exists() and not (tmp_path / "runs" / "dm_default").exists()
+    assert done.returncode == 2 and "(nothing was started or overwritten)" in done.stderr
+    assert "already holds " + ("paper_table.md" if earlier.startswith("out") else "the runs dm_") in done.stderr
+    assert (tmp_path / earlier).read_text() == "{}"
+    made = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    assert made == {earlier}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["reference", "standard", "reduced"])
 def test_the_script_runs_on_the_embedded_data(tmp_path, name):
-    done = subprocess.run([sys.executable, "bench/paper_table.py", "--smoke", "--table", name, "--out", str(tmp_path)],
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "bench/paper_table.py", "--smoke", "--table", name, "--out", str(out)],
                           cwd=CONF.parent, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-2000:]
     spec = paper_table.TABLES[name]
-    report = json.loads((tmp_path / "paper_table.json").read_text())
+    report = json.loads((out / "paper_table.json").read_text())
     assert set(report["runs"]) == set(spec.runs)
     robust, plain = spec.pairs[-1]
-    assert f"{robust} − {plain}" in (tmp_path / "paper_table.md").read_text()
-    paired = (tmp_path / "report.md").read_text()
+    assert f"{robust} − {plain}" in (out / "paper_table.md").read_text()
+    paired = (out / "report.md").read_text()
     assert "Paired differences from `cvar=none`" in paired
-    assert (tmp_path / "runs" / "report" / "cell_shift.csv").is_file() == (spec.smoke_data.endswith("_shift"))
-    returned = {p.name for p in tmp_path.iterdir() if p.is_file()}  # what a device call that returns 8 files keeps
-    assert {"paper_table.md", "paper_table.json", "report.md", "runs.tar.gz"} <= returned and len(returned) <= 8
-    with tarfile.open(tmp_path / "runs.tar.gz") as tar:
+    runs = tmp_path / "out_runs"  # the default: beside OUT
+    assert (runs / "report" / "cell_shift.csv").is_file() == (spec.smoke_data.endswith("_shift"))
+    returned = {p.name for p in out.rglob("*")}  # OUT holds the few files that a job copying files back needs
+    assert {"paper_table.md", "paper_table.json", "report.md", "runs.tar.gz"} <= returned <= set(paper_table.OUTPUTS)
+    with tarfile.open(out / "runs.tar.gz") as tar:
         assert {f"{name}/metrics.json" for name in spec.runs} <= set(tar.getnames())
 
 
@@ -156,16 +161,18 @@ def test_the_device_script_checks_its_python_and_stops_without_a_gpu_before_any_
     assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
 
 
-def test_the_device_environment_names_the_packages_its_python_lacks(tmp_path):
+def test_the_device_environment_names_the_packages_its_python_cannot_import(tmp_path):
     bare = tmp_path / "bare-python"  # the same interpreter without site-packages: no torch, hydra, kornia ...
     bare.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
     bare.chmod(0o755)
     script = CONF.parent / "bench" / "device_env.sh"
-    done = subprocess.run(["bash", "-c", f"source {script} && echo reached"], cwd=tmp_path, capture_output=True,
-                          text=True, env={**os.environ, "PYTHON": str(bare)})
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(["bash", "-c", f"source '{script}' && echo reached"], cwd=tmp_path, capture_output=True,
+                          text=True, env={**env, "PYTHON": str(bare)})
     assert done.returncode == 2 and "reached" not in done.stdout
-    assert "lacks the Python packages torch, lightning, hydra, omegaconf, kornia" in done.stderr
+    for name in ("torch", "lightning", "hydra", "omegaconf", "kornia"):
+        assert f"{name} (ModuleNotFoundError" in done.stderr
     assert "bench/device_wheels.sh" in done.stderr
-    done = subprocess.run(["bash", "-c", f"source {script} && echo reached $PY"], cwd=tmp_path, capture_output=True,
-                          text=True, env={**os.environ, "PYTHON": sys.executable})
-    assert done.returncode == 0 and done.stdout.strip() == f"reached {sys.executable}"
+    done = subprocess.run(["bash", "-c", f"cd '{CONF.parent}' && source bench/device_env.sh && echo reached $PY"],
+                          capture_output=True, text=True, env={**env, "PYTHON": sys.executable})
+    assert done.returncode == 0 and done.stdout.strip() == f"reached {sys.executable}", done.stderr[-2000:]

@@ -28,8 +28,8 @@ def test_the_gpu_check_script_passes_train_py_only_valid_settings(compose):
     """bench/gpu_check.sh runs only on a CUDA machine; its train.py settings are checked here, where none is."""
     script = (CONF.parent / "bench" / "gpu_check.sh").read_text().replace("\\\n", " ")  # join continued lines
     run = next(line for line in script.splitlines() if line.startswith("RUN=")).split("=", 1)[1].strip('"').split()
-    calls = [line.split("python train.py", 1)[1].split() for line in script.splitlines()
-             if "python train.py" in line and not line.lstrip().startswith("#")]
+    calls = [line.split('"$PY" train.py', 1)[1].split() for line in script.splitlines()
+             if '"$PY" train.py' in line and not line.lstrip().startswith("#")]
     assert len(calls) == 4  # --quick: single; full: idc, single, ddp1
     for call in calls:
         overrides = [a for a in call if a != "$RUN" and not a.startswith("hydra.")] + run

@@ -184,16 +184,22 @@ def log_tail(path: Path, lines: int = 25) -> str:
 
 
 def check_device_and_data(data_dir: str) -> str | None:
-    """Why a device table cannot start (no CUDA device, or no CIFAR-10 in ``data_dir``), or None."""
+    """Why a device table cannot start (no CUDA device, or no CIFAR-10 in ``data_dir`` in a layout its reader,
+    ``gdrdd.data.cifar.find_layout``, accepts), or None."""
     import torch
+    from common import compose_config
+
+    from gdrdd.data.cifar import CIFAR10, find_layout
+    from gdrdd.errors import DataNotFoundError
+    from gdrdd.jobs.build import dataset_spec
 
     if not torch.cuda.is_available():
         return ("no CUDA device is visible to PyTorch (torch.cuda.is_available() is False); these tables run on a "
                 "GPU: use --smoke to run them on the embedded data on a CPU")
-    data = Path(data_dir)
-    if not ((data / "cifar-10-batches-py").is_dir() or ((data / "train").is_dir() and (data / "test").is_dir())):
-        return (f"--data-dir {data_dir} holds no CIFAR-10: expected cifar-10-batches-py/ (the python version) or "
-                "train/ and test/ class folders in it (bench/paper_table.sh unpacks cifar10-jpeg.tar.gz there)")
+    try:
+        find_layout(CIFAR10, Path(data_dir), dataset_spec(compose_config(["dataset=cifar10"])))
+    except DataNotFoundError as missing:
+        return f"--data-dir: {missing} (bench/paper_table.sh unpacks cifar10-jpeg.tar.gz there)"
     return None
 
 

@@ -16,6 +16,11 @@ sys.path.insert(0, str(CONF.parent / "bench"))
 import paper_table  # noqa: E402
 
 
+def composed(cmd: list[str], compose):
+    """The config a table's ``train.py`` command composes to, without its run folder and device settings."""
+    return compose(*(o for o in cmd[2:] if not o.startswith(("hydra.", "+trainer.max_time", "trainer=gpu"))))
+
+
 def test_commands_bound_each_run_and_pair_plain_with_robust(tmp_path):
     cmds = paper_table.commands(paper_table.TABLES["reference"], tmp_path, "/data", 6.5, smoke=False)
     assert set(cmds) == {"dm_plain", "dm_default", "idc_plain", "idc_release"}
@@ -28,10 +33,7 @@ def test_commands_bound_each_run_and_pair_plain_with_robust(tmp_path):
 
 def test_the_reference_runs_use_the_methods_own_batches_not_the_quickstarts(tmp_path, compose):
     cmds = paper_table.commands(paper_table.TABLES["reference"], tmp_path, "/data", 6.5, smoke=False)
-    runs = {}
-    for name, cmd in cmds.items():
-        overrides = [o for o in cmd[2:] if not o.startswith(("hydra.", "+trainer.max_time", "trainer=gpu"))]
-        runs[name] = compose(*overrides)
+    runs = {name: composed(cmd, compose) for name, cmd in cmds.items()}
     assert runs["dm_default"].method.batch_real == 256 and runs["dm_plain"].iterations == 20000
     assert runs["dm_plain"].method.embed_batch is None  # one embedding pass for all classes on the device
     assert runs["idc_release"].method.batch_real == 64 and runs["idc_release"].method.inner_loop == 100
@@ -58,8 +60,7 @@ def test_the_reduced_table_pairs_plain_and_default_dm_per_seed_at_width_32_in_fl
                           f"hydra.run.dir={tmp_path / plain}"}
     cmd = cmds["dm_default_s2"]
     assert "experiment=reduced_dm" in cmd and "seed=2" in cmd and not any("precision" in o for o in cmd)
-    overrides = [o for o in cmd[2:] if not o.startswith(("hydra.", "+trainer.max_time", "trainer=gpu"))]
-    cfg = compose(*overrides)  # what the run composes to: the reduced protocol, to its reference budget
+    cfg = composed(cmd, compose)  # what the run composes to: the reduced protocol, to its reference budget
     assert (cfg.model.width, cfg.iterations, cfg.seed, cfg.method.compile) == (32, 20000, 2, False)
     assert list(cfg.eval.at) == [1000, 2000, 5000, 10000]
 
@@ -102,15 +103,19 @@ def test_the_returned_archive_holds_each_runs_records_and_log_but_no_images(tmp_
                      "dm_plain/dm_plain.log", "dm_default/dm_default.log"}
 
 
-def test_a_device_table_stops_at_once_without_a_gpu_or_without_cifar10(tmp_path, monkeypatch):
+def test_a_device_table_stops_at_once_without_a_gpu_or_without_cifar10(tmp_path, monkeypatch, compose):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert "no CUDA device" in paper_table.check_device_and_data(str(tmp_path))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert f"--data-dir {tmp_path} holds no CIFAR-10" in paper_table.check_device_and_data(str(tmp_path))
+    assert f"--data-dir: CIFAR-10 was not found under {tmp_path}" in paper_table.check_device_and_data(str(tmp_path))
     (tmp_path / "train").mkdir()
-    (tmp_path / "test").mkdir()
+    (tmp_path / "test").mkdir()  # folders without the class folders the reader needs
+    assert "CIFAR-10 was not found" in paper_table.check_device_and_data(str(tmp_path))
+    for split in ("train", "test"):
+        for name in compose("dataset=cifar10").dataset.class_names:
+            (tmp_path / split / name).mkdir()
     assert paper_table.check_device_and_data(str(tmp_path)) is None
 
 
